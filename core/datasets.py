@@ -126,3 +126,44 @@ def load_dataset(folder: Path, splits: tuple[str, ...] = SPLITS) -> dict[str, Sp
         if p.is_file():
             out[name] = load_split(p)
     return out
+
+
+# Fields the label-free view never carries: the label itself, the grouping that reveals it
+# (subset, difficulty), and ``answer`` (for binary rows it names the correct choice).
+LABEL_REVEALING = ("label", "subset", "difficulty", "answer")
+LABEL_FREE_SPLITS = ("train_unlabel", "test")
+
+
+def label_free_row(row: dict[str, Any], fmt: Format) -> dict[str, Any]:
+    """The row as ideas and agents see it: explicit ``id`` first, no label-revealing fields."""
+    out: dict[str, Any] = {"id": row_id(row, fmt)}
+    out.update({k: v for k, v in row.items() if k not in LABEL_REVEALING and k != "id"})
+    return out
+
+
+def prepare_dataset(src_dir: Path, dst_dir: Path) -> dict[str, int]:
+    """Write the label-free view of ``src_dir`` into ``dst_dir``; returns rows written per split.
+
+    ``train_label`` stays on the trusted side (weak-model outputs reach ideas through the results
+    cache). The source is checked first and nothing is written if it has errors; each output file
+    is replaced atomically.
+    """
+    from core.atomic import atomic_write_text
+    from core.dataset_check import check_path
+
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    if src_dir.resolve() == dst_dir.resolve():
+        raise ValueError(f"{dst_dir}: destination must differ from the source")
+    errors = [p for p in check_path(src_dir) if p.severity == "error"]
+    if errors:
+        raise ValueError(str(errors[0]) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    rendered: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for name in LABEL_FREE_SPLITS:
+        split = load_split(src_dir / f"{name}.jsonl")
+        lines = [json.dumps(label_free_row(r, split.fmt), ensure_ascii=False) for r in split.rows]
+        rendered[name] = "\n".join(lines) + "\n"
+        counts[name] = len(lines)
+    for name, text in rendered.items():
+        atomic_write_text(dst_dir / f"{name}.jsonl", text)
+    return counts
