@@ -7,13 +7,14 @@ same hyperparameters always land in the same folder; reads never create folders.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_json
-from core.config import RunConfig
+from core.config import LOSSES, LR_SCHEDULES, RunConfig
 from core.workspace import paths
 
 WEAK_ARTIFACTS = "weak_artifacts"
@@ -123,3 +124,83 @@ def iter_results(root: Path | None = None, dataset: str | None = None) -> Iterat
                 except ValueError:
                     continue
                 yield CachedResult(ds, idea, key_dir.name, seed, f)
+
+
+# --- key parsing: lets the leaderboard map an idea key onto its baseline producers' keys ---------
+
+_SCHEDULES_LONGEST_FIRST = tuple(sorted(LR_SCHEDULES, key=len, reverse=True))
+_KEY_RE = re.compile(
+    r"^(?P<models>.+?)_e(?P<epochs>\d+)_lr(?P<lr>[0-9.eE+-]+)_bs(?P<bs>\d+)"
+    r"_sch(?P<sch>" + "|".join(re.escape(s) for s in _SCHEDULES_LONGEST_FIRST) + r")"
+    r"(?P<loss>_loss(?:" + "|".join(re.escape(x) for x in LOSSES if x != "xent") + r"))?"
+    r"(?P<extra>_.*)?$"
+)
+
+
+@dataclass(frozen=True)
+class KeyParts:
+    """A key split at its fixed fields. ``models`` is ``{strong}_{weak}`` (or one slug): model
+    slugs contain ``_`` so telling strong from weak needs outside knowledge (see ``core.pgr``).
+    ``extra_suffix`` stays a string because extra names and values may themselves hold ``_``."""
+
+    models: str
+    epochs: int
+    lr: str
+    batch_size: int
+    schedule: str
+    loss: str
+    extra_suffix: str
+
+    @property
+    def training(self) -> str:
+        """The ``e.._lr.._bs.._sch..`` part shared by an idea key and its baselines' keys."""
+        return f"e{self.epochs}_lr{self.lr}_bs{self.batch_size}_sch{self.schedule}"
+
+
+def parse_key(key: str) -> KeyParts | None:
+    """Split a cache key; None when it does not follow the key format."""
+    m = _KEY_RE.match(key)
+    if m is None:
+        return None
+    loss = m.group("loss")[len("_loss") :] if m.group("loss") else "xent"
+    return KeyParts(
+        models=m.group("models"),
+        epochs=int(m.group("epochs")),
+        lr=m.group("lr"),
+        batch_size=int(m.group("bs")),
+        schedule=m.group("sch"),
+        loss=loss,
+        extra_suffix=m.group("extra") or "",
+    )
+
+
+def training_suffix_of(cfg: RunConfig) -> str:
+    """Public form of the ``e.._lr.._bs.._sch..`` part for a config."""
+    return _training_suffix(cfg)
+
+
+def list_keys(dataset: str, idea: str, root: Path | None = None) -> list[str]:
+    """Key folders of one (dataset, idea) group, sorted; empty when the group is absent."""
+    group = cache_root(root) / f"{dataset}_{idea}"
+    if not group.is_dir():
+        return []
+    return sorted(p.name for p in group.iterdir() if p.is_dir())
+
+
+def read_seed_files(dataset: str, idea: str, key: str, root: Path | None = None) -> list[tuple[int, dict]]:
+    """(seed, result) for every readable ``seed_*.json`` of one key; unreadable files are skipped
+    (the importer already reported them) so one bad file never hides a whole row."""
+    out: list[tuple[int, dict]] = []
+    folder = result_dir(dataset, idea, key, root)
+    if not folder.is_dir():
+        return out
+    for f in sorted(folder.glob("seed_*.json")):
+        try:
+            seed = int(f.stem.split("_", 1)[1])
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            continue
+        if isinstance(data, dict):
+            out.append((seed, data))
+    out.sort(key=lambda item: item[0])
+    return out
