@@ -1,0 +1,248 @@
+"""The state store: TinyDB tables under ``<workspace>/.w2s/``, safe for many processes at once.
+
+Why this shape: the service, the TUI, CLI verbs and job processes all read and write the same
+state. Each table is its own file (``<table>.json``) with its own lock (``<table>.lock``), so a
+write to ``jobs`` never waits on or rewrites ``findings``. Every write is a locked
+read-modify-write of the freshest file followed by an atomic replace
+(:mod:`core.store_storage`), so concurrent writers never lose each other's updates and a killed
+writer never leaves half a file. Finished jobs move to ``jobs.archive.json`` so the hot file that
+every state change rewrites stays small however long the history grows.
+
+Documents are plain JSON dicts keyed by a short string ``"id"``; callers always get copies.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tinydb import TinyDB
+from tinydb.table import Document
+from tinydb.table import Table as _TinyTable
+
+from core.store_storage import SCHEMA_VERSION, AtomicJSONStorage, FileLock, StoreError
+from core.workspace import paths
+
+__all__ = ["Store", "Table", "StoreError", "SCHEMA_VERSION", "TABLES", "new_id"]
+
+TABLES = ("jobs", "agents", "evaluations", "findings", "tokens", "ideas")
+TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+# Tables whose finished documents live in a second, rarely written file.
+ARCHIVE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "jobs": lambda doc: doc.get("state") in TERMINAL_JOB_STATES,
+}
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+REV = "_rev"
+
+
+def new_id() -> str:
+    """A short random id (8 hex digits): easy to type, unique enough per table (checked on insert)."""
+    return secrets.token_hex(4)
+
+
+def _copy(obj: Any) -> Any:
+    """A deep, JSON-normalized copy: callers can never mutate the cache, and non-JSON fails early."""
+    return orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
+
+
+class _StrTable(_TinyTable):
+    """TinyDB table keyed by our string ids instead of TinyDB's integers."""
+
+    document_id_class = str  # type: ignore[assignment]
+
+    def _get_next_id(self) -> str:  # only reached by a bare insert, which we never do
+        return new_id()
+
+
+class _DB(TinyDB):
+    table_class = _StrTable
+
+
+class Table:
+    """One named table: ``insert``, ``get``, ``update``, ``all``, ``search``, ``remove``."""
+
+    def __init__(self, root: Path, name: str):
+        self.name = name
+        self.root = root
+        self._lock = FileLock(root / f"{name}.lock")
+        self._mem = threading.RLock()
+        self._archive_rule = ARCHIVE_RULES.get(name)
+        self._hot_db = _DB(root / f"{name}.json", storage=AtomicJSONStorage)
+        self._hot = self._hot_db.table(name, cache_size=0)
+        self._arch: _StrTable | None = None
+        if self._archive_rule is not None:
+            self._arch_db = _DB(root / f"{name}.archive.json", storage=AtomicJSONStorage)
+            self._arch = self._arch_db.table(name, cache_size=0)
+        self._repaired = False
+
+    # -- internals ---------------------------------------------------------------------------
+    def _parts(self) -> list[_StrTable]:
+        return [self._hot] if self._arch is None else [self._hot, self._arch]
+
+    def _raw(self) -> list[Mapping[str, Mapping[str, Any]]]:
+        return [part._read_table() for part in self._parts()]
+
+    def _locate(self, doc_id: str) -> tuple[_StrTable | None, Mapping[str, Any] | None]:
+        """Where a document lives; after a crash mid-move it can be in both: the higher rev wins."""
+        best: tuple[_StrTable | None, Mapping[str, Any] | None] = (None, None)
+        for part, raw in zip(self._parts(), self._raw(), strict=True):
+            doc = raw.get(doc_id)
+            if doc is not None and (best[1] is None or doc.get(REV, 0) > best[1].get(REV, 0)):
+                best = (part, doc)
+        return best
+
+    def _target(self, doc: Mapping[str, Any]) -> _StrTable:
+        if self._arch is not None and self._archive_rule is not None and self._archive_rule(doc):
+            return self._arch
+        return self._hot
+
+    def _write(self, fn: Callable[[], Any]) -> Any:
+        with self._lock, self._mem:
+            try:
+                if not self._repaired:
+                    self._repair()
+                return fn()
+            except BaseException:
+                for part in self._parts():
+                    part.storage.invalidate()  # type: ignore[attr-defined]
+                raise
+
+    def _repair(self) -> None:
+        """Drop the stale copy of documents a killed writer left in both files while moving them."""
+        if self._arch is not None:
+            hot, arch = self._raw()
+            for doc_id in set(hot) & set(arch):
+                stale = self._hot if hot[doc_id].get(REV, 0) < arch[doc_id].get(REV, 0) else self._arch
+                stale.remove(doc_ids=[doc_id])
+        self._repaired = True
+
+    @staticmethod
+    def _replace(part: _StrTable, doc_id: str, doc: dict[str, Any]) -> None:
+        def perform(current: dict[str, Any]) -> None:
+            current.clear()
+            current.update(doc)
+
+        part.update(perform, doc_ids=[doc_id])
+
+    # -- public API --------------------------------------------------------------------------
+    def insert(self, doc: Mapping[str, Any]) -> str:
+        """Add a document; generates a short unique ``id`` when it has none. Returns the id."""
+        new = _copy(dict(doc))
+        given = new.get("id")
+        if given is not None and not isinstance(given, str):
+            raise ValueError(f"{self.name}: id must be a string, got {given!r}")
+
+        def op() -> str:
+            doc_id = given or new_id()
+            while self._locate(doc_id)[1] is not None:
+                if given:
+                    raise ValueError(f"{self.name}: a document with id {doc_id!r} already exists")
+                doc_id = new_id()
+            new["id"] = doc_id
+            new[REV] = 1
+            self._target(new).insert(Document(new, doc_id=doc_id))
+            return doc_id
+
+        return self._write(op)
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        with self._mem:
+            doc = self._locate(str(doc_id))[1]
+            return None if doc is None else _copy(doc)
+
+    def update(
+        self, doc_id: str, changes: Mapping[str, Any] | Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """Atomic read-modify-write across processes; returns the new document.
+
+        ``changes`` is a dict merged into the document, or a function that gets a private copy of
+        the freshest document and mutates it (returning None) or returns a replacement. Raises
+        KeyError when there is no such document; any exception from the function aborts the write.
+        """
+        doc_id = str(doc_id)
+
+        def op() -> dict[str, Any]:
+            part, current = self._locate(doc_id)
+            if part is None or current is None:
+                raise KeyError(f"{self.name}: no document with id {doc_id!r}")
+            new = _copy(current)
+            if callable(changes):
+                returned = changes(new)
+                if returned is not None:
+                    new = dict(returned)
+            else:
+                new.update(changes)
+            new = _copy(new)
+            new["id"] = doc_id
+            new[REV] = int(current.get(REV, 0)) + 1
+            target = self._target(new)
+            if target is part:
+                self._replace(part, doc_id, new)
+            else:  # move: write the new home first, so a crash leaves a duplicate, never a loss
+                target.insert(Document(new, doc_id=doc_id))
+                part.remove(doc_ids=[doc_id])
+            return _copy(new)
+
+        return self._write(op)
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every document (archived first, then hot), as copies."""
+        with self._mem:
+            merged: dict[str, Mapping[str, Any]] = {}
+            for raw in reversed(self._raw()):
+                for doc_id, doc in raw.items():
+                    seen = merged.get(doc_id)
+                    if seen is None or doc.get(REV, 0) > seen.get(REV, 0):
+                        merged[doc_id] = doc
+            return _copy(list(merged.values()))
+
+    def search(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        return [doc for doc in self.all() if pred(doc)]
+
+    def hot(self) -> list[dict[str, Any]]:
+        """Only the documents that are not archived (for jobs: the unfinished ones). Cheap."""
+        with self._mem:
+            return _copy(list(self._hot._read_table().values()))
+
+    def remove(self, doc_id: str) -> bool:
+        """Delete a document; True when it existed."""
+        doc_id = str(doc_id)
+
+        def op() -> bool:
+            found = False
+            for part, raw in zip(self._parts(), self._raw(), strict=True):
+                if doc_id in raw:
+                    part.remove(doc_ids=[doc_id])
+                    found = True
+            return found
+
+        return self._write(op)
+
+    def __len__(self) -> int:
+        with self._mem:
+            return len({doc_id for raw in self._raw() for doc_id in raw})
+
+
+class Store:
+    """All tables of one workspace. Cheap to create; share one per process where convenient."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else paths().state
+        self._tables: dict[str, Table] = {}
+        self._guard = threading.Lock()
+
+    def table(self, name: str) -> Table:
+        if not _NAME_RE.match(name):
+            raise ValueError(f"bad table name {name!r}")
+        with self._guard:
+            if name not in self._tables:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._tables[name] = Table(self.root, name)
+            return self._tables[name]
