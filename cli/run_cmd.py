@@ -1,0 +1,180 @@
+"""``w2s run --idea NAME --seeds 42,43,44 [RunConfig flags] [--idea-param VALUE ...]``.
+
+Builds the missing baselines, runs each seed in its own process (one after another on CPU, one per
+GPU in parallel), caches every seed and prints the idea's leaderboard rows. With a control service
+running, the seeds are submitted as jobs instead (``--local`` runs them here anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from core.config import RunConfig, add_run_config_arguments, run_config_from_args
+from core.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run an idea over seeds (builds missing baselines, caches, prints leaderboard rows)",
+        description="Unknown --name VALUE flags become idea parameters (RunConfig.extra; part of the cache key).",
+    )
+    run.add_argument("--idea", required=True, help="idea name (see `w2s ideas list`)")
+    run.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 42,43,44 (default: --seed)")
+    run.add_argument("--local", action="store_true", help="run here even when a control service is running")
+    run.add_argument("--no-wait", action="store_true", help="with a service: submit the jobs and return")
+    run.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_run_config_arguments(run)
+    run.set_defaults(func=_run)
+
+
+def parse_seeds(text: str | None, fallback: int) -> list[int]:
+    if text is None:
+        return [fallback]
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            seeds.append(int(part))
+        except ValueError:
+            raise UserError(f"--seeds: {part!r} is not an integer (expected e.g. 42,43,44)") from None
+    if not seeds:
+        raise UserError("--seeds: no seeds given")
+    if len(set(seeds)) != len(seeds):
+        raise UserError("--seeds: a seed is listed twice")
+    return seeds
+
+
+def _config(args: argparse.Namespace, unknown: list[str]) -> RunConfig:
+    try:
+        return run_config_from_args(args, unknown)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _service_running() -> bool:
+    try:
+        from core.service import is_service_running
+    except ImportError:
+        return False
+    try:
+        return bool(is_service_running())
+    except Exception:  # noqa: BLE001 - a broken service file means "no service"
+        return False
+
+
+class _Display:
+    """Progress per seed: a rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, seeds: list[int], enabled: bool):
+        self.enabled = enabled
+        self.last: dict[int, tuple[str, int]] = {}
+        self.progress = None
+        self.tasks: dict[int, Any] = {}
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("seed {task.fields[seed]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(), TextColumn("{task.description}"),
+            )
+            for s in seeds:
+                self.tasks[s] = self.progress.add_task("queued", total=1.0, seed=s)
+            self.progress.start()
+
+    def __call__(self, run) -> None:
+        if not self.enabled:
+            return
+        where = f" gpu {run.gpu}" if run.gpu is not None else ""
+        what = f"{run.state}{where} {run.message}".strip()
+        if self.progress is not None:
+            self.progress.update(self.tasks[run.seed], completed=run.progress, description=what[:60])
+            return
+        bucket = (run.state, int(run.progress * 10))
+        if self.last.get(run.seed) != bucket:
+            self.last[run.seed] = bucket
+            print(f"seed {run.seed}: {run.state}{where} {int(run.progress * 100)}% {run.message}".rstrip(), flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
+    try:
+        from core.leaderboard import leaderboard_rows
+    except ImportError:
+        return []
+    rows = [r for r in leaderboard_rows(dataset=dataset) if r.get("idea") == idea]
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    print(f"\nleaderboard rows for {idea} on {dataset}:")
+    for r in rows:
+        ci = r.get("pgr_ci95")
+        ci_txt = f" ci95 [{f(ci[0])}, {f(ci[1])}]" if ci else ""
+        print(
+            f"  {r.get('key')}  seeds {r.get('n_seeds')}  PGR {f(r.get('pgr_mean'))} ± {f(r.get('pgr_sem'))}{ci_txt}"
+            f"  transfer {f(r.get('transfer_acc'))}  weak {f(r.get('weak_acc'))}  ceiling {f(r.get('strong_acc'))}"
+        )
+    return rows
+
+
+def _run(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.experiment import resolve_data_dir
+    from core.ideas import idea_defaults, load_idea
+    from core.runner import prepare_config
+    from core.seed_runs import run_as_jobs, run_local, visible_gpus
+
+    cfg = _config(args, unknown)
+    seeds = parse_seeds(args.seeds, cfg.seed)
+    folder = resolve_data_dir(cfg.data_dir)
+    if not (folder / "test.jsonl").is_file():
+        raise UserError(f"{folder}: no test.jsonl (is --data-dir a prepared dataset folder?)")
+    module = load_idea(args.idea)
+    try:
+        from core.cache_archive import ensure_demo_cache
+
+        ensure_demo_cache()
+    except ImportError:
+        pass
+    gpus = visible_gpus()
+    cfg = prepare_config(cfg, idea_defaults(module), cuda=bool(gpus))
+    use_service = _service_running() and not args.local
+    display = _Display(seeds, enabled=not args.json)
+    if not args.json:
+        how = "as service jobs" if use_service else (f"on GPUs {','.join(gpus)}" if gpus else "on CPU, one at a time")
+        print(f"running {args.idea} on {cfg.dataset} ({cfg.weak_model} -> {cfg.strong_model}), seeds "
+              f"{','.join(map(str, seeds))} {how}", flush=True)
+    try:
+        if use_service:
+            runs = run_as_jobs(args.idea, cfg, seeds, gpus=1 if gpus else 0, on_event=display,
+                               wait=not args.no_wait)
+        else:
+            runs = run_local(args.idea, cfg, seeds, gpus=gpus, on_event=display)
+    finally:
+        display.close()
+    failed = [r for r in runs if r.state in ("failed", "cancelled")]
+    if args.json:
+        print(json.dumps([
+            {"seed": r.seed, "state": r.state, "job_id": r.job_id, "run_dir": str(r.run_dir),
+             "log": str(r.log_path), "exit_code": r.exit_code, "result": r.result} for r in runs
+        ], indent=2))
+        return 1 if failed else 0
+    for r in runs:
+        if r.state == "succeeded":
+            res = r.result
+            print(f"seed {r.seed}: ok  transfer {res.get('transfer_acc')}  pgr {res.get('pgr')}  -> {res.get('path')}")
+        elif r.state in ("failed", "cancelled"):
+            print(f"seed {r.seed}: {r.state} (exit {r.exit_code}): {r.error}  log: {r.log_path}")
+        else:
+            print(f"seed {r.seed}: {r.state} (job {r.job_id}; follow with `w2s jobs logs {r.job_id} -f`)")
+    if any(r.state == "succeeded" for r in runs):
+        _print_rows(cfg.dataset, args.idea)
+    return 1 if failed else 0

@@ -1,0 +1,40 @@
+"""TEMPLATE: copy me with `w2s ideas new NAME`, then change `choose_training_set`.
+
+The runner builds the weak artifacts and the ceiling before calling `run_experiment`, and after it
+returns it scores `test_predictions` against the hidden labels, computes PGR and caches the result.
+Your code sees only label-free rows (`data/<dataset>/`) and the weak model's soft labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core import experiment
+from core.config import RunConfig
+
+# Your idea's own parameters (pass `--name value` to `w2s run`); they become part of the cache key.
+DEFAULTS: dict[str, Any] = {}
+
+
+def choose_training_set(rows: list[dict], weak_p1: np.ndarray) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
+    """The method: which rows to train the strong model on, with which targets and weights.
+
+    This starting point trains on the weak model's *soft* labels, weighting each row by how far the
+    weak model is from 50/50. Replace it with your own idea.
+    """
+    weights = 0.5 + np.abs(weak_p1 - 0.5)
+    return rows, weak_p1, weights
+
+
+def run_experiment(cfg: RunConfig) -> dict[str, Any]:
+    data = experiment.load_label_free(cfg)
+    weak_p1 = experiment.weak_soft_labels(cfg, data.train_ids)
+    weak = experiment.weak_artifacts(cfg)
+    ceiling = experiment.ceiling_result(cfg)
+    experiment.log(
+        f"weak acc {weak.get('weak_acc')}, ceiling acc {ceiling.get('strong_acc') if ceiling else 'n/a'}"
+    )
+    rows, targets, weights = choose_training_set(data.train, weak_p1)
+    return experiment.transfer(cfg, data, rows, targets, sample_weights=weights)

@@ -1,0 +1,19 @@
+"""vanilla_w2s: train the strong model on the weak model's hard labels (cross-entropy, or logconf).
+
+``--loss logconf`` uses the auxiliary-confidence loss of the original W2S paper (Burns et al. 2023);
+its warm-up fraction is the engine's ``logconf_warmup`` extra (working default 0.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import experiment
+from core.config import RunConfig
+
+
+def run_experiment(cfg: RunConfig) -> dict[str, Any]:
+    data = experiment.load_label_free(cfg)
+    weak_p1 = experiment.weak_soft_labels(cfg, data.train_ids)
+    targets = experiment.hard_labels(weak_p1)
+    return experiment.transfer(cfg, data, data.train, targets, loss=cfg.loss)
