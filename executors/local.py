@@ -1,0 +1,147 @@
+"""Local executor: each job attempt is a detached wrapper process (see ``executors._wrapper``).
+
+Jobs outlive the service and the UI: the wrapper runs in its own session, is re-parented to init,
+and writes ``exit_status`` itself. Cancel signals the job's own process group only after checking
+that the group really is this job's (leader pid + start time, or a member whose environment
+carries this job's ``W2S_JOB_ID``), so a recycled pid can never make us kill a stranger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from executors.base import Executor, ExecutorError, PollResult
+
+START_TIMEOUT_S = float(os.environ.get("W2S_LOCAL_START_TIMEOUT", "20"))
+CTIME_TOLERANCE_S = 0.05
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_exit_status(run_dir: Path, attempt: int) -> dict[str, Any] | None:
+    status = read_json(run_dir / "exit_status")
+    return status if status and status.get("attempt") == attempt else None
+
+
+def process_matches(pid: int | None, ctime: float | None) -> bool:
+    """True when ``pid`` is alive (not a zombie) and is the very process started at ``ctime``."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return ctime is None or abs(proc.create_time() - ctime) < CTIME_TOLERANCE_S
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return members
+
+
+def _belongs_to_job(members: list[psutil.Process], job_id: str, handle: dict[str, Any]) -> bool:
+    for proc in members:
+        try:
+            if proc.pid == handle.get("pid") and abs(proc.create_time() - (handle.get("ctime") or 0)) < CTIME_TOLERANCE_S:
+                return True
+            if proc.environ().get("W2S_JOB_ID") == job_id:
+                return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return False
+
+
+class LocalExecutor(Executor):
+    name = "local"
+    can_cancel = True
+    streams_logs = True
+    supports_gpus = True
+
+    def submit(self, job: dict[str, Any], command: list[str], env: dict[str, str]) -> dict[str, Any]:
+        run_dir = Path(job["run_dir"])
+        attempt = int(job["attempt"])
+        for stale in ("pids.json", "exit_status"):
+            path = run_dir / stale
+            if path.exists():
+                path.replace(run_dir / f"{stale}.prev")
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "executors._wrapper", str(run_dir), str(attempt)],
+            env=env, cwd=str(run_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(run_dir / "wrapper.err", "ab"), start_new_session=True, close_fds=True,
+        )
+        launcher.wait()  # exits as soon as it has forked the real wrapper
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            pids = read_json(run_dir / "pids.json")
+            if pids and pids.get("attempt") == attempt:
+                return {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
+            time.sleep(0.02)
+        raise ExecutorError(f"the job wrapper did not start within {START_TIMEOUT_S:.0f}s (see {run_dir}/wrapper.err)")
+
+    def adopt(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The handle of an attempt the wrapper started but the service never recorded (it died)."""
+        pids = read_json(Path(job["run_dir"]) / "pids.json")
+        if pids and pids.get("attempt") == job.get("attempt"):
+            return {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
+        return None
+
+    def poll(self, job: dict[str, Any], handle: dict[str, Any]) -> PollResult:
+        run_dir = Path(job["run_dir"])
+        attempt = int(handle.get("attempt") or job.get("attempt") or 0)
+        for _ in range(2):  # check twice around the liveness test: the wrapper may exit in between
+            status = read_exit_status(run_dir, attempt)
+            if status:
+                return PollResult("exited", status.get("exit_code"), status.get("signal"), status.get("error") or "")
+            if process_matches(handle.get("wrapper_pid"), handle.get("wrapper_ctime")):
+                return PollResult("running")
+        if handle.get("pgid") and group_members(int(handle["pgid"])):
+            return PollResult("running", reason="wrapper gone; job processes still running")
+        return PollResult("lost", reason="the job's wrapper exited without recording an exit status")
+
+    def logs(self, job: dict[str, Any], offset: int = 0) -> tuple[str, int]:
+        from core.jobs import read_log_file
+
+        return read_log_file(Path(job["run_dir"]) / "stdout.log", offset)
+
+    def cancel(self, job: dict[str, Any], handle: dict[str, Any], grace: float = 10.0) -> bool:
+        pgid = handle.get("pgid")
+        if not pgid:
+            return False
+        pgid = int(pgid)
+        members = group_members(pgid)
+        if not members or not _belongs_to_job(members, str(job["id"]), handle):
+            return False
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not group_members(pgid):
+                    return True
+                time.sleep(0.05)
+        return True
