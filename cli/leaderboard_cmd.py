@@ -1,0 +1,96 @@
+"""``w2s leaderboard``: PGR per (dataset, idea, key) against fixed baselines.
+
+``--json`` prints ``{"rows": [...], "baselines": [...]}``: ``rows`` as
+``core.leaderboard.leaderboard_rows`` (keys ``dataset, idea, key, n_seeds, pgr_mean, pgr_sem,
+pgr_ci95, transfer_acc, weak_acc, strong_acc, source`` plus details), ``baselines`` one entry per
+(dataset, producer, key) with ``n_seeds, acc_mean, acc_sd, acc_sem``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from core.cache import cache_root, parse_key
+from core.cache_archive import ensure_demo_cache
+from core.leaderboard import leaderboard
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="PGR leaderboard from the results cache (baselines on top)")
+    p.add_argument("--dataset", default=None, help="only this dataset")
+    p.add_argument("--json", action="store_true", help='machine-readable {"rows": [...], "baselines": [...]}')
+    p.set_defaults(func=_leaderboard)
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pgr(row: dict[str, Any]) -> str:
+    if row["pgr_mean"] is None:
+        return "n/a"
+    if row["pgr_sem"] is None:
+        return _f(row["pgr_mean"])
+    return f"{row['pgr_mean']:.3f} ± {row['pgr_sem']:.3f}"
+
+
+def _ci(row: dict[str, Any]) -> str:
+    ci = row["pgr_ci95"]
+    return "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _params(key: str) -> str:
+    """The key without its model slugs (shown in the baselines table): keeps rows narrow."""
+    parts = parse_key(key)
+    return key if parts is None else key[len(parts.models) + 1 :]
+
+
+def render(doc: dict[str, Any], console: Console) -> None:
+    """The people's view: a baselines table on top, then the ranked rows, then n/a reasons."""
+    base = Table(title="Baselines (fixed: mean over all cached seeds)", title_justify="left")
+    for col in ("dataset", "producer", "accuracy", "sd", "seeds", "key"):
+        base.add_column(col, overflow="fold", no_wrap=col != "key")
+    for b in doc["baselines"]:
+        base.add_row(b["dataset"], b["producer"], _f(b["acc_mean"], 4), _f(b["acc_sd"], 4), str(b["n_seeds"]), b["key"])
+    console.print(base)
+    table = Table(title="Leaderboard (PGR mean ± SEM over seeds)", title_justify="left")
+    for col in ("#", "dataset", "idea", "seeds", "PGR", "95% CI", "transfer", "weak", "ceiling", "source", "params"):
+        table.add_column(
+            col,
+            overflow="fold",
+            no_wrap=col != "params",
+            justify="right" if col in ("#", "seeds") else "left",
+        )
+    notes = []
+    for i, r in enumerate(doc["rows"], start=1):
+        table.add_row(
+            str(i), r["dataset"], r["idea"], str(r["n_seeds"]), _pgr(r), _ci(r),
+            _f(r["transfer_acc"], 4), _f(r["weak_acc"], 4), _f(r["strong_acc"], 4), r["source"], _params(r["key"]),
+        )
+        if r.get("pgr_reason"):
+            notes.append(f"#{i} {r['dataset']}/{r['idea']}: PGR n/a: {r['pgr_reason']}")
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
+
+
+def _leaderboard(args: argparse.Namespace, unknown: list[str]) -> int:
+    ensure_demo_cache()
+    doc = leaderboard(dataset=args.dataset)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not doc["rows"] and not doc["baselines"]:
+        what = f" for dataset {args.dataset!r}" if args.dataset else ""
+        print(f"no cached results{what} in {cache_root()} (try: w2s cache import ARCHIVE.tar.gz)")
+        return 0
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 180))  # piped: rich would assume 80 columns
+    render(doc, console)
+    return 0
