@@ -1,0 +1,126 @@
+"""demo-chat: preference pairs whose better answer is known by construction.
+
+For each user request the generator writes one good reply and one bad reply from templates, then
+places them at A or B (balanced). What makes the good one better is a contrast a pretrained encoder
+can see: warm and helpful vs. rude and dismissive (``politeness``), an encouraging vs. a
+discouraging verdict on the user's plan (``tone``), and an on-topic vs. an off-topic answer
+(``relevance``). Evaluative words come from the split's own VADER word pool, so the test set's
+words were never seen in train_label.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from core.demo_data.common import NAMES, balanced_flags, pick, rng_for
+from core.demo_data.lexicon import LexWord, strength
+
+FAMILY = "chat"
+
+TOPICS = (
+    ("bake sourdough bread", "feed the starter the day before and give the dough a long, slow rise"),
+    ("learn to juggle", "start with two scarves and add a third ball only once the rhythm feels easy"),
+    ("train for a 10k run", "run three times a week and lengthen one run a little every week"),
+    ("repot a cactus", "wear thick gloves, use gritty soil and wait a week before watering"),
+    ("write a cover letter", "open with the role, show one concrete result and keep it to one page"),
+    ("fix a squeaky door", "put a drop of oil on each hinge pin and swing the door a few times"),
+    ("start a vegetable garden", "begin with a small bed of lettuce, beans and herbs in full sun"),
+    ("plan a budget", "list fixed costs first, then set a weekly cap for food and fun"),
+    ("learn basic Spanish", "practise ten minutes a day and speak out loud from the first week"),
+    ("clean a cast iron pan", "scrub with hot water and salt, dry it on the stove and oil it lightly"),
+    ("make cold brew coffee", "steep coarse grounds in cold water for about sixteen hours, then strain"),
+    ("prepare for a job interview", "research the company and rehearse three stories about your work"),
+    ("paint a bedroom wall", "tape the edges, prime any patches and roll on two thin coats"),
+    ("teach a dog to sit", "hold a treat over its nose, move it back and reward the moment it sits"),
+    ("sleep better", "keep a fixed wake-up time and put screens away an hour before bed"),
+    ("organise a closet", "empty it, sort into keep, donate and toss, then group by type"),
+    ("brew green tea", "use water just below boiling and steep for two minutes"),
+    ("change a bike tyre", "release the brake, lever off the tyre and check the rim for sharp bits"),
+    ("start journaling", "write three lines every evening about what happened and how it felt"),
+    ("host a board game night", "pick two short games, explain rules quickly and have snacks ready"),
+    ("save for a holiday", "open a separate account and move a fixed amount on every payday"),
+    ("learn to knit", "cast on twenty stitches with thick yarn and practise the knit stitch only"),
+    ("make homemade pasta", "knead flour and eggs for ten minutes and rest the dough before rolling"),
+    ("speak up in meetings", "prepare one point in advance and say it in the first ten minutes"),
+    ("care for a houseplant", "water when the top soil is dry and turn the pot toward the light weekly"),
+    ("pack for a long flight", "bring a refillable bottle, a warm layer and snacks in your carry-on"),
+    ("study for an exam", "test yourself with old questions instead of rereading your notes"),
+    ("set up a home office", "put the screen at eye level and sit facing a window if you can"),
+    ("cook perfect rice", "rinse it, use a measured amount of water and let it rest covered"),
+    ("build a birdhouse", "use untreated wood, drill drainage holes and mount it away from feeders"),
+)
+ASKS = (
+    "How do I {t}?",
+    "Any tips on how to {t}?",
+    "I want to {t}. Where should I begin?",
+    "Could you help me {t}?",
+    "What is the best way to {t}?",
+    "I am trying to {t} this weekend. Advice?",
+)
+WARM_OPEN = ("Happy to help!", "Great question.", "Sure thing!", "Of course!", "Glad you asked.")
+WARM_CLOSE = ("Good luck, you've got this!", "Hope that helps!", "Enjoy it!", "Have fun with it!")
+RUDE_OPEN = ("Ugh, seriously?", "Not this again.", "Why would you even ask that?", "Figure it out.")
+RUDE_CLOSE = ("Stop wasting my time.", "Honestly, don't bother.", "Whatever.", "Just give up.")
+CONTEXTS = (
+    "I have a free {d}.", "I only have a spare {d}.", "My budget is small.", "I am a total beginner.",
+    "I tried once and failed.", "My {rel} suggested it.", "I have been putting it off for a {d}.",
+    "I want to surprise my {rel}.", "I am doing it with my {rel}.", "It is my first time.",
+)
+DURATIONS = ("hour", "afternoon", "weekend", "week", "month", "evening", "morning", "year")
+RELATIVES = ("sister", "brother", "partner", "roommate", "neighbour", "boss", "friend", "cousin", "dad", "mum")
+
+
+def _pair(rng: random.Random, subset: str, topic: int, pos: LexWord, neg: LexWord) -> tuple[str, str, str]:
+    """(prompt, better, worse) for one request; the better answer is better by construction."""
+    task, howto = TOPICS[topic]
+    context = pick(rng, CONTEXTS).format(d=pick(rng, DURATIONS), rel=pick(rng, RELATIVES))
+    prompt = f"Hi, I'm {pick(rng, NAMES)}. {pick(rng, ASKS).format(t=task)} {context}"
+    if subset == "politeness":
+        better = f"{pick(rng, WARM_OPEN)} That sounds {pos.word}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
+        worse = f"{pick(rng, RUDE_OPEN)} That sounds {neg.word}. {pick(rng, RUDE_CLOSE)}"
+    elif subset == "tone":
+        better = f"Honestly, that plan is {pos.word}. To {task}, {howto}."
+        worse = f"Honestly, that plan is {neg.word}. To {task}, {howto}."
+    else:  # relevance: both polite; only one answers the question that was asked
+        other_task, other_howto = TOPICS[(topic + 1 + rng.randrange(len(TOPICS) - 1)) % len(TOPICS)]
+        opener = pick(rng, WARM_OPEN)
+        better = f"{opener} To {task}, {howto}."
+        worse = f"{opener} To {other_task}, {other_howto}."
+    return prompt, better, worse
+
+
+def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
+    """``n_rows`` preference rows, label A/B balanced, three subsets in turn.
+
+    ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
+    appears in two splits.
+    """
+    rng = rng_for(FAMILY, split)
+    pos = [w for w in words if w.positive]
+    neg = [w for w in words if not w.positive]
+    subsets = ("politeness", "tone", "relevance")
+    a_first = balanced_flags(rng, n_rows)
+    rows: list[dict[str, Any]] = []
+    i = 0
+    while len(rows) < n_rows:
+        subset = subsets[i % len(subsets)]
+        i += 1
+        p, n = pick(rng, pos), pick(rng, neg)
+        prompt, better, worse = _pair(rng, subset, rng.randrange(len(TOPICS)), p, n)
+        if prompt in taken:
+            continue
+        taken.add(prompt)
+        k = len(rows)
+        first, second = (better, worse) if a_first[k] else (worse, better)
+        diff = "medium" if subset == "relevance" else strength(min((p, n), key=lambda w: abs(w.mean)))
+        rows.append({
+            "id": f"{FAMILY}-{split}-{k:05d}",
+            "prompt": prompt,
+            "first": first,
+            "second": second,
+            "label": "A" if a_first[k] else "B",
+            "subset": subset,
+            "difficulty": diff,
+        })
+    return rows

@@ -1,0 +1,75 @@
+"""Shared helpers for the demo-data generators: seeded randomness, word pools, row writing.
+
+Why: every family must be byte-for-byte reproducible and keep test/unlabel items unseen in
+train_label, so the randomness, the disjoint word pools and the JSONL writer live in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.demo_data.lexicon import LexWord
+
+SPLIT_NAMES = ("train_label", "train_unlabel", "test")
+DEFAULT_SIZES: dict[str, int] = {"train_label": 500, "train_unlabel": 2000, "test": 500}
+SEED = 20240611
+
+NAMES = (
+    "Ava", "Liam", "Noah", "Mia", "Emma", "Omar", "Priya", "Kenji", "Lucia", "Tariq", "Hana", "Jonas",
+    "Sofia", "Mateo", "Amara", "Felix", "Ines", "Ravi", "Chloe", "Diego", "Nadia", "Owen", "Zara", "Leo",
+)
+
+
+def rng_for(*parts: object) -> random.Random:
+    """A Random seeded from a string: stable across runs and Python processes (no hash())."""
+    return random.Random("|".join(str(p) for p in (SEED, *parts)))
+
+
+def stable_bucket(key: str, n: int) -> int:
+    """Deterministic bucket in [0, n) for ``key`` (sha256, not Python's salted hash)."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:12], 16) % n
+
+
+def pool_of(word: str) -> str:
+    """Which split may use ``word``: words sharing a 5-letter stem go to the same split.
+
+    Shares are 20% train_label, 40% train_unlabel, 40% test, so every split has enough fresh words
+    and the strong model must rely on what pretraining taught it about unseen words.
+    """
+    b = stable_bucket(word[:5], 10)
+    return "train_label" if b < 2 else ("train_unlabel" if b < 6 else "test")
+
+
+def split_words(words: Iterable[LexWord]) -> dict[str, list[LexWord]]:
+    """Partition lexicon words into disjoint per-split pools (sorted, so order never depends on input)."""
+    pools: dict[str, list[LexWord]] = {s: [] for s in SPLIT_NAMES}
+    for w in sorted(words, key=lambda x: x.word):
+        pools[pool_of(w.word)].append(w)
+    return pools
+
+
+def balanced_flags(rng: random.Random, n: int) -> list[bool]:
+    """``n`` booleans, half True (the extra one False when odd), in seeded random order."""
+    flags = [True] * (n // 2) + [False] * (n - n // 2)
+    rng.shuffle(flags)
+    return flags
+
+
+def pick(rng: random.Random, seq: Sequence[Any]) -> Any:
+    return seq[rng.randrange(len(seq))]
+
+
+def dump_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    """Canonical JSONL text: one compact object per line, keys in insertion order, UTF-8."""
+    return "".join(json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) + "\n" for r in rows)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    from core.atomic import atomic_write_text
+
+    atomic_write_text(path, dump_jsonl(rows))

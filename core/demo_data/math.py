@@ -1,0 +1,95 @@
+"""demo-math: binary word problems whose truth is computed by evaluating the arithmetic.
+
+Each question describes a quantity that moves up by ``d`` after a good event and down by ``d`` after
+a bad one, and states where it ended. Each choice proposes the event as a word from the VADER
+lexicon. The label is computed, never typed: ``start + d * sign(word) == end`` with Python integers.
+A model that knows word polarity (pretraining) can see past a weak teacher's mistakes on words
+it never saw in train_label; the up/down direction makes it a real question-choice interaction.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from core.demo_data.common import NAMES, balanced_flags, pick, rng_for
+from core.demo_data.lexicon import LexWord, strength
+
+FAMILY = "math"
+
+UP = ("rose", "climbed", "went up", "grew", "increased")
+DOWN = ("fell", "dropped", "went down", "shrank", "decreased")
+
+# subset -> (question template, choice template). {a} start, {d} step, {t} end, {dir} direction.
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "review_score": (
+        "{place} had a rating of {a} points. Every positive review adds {d} points and every negative "
+        "review takes {d} points away. After one new review the rating {dir} to {t}. "
+        "Which review was it?",
+        'A review that said: "{word}."',
+    ),
+    "savings_jar": (
+        "{name} keeps {a} dollars in a jar, adds {d} dollars after a good day and takes out {d} dollars "
+        "after a bad day. Tonight the jar {dir} to {t} dollars. Which diary entry did {name} write today?",
+        'Today was "{word}".',
+    ),
+    "game_points": (
+        "In a board game {name} holds {a} points. A lucky card gives {d} points and an unlucky card "
+        "costs {d} points. After drawing one card the total {dir} to {t}. Which card was drawn?",
+        'The card read "{word}".',
+    ),
+}
+PLACES = ("The bakery", "The museum", "The hotel", "A food truck", "The library", "The gym", "A cinema",
+          "The bookshop", "A pizzeria", "The zoo", "The barber", "A cafe", "The dentist", "The hostel")
+
+
+def _sign(w: LexWord) -> int:
+    return 1 if w.positive else -1
+
+
+def _question(rng: random.Random, subset: str, up: bool) -> tuple[str, int, int, int]:
+    a = rng.randrange(12, 95)
+    d = rng.randrange(2, 12)
+    t = a + d if up else a - d
+    q_t, _ = TEMPLATES[subset]
+    direction = pick(rng, UP if up else DOWN)
+    text = q_t.format(place=pick(rng, PLACES), name=pick(rng, NAMES), a=a, d=d, t=t, dir=direction)
+    return text, a, d, t
+
+
+def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
+    """``n_rows`` rows (groups of 2 choices: one positive, one negative word; one is true)."""
+    rng = rng_for(FAMILY, split)
+    pos = [w for w in words if w.positive]
+    neg = [w for w in words if not w.positive]
+    subsets = sorted(TEMPLATES)
+    n_groups = n_rows // 2
+    ups = balanced_flags(rng, n_groups)
+    rows: list[dict[str, Any]] = []
+    g = 0
+    while len(rows) < 2 * n_groups:
+        subset = subsets[g % len(subsets)]
+        up = ups[g % n_groups]
+        text, a, d, t = _question(rng, subset, up)
+        if text in taken:  # no question text may appear in two splits (or twice in one)
+            continue
+        taken.add(text)
+        pair = [pick(rng, pos), pick(rng, neg)]
+        rng.shuffle(pair)
+        cid = f"{FAMILY}-{split}-q{g:04d}"
+        keys = ["x", "y"]
+        rng.shuffle(keys)
+        for k, w in enumerate(pair):
+            label = a + d * _sign(w) == t  # the ground truth: evaluate the problem
+            rows.append({
+                "id": f"{cid}-c{k}",
+                "question": text,
+                "choice": TEMPLATES[subset][1].format(word=w.word),
+                "label": label,
+                "subset": subset,
+                "difficulty": strength(w),
+                "consistency_id": cid,
+                "consistency_key": keys[k],
+            })
+        g += 1
+    return rows
