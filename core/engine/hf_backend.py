@@ -1,0 +1,458 @@
+"""The ``hf`` backend: transformers + peft, on CPU or CUDA. The reference path every other backend
+falls back to.
+
+Two model shapes, one interface (``forward(input_ids, attention_mask) -> logits [B, 2]``):
+- encoders (BERT-like, MiniLM): mean-pooled last hidden state -> linear two-class head;
+- causal LMs: the hidden state at the last real token (the ``Label:`` cue) multiplied by only the
+  two label-token rows of the LM head — never full-vocabulary logits, never at every position.
+LoRA (peft) on all linear layers when ``lora_r > 0``, full fine-tuning when ``lora_r == 0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.config import RunConfig
+from core.datasets import Format
+from core.engine.losses import LOGCONF_ALPHA, LOGCONF_WARMUP, compute_loss
+from core.engine.models import ModelSpec, detect_kind
+from core.engine.prompts import PromptEncoder, label_token_ids
+
+ProgressFn = Callable[[float, str], None]
+LogFn = Callable[[str], None]
+
+
+class EncoderClassifier(nn.Module):
+    """Encoder backbone + mean pooling (as sentence-transformers pools MiniLM) + linear head."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.head(self.dropout(pooled).to(self.head.weight.dtype))
+
+    def merge_adapters(self) -> None:
+        if hasattr(self.backbone, "merge_and_unload"):
+            self.backbone = self.backbone.merge_and_unload()
+
+
+class CausalLabelScorer(nn.Module):
+    """Two-class logits of a causal LM from the label tokens' LM-head rows at the cue position.
+
+    Inputs must be right-padded: the cue is the last position whose attention mask is 1.
+    (Models with final-logit soft-capping or logit scaling are scored without it: a monotone map
+    of the two logits would only rescale the margin.)
+    """
+
+    def __init__(self, lm: nn.Module, label_ids: tuple[int, int]) -> None:
+        super().__init__()
+        self.lm = lm
+        self.register_buffer("label_ids", torch.tensor(label_ids, dtype=torch.long), persistent=False)
+
+    def parts(self) -> tuple[nn.Module, nn.Module]:
+        """(decoder body returning hidden states, LM head), looking through a peft wrapper."""
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return getattr(base, base.base_model_prefix), base.get_output_embeddings()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        body, head = self.parts()
+        h = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        last = attention_mask.long().sum(1) - 1
+        h_last = h[torch.arange(h.shape[0], device=h.device), last]
+        w = head.weight[self.label_ids]
+        logits = h_last.to(w.dtype) @ w.T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[self.label_ids]
+        return logits.float()
+
+    def merge_adapters(self) -> None:
+        if hasattr(self.lm, "merge_and_unload"):
+            self.lm = self.lm.merge_and_unload()
+
+
+@dataclass
+class Loaded:
+    """A model ready to train: tokenizer, prompt encoder, the [B, 2]-logit module and where it runs."""
+
+    spec: ModelSpec
+    kind: str
+    tokenizer: Any
+    encoder: PromptEncoder
+    module: nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    pad_id: int
+    uses_lora: bool
+
+
+def pick_device(cfg: RunConfig) -> torch.device:
+    want = cfg.extra.get("device")
+    if want:
+        return torch.device(str(want))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(cfg: RunConfig, device: torch.device, log: LogFn) -> torch.dtype:
+    """bf16 on CUDA when ``bf16`` is auto/on and the card supports it; fp32 otherwise (CPU: always)."""
+    if device.type != "cuda" or cfg.bf16 == "off":
+        return torch.float32
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if cfg.bf16 == "on":
+        log("bf16=on but this GPU has no bf16 support: training in fp32")
+    return torch.float32
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(path: str, local_only: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence the expected 'weights not used / newly initialised' notices while loading."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
+def lora_config(cfg: RunConfig, task_type: str | None) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.extra.get("lora_target_modules", "all-linear"),
+        task_type=task_type,
+    )
+
+
+def max_len_for(cfg: RunConfig, tokenizer: Any, model_config: Any) -> int:
+    """min(max_ctx, what the model's positions allow)."""
+    limits = [int(cfg.max_ctx)]
+    mpe = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(mpe, int) and mpe > 0:
+        limits.append(mpe)
+    return min(limits)
+
+
+def load(
+    spec: ModelSpec,
+    cfg: RunConfig,
+    fmt: Format,
+    log: LogFn,
+    lm_loader: Callable[..., Any] | None = None,
+) -> Loaded:
+    """Load tokenizer + model for training; ``lm_loader`` lets the unsloth backend supply the LM."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    device = pick_device(cfg)
+    dtype = pick_dtype(cfg, device, log)
+    tok = _tokenizer(spec.path, spec.local_only)
+    mcfg = AutoConfig.from_pretrained(spec.path, local_files_only=spec.local_only)
+    kind = spec.kind or detect_kind(mcfg)
+    torch.manual_seed(cfg.seed)  # head init and LoRA init are part of the seed
+    uses_lora = cfg.lora_r > 0
+    module: nn.Module
+    with _quiet_transformers():
+        if kind == "encoder":
+            if spec.num_layers:
+                mcfg.num_hidden_layers = spec.num_layers
+            kwargs: dict[str, Any] = {"config": mcfg, "local_files_only": spec.local_only, "dtype": dtype}
+            if mcfg.model_type == "bert":
+                kwargs["add_pooling_layer"] = False
+            backbone = AutoModel.from_pretrained(spec.path, **kwargs)
+            if uses_lora:
+                from peft import get_peft_model
+
+                backbone = get_peft_model(backbone, lora_config(cfg, None))
+            dropout = float(getattr(mcfg, "hidden_dropout_prob", 0.1) or 0.0)
+            module = EncoderClassifier(backbone, int(mcfg.hidden_size), dropout)
+            chat = False
+        else:
+            if lm_loader is not None:
+                lm = lm_loader(spec, cfg, dtype)
+            else:
+                if spec.num_layers:
+                    mcfg.num_hidden_layers = spec.num_layers
+                lm_kwargs: dict[str, Any] = {
+                    "config": mcfg, "local_files_only": spec.local_only, "dtype": dtype,
+                }
+                if cfg.load_in_4bit:
+                    lm_kwargs.update(_four_bit(device, log))
+                lm = AutoModelForCausalLM.from_pretrained(spec.path, **lm_kwargs)
+                if cfg.extra.get("gradient_checkpointing"):
+                    lm.gradient_checkpointing_enable()
+                if uses_lora:
+                    from peft import get_peft_model
+
+                    lm = get_peft_model(lm, lora_config(cfg, "CAUSAL_LM"))
+            chat = bool(getattr(tok, "chat_template", None)) and not cfg.extra.get("no_chat_template")
+            module = CausalLabelScorer(lm, label_token_ids(tok, fmt, chat))
+    if not uses_lora and lm_loader is None:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    module.to(device)
+    pad = tok.pad_token_id
+    if pad is None:
+        pad = tok.eos_token_id if tok.eos_token_id is not None else 0
+    enc = PromptEncoder(tok, fmt, max_len_for(cfg, tok, mcfg), causal=kind == "causal", use_chat_template=chat)
+    return Loaded(spec, kind, tok, enc, module, device, dtype, int(pad), uses_lora)
+
+
+def _four_bit(device: torch.device, log: LogFn) -> dict[str, Any]:
+    if device.type != "cuda":
+        log("load_in_4bit ignored: 4-bit loading needs CUDA")
+        return {}
+    try:
+        from transformers import BitsAndBytesConfig
+
+        return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16)}
+    except Exception as exc:  # bitsandbytes missing or broken
+        log(f"load_in_4bit ignored: {exc}")
+        return {}
+
+
+def collate(seqs: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad a batch to its own longest row (dynamic padding)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def set_threads() -> None:
+    """Use every core for intra-op work (the CPU demo is compute bound)."""
+    n = os.cpu_count() or 1
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, gen: torch.Generator, group: bool) -> list[list[int]]:
+    """One epoch's batches: a seeded shuffle; with ``group``, rows of similar length share a batch
+    (sorted inside windows of 50 batches, then batch order shuffled) so less padding is computed."""
+    n = len(lengths)
+    perm = torch.randperm(n, generator=gen).tolist()
+    if not group:
+        return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+    window = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, n, window):
+        chunk = sorted(perm[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
+
+
+def make_optimizer(cfg: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw_torch":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+    if cfg.optimizer == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=False, relative_step=False)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+class Progress:
+    """Feeds the caller's progress callback and, on a TTY, a tqdm bar; ``total`` is in work units."""
+
+    def __init__(self, total: float, callback: ProgressFn | None, desc: str) -> None:
+        self.total = max(total, 1e-9)
+        self.done = 0.0
+        self.callback = callback
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=round(total), desc=desc, unit="ex", leave=False)
+
+    def advance(self, units: float, message: str) -> None:
+        self.done += units
+        if self.bar is not None:
+            self.bar.update(round(units))
+            self.bar.set_postfix_str(message, refresh=False)
+        if self.callback is not None:
+            self.callback(min(1.0, self.done / self.total), message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(
+    loaded: Loaded,
+    seqs: list[list[int]],
+    targets: np.ndarray,
+    weights: np.ndarray | None,
+    cfg: RunConfig,
+    progress: Progress,
+    log: LogFn,
+    tracker: Any = None,
+) -> dict[str, Any]:
+    """Fine-tune ``loaded.module`` in place; returns a small training summary."""
+    from transformers import get_scheduler
+
+    module, device = loaded.module, loaded.device
+    n = len(seqs)
+    if n == 0 or cfg.epochs <= 0:
+        return {"steps": 0, "final_loss": None, "train_seconds": 0.0}
+    bs, accum = max(1, cfg.batch_size), max(1, cfg.gradient_accumulation_steps)
+    lengths = [len(s) for s in seqs]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    per_epoch = math.ceil(n / bs)
+    total_steps = math.ceil(per_epoch / accum) * cfg.epochs
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg, params)
+    sched = get_scheduler(
+        cfg.lr_schedule, opt, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+    t_all = torch.tensor(np.asarray(targets, dtype=np.float32))
+    w_all = None if weights is None else torch.tensor(np.asarray(weights, dtype=np.float32))
+    alpha = float(cfg.extra.get("logconf_alpha", LOGCONF_ALPHA))
+    warmup = float(cfg.extra.get("logconf_warmup", LOGCONF_WARMUP))
+    clip = float(cfg.extra.get("max_grad_norm", 1.0))
+    group = bool(cfg.extra.get("group_by_length", True))
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda" and loaded.dtype == torch.bfloat16
+        else contextlib.nullcontext()
+    )
+    module.train()
+    step, losses, t0 = 0, [], time.perf_counter()
+    for epoch in range(cfg.epochs):
+        batches = epoch_batches(lengths, bs, gen, group)
+        for bi, idx in enumerate(batches):
+            ids, mask = collate([seqs[i] for i in idx], loaded.pad_id, device)
+            with autocast:
+                logits = module(ids, mask)
+            tb = t_all[idx].to(device)
+            wb = None if w_all is None else w_all[idx].to(device)
+            loss = compute_loss(cfg.loss, logits, tb, step / total_steps, wb, alpha, warmup)
+            (loss / accum).backward()
+            losses.append(float(loss.detach()))
+            if (bi + 1) % accum == 0 or bi + 1 == len(batches):
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                if tracker is not None:
+                    tracker.log({"train/loss": losses[-1], "train/lr": sched.get_last_lr()[0]}, step=step)
+            progress.advance(3 * len(idx), f"train epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.4f}")
+        recent = losses[-per_epoch:]
+        log(f"epoch {epoch + 1}/{cfg.epochs}: mean loss {sum(recent) / len(recent):.4f}")
+    seconds = time.perf_counter() - t0
+    return {
+        "steps": step,
+        "final_loss": float(np.mean(losses[-per_epoch:])),
+        "train_seconds": seconds,
+        "train_examples_per_s": n * cfg.epochs / seconds if seconds > 0 else None,
+    }
+
+
+def predict(
+    loaded: Loaded, seqs: list[list[int]], batch_size: int, progress: Progress | None = None, label: str = ""
+) -> np.ndarray:
+    """P(class 1) per row in the given order; rows are scored longest first in length-sorted batches."""
+    module, device = loaded.module, loaded.device
+    out = np.zeros(len(seqs), dtype=np.float64)
+    if not seqs:
+        return out
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    module.eval()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda" and loaded.dtype == torch.bfloat16
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = collate([seqs[i] for i in idx], loaded.pad_id, device)
+            p1 = torch.softmax(module(ids, mask).float(), dim=-1)[:, 1]
+            out[idx] = p1.double().cpu().numpy()
+            if progress is not None:
+                progress.advance(len(idx), f"score {label}")
+    return out
+
+
+def train_and_predict_hf(
+    spec: ModelSpec,
+    fmt: Format,
+    train_rows: list[dict[str, Any]],
+    train_targets: np.ndarray,
+    predict_sets: dict[str, list[dict[str, Any]]],
+    cfg: RunConfig,
+    sample_weights: np.ndarray | None,
+    progress: ProgressFn | None,
+    log: LogFn,
+    lm_loader: Callable[..., Any] | None = None,
+    scorer: Callable[..., dict[str, np.ndarray]] | None = None,
+    tracker: Any = None,
+) -> dict[str, np.ndarray]:
+    """Load, fine-tune on (rows, soft targets), merge adapters, score every predict set."""
+    set_threads()
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    loaded = load(spec, cfg, fmt, log, lm_loader=lm_loader)
+    log(
+        f"loaded {spec.name} ({loaded.kind}, {'LoRA r=' + str(cfg.lora_r) if loaded.uses_lora else 'full'}, "
+        f"{loaded.device.type}, {str(loaded.dtype).replace('torch.', '')}, max_len {loaded.encoder.max_len}) "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
+    train_seqs = loaded.encoder.encode_many(train_rows)
+    pred_seqs = {name: loaded.encoder.encode_many(rows) for name, rows in predict_sets.items()}
+    units = 3 * len(train_seqs) * max(cfg.epochs, 0) + sum(len(s) for s in pred_seqs.values())
+    bar = Progress(units, progress, spec.name)
+    try:
+        summary = train(loaded, train_seqs, train_targets, sample_weights, cfg, bar, log, tracker)
+        if summary.get("train_examples_per_s"):
+            log(f"trained {summary['steps']} steps at {summary['train_examples_per_s']:.1f} ex/s")
+        if loaded.uses_lora and not cfg.load_in_4bit:
+            loaded.module.merge_adapters()  # scoring through merged weights is cheaper
+        if scorer is not None:
+            return scorer(loaded, pred_seqs, cfg, log)
+        pbs = int(cfg.extra.get("predict_batch_size", max(2 * cfg.batch_size, 32)))
+        return {name: predict(loaded, seqs, pbs, bar, name) for name, seqs in pred_seqs.items()}
+    finally:
+        bar.close()

