@@ -1,0 +1,454 @@
+"""The referee: scores a run's test predictions for its run token, within its budget, and logs it.
+
+Rules (the contract the API documents):
+
+- Only the ``test`` split is scored; any other split is refused (400).
+- Predictions come either as a list covering every row of ``test`` in file order
+  (``data/<ds>/test.jsonl``), or as ``ids`` + ``predictions`` for any distinct test rows in any
+  order, as long as at least ``MIN_SCORED_ROWS`` (100, or all if fewer) public rows are among
+  them. Wrong length, unknown or repeated ids are refused (400) with counts and ids only, never a
+  label. Invalid calls cost no budget.
+- The private holdout (``core.holdout``) is scored for nobody during a run: its predictions are
+  accepted and ignored (``n_holdout_ignored`` says how many), and the numbers cover public rows.
+- Accuracy is returned rounded to ``ACCURACY_STEP`` (0.01); PGR is computed from that rounded
+  value, so it leaks nothing finer. Per-subset accuracy (same rounding) is shown only for subsets
+  with at least ``MIN_SUBSET_ROWS`` public rows. Label counts are never returned. One call
+  therefore reveals at most a few bits; flipping one prediction per call reveals at most one label
+  per call, and the budget (default 20 per run) caps the calls: 429 once it is spent.
+- PGR is measured against the fixed baselines (``core.pgr``) of the run's own configuration
+  when its job records one (``meta.config``); otherwise of the default ``RunConfig`` for the
+  dataset, and failing that of the offline demo models (``demo-weak``/``demo-strong``).
+- Every authenticated call, accepted or not, is stored in the ``evaluations`` table.
+- ``final_score`` scores a run once on both parts and writes its leaderboard result
+  (``w2s_source: "referee"``) with the public and the private accuracy; the private one counts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from core import holdout
+from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, iter_results, read_result, result_key, write_result
+from core.config import RunConfig
+from core.pgr import Baselines, compute_pgr, fixed_baselines
+from core.scoring import score_predictions, to_class
+
+ACCURACY_STEP = 0.01
+MIN_SUBSET_ROWS = 30
+MIN_SCORED_ROWS = 100
+SOURCE = "referee"
+SCORED_SPLIT = "test"
+DEMO_MODELS = ("demo-weak", "demo-strong")
+DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+IDEA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_BASELINE_TTL_S = 5.0
+_baseline_memo: dict[tuple[str, str], tuple[float, Baselines, RunConfig]] = {}
+
+
+class RefereeError(Exception):
+    """A refused call: ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def quantize(value: float | None, step: float = ACCURACY_STEP) -> float | None:
+    """Round to the nearest multiple of ``step`` (what callers are allowed to see)."""
+    if value is None:
+        return None
+    decimals = max(0, -int(math.floor(math.log10(step))))
+    return round(round(value / step) * step, decimals)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens and runs
+
+
+def authenticate(store: Any, token: str | None) -> dict[str, Any]:
+    """The run token's record, or RefereeError(401). Never says whether a token once existed."""
+    from core.tokens import resolve_token
+
+    if not token:
+        raise RefereeError(401, "missing run token: send 'Authorization: Bearer <W2S_RUN_TOKEN>'")
+    record = resolve_token(store, token)
+    if not record:
+        raise RefereeError(401, "invalid run token")
+    return record
+
+
+def _run_id(record: Mapping[str, Any]) -> str:
+    return str(record.get("run_id") or record.get("id") or "unknown")
+
+
+def _token_hash(record: Mapping[str, Any]) -> str:
+    value = record.get("token_hash") or record.get("hash")
+    if not value:
+        raise RuntimeError("token record without a hash")
+    return str(value)
+
+
+def budget_of(record: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(budget, left) from a token record, whichever way the store spells them."""
+    budget = record.get("budget", record.get("eval_budget"))
+    left = record.get("budget_left", record.get("remaining"))
+    if left is None and budget is not None:
+        used = record.get("used", record.get("evaluations_used"))
+        if used is not None:
+            left = int(budget) - int(used)
+    return (None if budget is None else int(budget)), (None if left is None else max(0, int(left)))
+
+
+def run_job(store: Any, run_id: str) -> dict[str, Any] | None:
+    try:
+        return store.table("jobs").get(run_id)
+    except Exception:  # noqa: BLE001 - a missing or odd jobs table only means "config unknown"
+        return None
+
+
+def run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
+    """The run's own RunConfig when its job recorded one (``meta.config``), else None."""
+    job = run_job(store, run_id)
+    meta = (job or {}).get("meta") or {}
+    config = meta.get("config")
+    if isinstance(config, str):
+        import json
+
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = None
+    if not isinstance(config, dict):
+        return None
+    try:
+        cfg = RunConfig.from_dict(config)
+    except (TypeError, ValueError):
+        return None
+    return cfg if cfg.dataset == dataset else cfg.replace(data_dir=f"data/{dataset}")
+
+
+def baselines_for(dataset: str, cfg: RunConfig | None) -> tuple[Baselines, RunConfig]:
+    """Fixed baselines for the run's config, else the dataset's default, else the demo models."""
+    memo_key = (dataset, cfg.to_json() if cfg else "")
+    hit = _baseline_memo.get(memo_key)
+    if hit and time.monotonic() - hit[0] < _BASELINE_TTL_S:
+        return hit[1], hit[2]
+    candidates = [cfg] if cfg else []
+    default = RunConfig(data_dir=f"data/{dataset}")
+    candidates += [default, default.replace(weak_model=DEMO_MODELS[0], strong_model=DEMO_MODELS[1])]
+    chosen: tuple[Baselines, RunConfig] | None = None
+    for candidate in candidates:
+        base = fixed_baselines(dataset, candidate)
+        if chosen is None:
+            chosen = (base, candidate)
+        if base.n_weak and base.n_strong:
+            chosen = (base, candidate)
+            break
+        if cfg is not None:
+            break  # a run with a known config is measured against its own baselines or none
+    assert chosen is not None
+    _baseline_memo[memo_key] = (time.monotonic(), *chosen)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# validating a submission
+
+
+def _check_dataset(dataset: Any) -> holdout.HoldoutLayout:
+    if not isinstance(dataset, str) or not DATASET_RE.match(dataset):
+        raise RefereeError(400, "field 'dataset': expected a dataset name such as 'demo-math'")
+    layout = holdout.layout(dataset)
+    if layout is None:
+        raise RefereeError(400, f"field 'dataset': no dataset {dataset!r} on this server")
+    return layout
+
+
+def _check_split(split: Any) -> None:
+    if split != SCORED_SPLIT:
+        raise RefereeError(400, f"field 'split': only 'test' is scored (got {split!r})")
+
+
+def align(
+    layout: holdout.HoldoutLayout, predictions: Any, ids: Any = None
+) -> dict[str, int]:
+    """Map row ids to classes (0/1), or RefereeError(400) naming counts and ids, never a label.
+
+    Without ``ids`` the list must cover every test row in file order; with ``ids`` any set of
+    distinct test rows is accepted (holdout rows among them are ignored when scoring).
+    """
+    if not isinstance(predictions, list):
+        raise RefereeError(400, "field 'predictions': expected a list")
+    n = len(layout.ids)
+    if ids is None:
+        if len(predictions) != n:
+            raise RefereeError(
+                400,
+                f"field 'predictions': expected {n} predictions (one per row of test, in file order), "
+                f"got {len(predictions)}; or send 'ids' with the predictions",
+            )
+        ordered: Sequence[str] = layout.ids
+    else:
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise RefereeError(400, "field 'ids': expected a list of row id strings")
+        if len(ids) != len(predictions):
+            raise RefereeError(
+                400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions"
+            )
+        seen: set[str] = set()
+        known = layout.public | layout.private
+        for rid in ids:
+            if rid in seen:
+                raise RefereeError(400, f"field 'ids': id {rid[:40]!r} appears twice")
+            seen.add(rid)
+            if rid not in known:
+                raise RefereeError(400, f"field 'ids': {rid[:40]!r} is not a row of test")
+        ordered = ids
+    out: dict[str, int] = {}
+    for index, (rid, value) in enumerate(zip(ordered, predictions, strict=True)):
+        try:
+            out[rid] = to_class(value)
+        except (ValueError, TypeError) as exc:
+            raise RefereeError(400, f"field 'predictions[{index}]': {exc}") from None
+    return out
+
+
+def min_public_rows(layout: holdout.HoldoutLayout) -> int:
+    """Fewest public rows one call must score: small calls would read out labels too directly."""
+    return min(MIN_SCORED_ROWS, len(layout.public))
+
+
+def public_view(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run may see of a score: rounded accuracy, prediction counts, big subsets only."""
+    per_subset = {}
+    for name, block in (metrics.get("per_subset") or {}).items():
+        if name and block.get("total", 0) >= MIN_SUBSET_ROWS:
+            per_subset[name] = {"accuracy": quantize(block.get("accuracy")), "n": block.get("total")}
+    return {
+        "accuracy": quantize(metrics.get("accuracy")),
+        "n_scored": metrics.get("total"),
+        "pred_distribution": metrics.get("pred_distribution"),
+        "per_subset": per_subset,
+    }
+
+
+def _record(store: Any, doc: dict[str, Any]) -> str | None:
+    try:
+        return store.table("evaluations").insert(doc)
+    except Exception:  # noqa: BLE001 - the audit log must not turn a scored call into a 500
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the two entry points
+
+
+def evaluate(
+    store: Any,
+    token: str | None,
+    dataset: Any,
+    predictions: Any,
+    ids: Any = None,
+    split: Any = SCORED_SPLIT,
+    *,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score one call of a run on the public part of ``test``; see the module docstring.
+
+    ``record`` is the already resolved token record (the API resolves it before parsing the body).
+    """
+    record = record or authenticate(store, token)
+    run_id = _run_id(record)
+    started = time.time()
+    base_doc = {"kind": "evaluate", "run_id": run_id, "time": now_iso(), "dataset": str(dataset)[:64]}
+    try:
+        _check_split(split)
+        layout = _check_dataset(dataset)
+        classes = align(layout, predictions, ids)
+        public_ids = [i for i in classes if i in layout.public]
+        need = min_public_rows(layout)
+        if len(public_ids) < need or not public_ids:
+            raise RefereeError(
+                400,
+                f"field 'ids': a call must cover at least {need} public test rows, got {len(public_ids)} "
+                "(holdout rows are never scored)",
+            )
+        from core.tokens import consume_evaluation
+
+        if not consume_evaluation(store, _token_hash(record)):
+            budget, _ = budget_of(record)
+            raise RefereeError(
+                429,
+                f"evaluation budget spent: run {run_id} has used all {budget} of its evaluations; "
+                "the budget is set per launch",
+            )
+        metrics = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
+    except RefereeError as exc:
+        _record(store, {**base_doc, "status": exc.status, "error": exc.message, "n": _length(predictions)})
+        raise
+    except ValueError as exc:  # from scoring: ids/lengths only, never labels
+        _record(store, {**base_doc, "status": 400, "error": str(exc), "n": _length(predictions)})
+        raise RefereeError(400, str(exc)) from None
+    view = public_view(metrics)
+    baselines, used_cfg = baselines_for(dataset, run_config(store, run_id, dataset))
+    pgr, reason = compute_pgr(view["accuracy"], baselines)
+    budget, left = budget_of(record)
+    left = None if left is None else max(0, left - 1)  # the record predates this call's charge
+    result = {
+        "dataset": dataset,
+        "split": SCORED_SPLIT,
+        **view,
+        "accuracy_step": ACCURACY_STEP,
+        "n_submitted": len(classes),
+        "n_holdout_ignored": len(classes) - len(public_ids),
+        "pgr": None if pgr is None else round(pgr, 4),
+        "pgr_reason": reason,
+        "weak_acc": baselines.weak_acc,
+        "strong_acc": baselines.strong_acc,
+        "baseline_keys": {"weak": baselines.weak_key, "strong": baselines.strong_key},
+        "baseline_models": {"weak": used_cfg.weak_model, "strong": used_cfg.strong_model},
+        "run_id": run_id,
+        "budget": budget,
+        "budget_left": left,
+    }
+    eval_id = _record(
+        store,
+        {**base_doc, "status": 200, "n": len(classes), "result": result,
+         "elapsed_ms": round((time.time() - started) * 1000, 2)},
+    )
+    result["evaluation_id"] = eval_id
+    return result
+
+
+def _length(value: Any) -> int | None:
+    return len(value) if isinstance(value, list) else None
+
+
+def final_submission(store: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's final (leaderboard) submission, if it made one."""
+    found = store.table("evaluations").search(
+        lambda d: d.get("kind") == "final" and d.get("run_id") == run_id and d.get("status") == 200
+    )
+    return found[0] if found else None
+
+
+def _strip_labels(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Cache files are readable by runs: keep accuracies and prediction counts, drop label counts."""
+    out = {k: v for k, v in metrics.items() if k not in ("label_distribution", "gold_file")}
+    if "per_subset" in out:
+        out["per_subset"] = {k: _strip_labels(v) for k, v in (out["per_subset"] or {}).items()}
+    return out
+
+
+def final_score(
+    store: Any,
+    run_id: str,
+    dataset: str,
+    predictions_by_id: Mapping[str, Any],
+    *,
+    idea: str | None = None,
+    cfg: RunConfig | None = None,
+) -> dict[str, Any]:
+    """Score a run's final predictions on the public part and the private holdout, once per run,
+    and write its leaderboard result (``w2s_source: "referee"``); the private accuracy counts.
+
+    ``idea`` and ``cfg`` default to what the run's job recorded (``meta.idea``, ``meta.config``).
+    Raises RefereeError: 400 for a bad submission, 409 when the run already has a final score.
+    """
+    layout = _check_dataset(dataset)
+    if not isinstance(predictions_by_id, Mapping):
+        raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
+    keys = list(predictions_by_id)
+    classes = align(layout, [predictions_by_id[k] for k in keys], [str(k) for k in keys])
+    if len(classes) != len(layout.ids):
+        missing = len(layout.ids) - len(classes)
+        raise RefereeError(400, f"predictions: a final submission must cover all {len(layout.ids)} test rows "
+                                f"({missing} missing)")
+    job = run_job(store, run_id) or {}
+    meta = job.get("meta") or {}
+    idea = idea or meta.get("idea")
+    if not isinstance(idea, str) or not IDEA_RE.match(idea):
+        raise RefereeError(400, "field 'idea': expected an idea name (letters, digits, '_', '.', '-')")
+    if idea in (WEAK_ARTIFACTS, TRAIN_CEILING):
+        raise RefereeError(400, f"field 'idea': {idea!r} is reserved for baselines")
+    cfg = cfg or run_config(store, run_id, dataset) or RunConfig(data_dir=f"data/{dataset}")
+    if final_submission(store, run_id):
+        raise RefereeError(409, f"run {run_id} already has its final score; one final submission per run")
+    public_ids, private_ids = layout.public_ordered, layout.private_ordered
+    public = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
+    private = (
+        score_predictions(dataset, {i: classes[i] for i in private_ids}, SCORED_SPLIT, private_ids)
+        if private_ids
+        else {"accuracy": None, "total": 0}
+    )
+    baselines = fixed_baselines(dataset, cfg)
+    pgr, reason = compute_pgr(private["accuracy"], baselines)
+    pgr_public, _ = compute_pgr(public["accuracy"], baselines)
+    key = result_key(cfg)
+    result = {
+        "idea_name": idea,
+        "weak_model": cfg.weak_model,
+        "strong_model": cfg.strong_model,
+        "transfer_acc": private["accuracy"],
+        "public_acc": public["accuracy"],
+        "private_acc": private["accuracy"],
+        "n_public": public["total"],
+        "n_private": private["total"],
+        "pgr": pgr,
+        "pgr_reason": reason,
+        "pgr_public": pgr_public,
+        "weak_acc": baselines.weak_acc,
+        "strong_acc": baselines.strong_acc,
+        "fixed_weak_baseline": baselines.weak_acc,
+        "fixed_strong_baseline": baselines.strong_acc,
+        "baselines": baselines.to_dict(),
+        "config": cfg.to_dict(),
+        "detailed_eval": {
+            "strong": {"final_eval": _strip_labels(private)},
+            "public": {"final_eval": _strip_labels(public)},
+        },
+        "seed": cfg.seed,
+        "hyperparam_config_key": key,
+        "dataset_name": dataset,
+        "run_id": run_id,
+        "cached_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "w2s_source": SOURCE,
+    }
+    path = write_result(dataset, idea, key, cfg.seed, result)
+    _record(
+        store,
+        {"kind": "final", "run_id": run_id, "time": now_iso(), "dataset": dataset, "status": 200,
+         "n": len(classes), "result": {k: result[k] for k in ("public_acc", "private_acc", "pgr", "pgr_public")},
+         "path": str(path)},
+    )
+    return result
+
+
+def referee_accuracies(dataset: str, idea: str, key: str) -> dict[str, float | None]:
+    """Mean public and private accuracy over a leaderboard row's referee-scored seeds."""
+    public: list[float] = []
+    private: list[float] = []
+    for item in iter_results(dataset=dataset):
+        if item.idea != idea or item.key != key:
+            continue
+        data = read_result(dataset, idea, key, item.seed) or {}
+        if data.get("w2s_source") != SOURCE:
+            continue
+        if isinstance(data.get("public_acc"), int | float):
+            public.append(float(data["public_acc"]))
+        if isinstance(data.get("private_acc"), int | float):
+            private.append(float(data["private_acc"]))
+    return {
+        "public_acc": sum(public) / len(public) if public else None,
+        "private_acc": sum(private) / len(private) if private else None,
+    }

@@ -1,0 +1,168 @@
+"""The referee's rules in core: test split only, budget, holdout never scored, rounding, audit log."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from core import holdout, referee
+from core.cache import ceiling_key, read_result, result_key, weak_artifacts_key, write_result
+from core.config import RunConfig
+from core.store import Store
+from core.tokens import issue_run_token
+
+DATASET = "tiny"
+
+
+def make_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> list[dict]:
+    """A labelled binary test split (+ its label-free view) and cached baselines (weak 0.6, ceiling 0.8)."""
+    rng = random.Random(seed)
+    rows = [
+        {
+            "id": f"r{i:04d}",
+            "question": f"question {i}",
+            "choice": f"choice {i}",
+            "label": rng.random() < 0.5,
+            "subset": "alpha" if i % 4 else "beta",
+        }
+        for i in range(n)
+    ]
+    for folder, keep_labels in ((ws / "labeled_data" / name, True), (ws / "data" / name, False)):
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "test.jsonl", "w", encoding="utf-8") as fh:
+            for row in rows:
+                out = row if keep_labels else {k: v for k, v in row.items() if k not in ("label", "subset")}
+                fh.write(json.dumps(out) + "\n")
+    cfg = RunConfig(data_dir=f"data/{name}")
+    for seed_, (w, s) in enumerate([(0.58, 0.79), (0.62, 0.81)]):
+        write_result(name, "weak_artifacts", weak_artifacts_key(cfg), 42 + seed_, {"weak_acc": w}, root=ws / "cache_results")
+        write_result(name, "train_ceiling", ceiling_key(cfg), 42 + seed_, {"strong_acc": s}, root=ws / "cache_results")
+    return rows
+
+
+def gold(rows: list[dict]) -> dict[str, int]:
+    return {r["id"]: int(r["label"]) for r in rows}
+
+
+@pytest.fixture
+def setup(workspace: Path):
+    rows = make_dataset(workspace)
+    store = Store()
+    token = issue_run_token(store, "run1", 20)
+    return workspace, rows, store, token
+
+
+def test_holdout_is_fixed_seeded_and_about_a_fifth():
+    ids = [f"x{i}" for i in range(4000)]
+    public, private = holdout.split_ids("ds", ids)
+    assert 0.17 < len(private) / len(ids) < 0.23
+    assert holdout.split_ids("ds", ids) == (public, private)
+    other = holdout.split_ids("other", ids)[1]
+    assert set(other) != set(private)
+
+
+def test_evaluate_scores_public_part_rounded_and_logs(setup):
+    ws, rows, store, token = setup
+    truth = gold(rows)
+    layout = holdout.layout(DATASET)
+    assert layout is not None and len(layout.private) > 40
+    preds = [truth[i] for i in layout.ids]
+    for rid in layout.public_ordered[:37]:  # 37 wrong public rows
+        preds[layout.ids.index(rid)] = 1 - truth[rid]
+    out = referee.evaluate(store, token, DATASET, preds)
+    exact = 1 - 37 / len(layout.public)
+    assert out["accuracy"] == round(exact, 2)
+    assert out["n_scored"] == len(layout.public)
+    assert out["n_holdout_ignored"] == len(layout.private)
+    assert out["budget"] == 20 and out["budget_left"] == 19
+    assert out["weak_acc"] == pytest.approx(0.6) and out["strong_acc"] == pytest.approx(0.8)
+    assert out["pgr"] == pytest.approx((out["accuracy"] - 0.6) / 0.2, abs=1e-4)
+    assert set(out["per_subset"]) == {"alpha", "beta"}
+    assert "label_distribution" not in json.dumps(out)
+    logged = store.table("evaluations").all()
+    assert len(logged) == 1 and logged[0]["run_id"] == "run1" and logged[0]["n"] == len(rows)
+    assert logged[0]["status"] == 200 and logged[0]["result"]["accuracy"] == out["accuracy"]
+
+
+def test_holdout_is_never_scored_for_a_run(setup):
+    ws, rows, store, token = setup
+    truth = gold(rows)
+    layout = holdout.layout(DATASET)
+    right_public = {i: (truth[i] if i in layout.public else 1 - truth[i]) for i in layout.ids}
+    right_private = {i: (1 - truth[i] if i in layout.public else truth[i]) for i in layout.ids}
+    a = referee.evaluate(store, token, DATASET, list(right_public.values()), list(right_public))
+    b = referee.evaluate(store, token, DATASET, list(right_private.values()), list(right_private))
+    assert a["accuracy"] == 1.0 and b["accuracy"] == 0.0
+    # a call with holdout rows only is refused (nothing public to score) and costs nothing
+    priv = layout.private_ordered
+    with pytest.raises(referee.RefereeError) as err:
+        referee.evaluate(store, token, DATASET, [truth[i] for i in priv], priv)
+    assert err.value.status == 400
+    assert referee.evaluate(store, token, DATASET, list(right_public.values()), list(right_public))["budget_left"] == 17
+
+
+def test_refusals(setup):
+    ws, rows, store, token = setup
+    n = len(rows)
+    cases = [
+        (dict(token="nope", dataset=DATASET, predictions=[0] * n), 401),
+        (dict(token=None, dataset=DATASET, predictions=[0] * n), 401),
+        (dict(token=token, dataset=DATASET, predictions=[0] * n, split="train_unlabel"), 400),
+        (dict(token=token, dataset=DATASET, predictions=[0] * (n - 1)), 400),
+        (dict(token=token, dataset="../etc", predictions=[0] * n), 400),
+        (dict(token=token, dataset="nosuch", predictions=[0] * n), 400),
+        (dict(token=token, dataset=DATASET, predictions=[0, 1], ids=["r0000", "zzz"]), 400),
+        (dict(token=token, dataset=DATASET, predictions=[0, 1], ids=["r0000", "r0000"]), 400),
+        (dict(token=token, dataset=DATASET, predictions=[2] * n), 400),
+        (dict(token=token, dataset=DATASET, predictions="0101"), 400),
+    ]
+    for kwargs, status in cases:
+        token_ = kwargs.pop("token")
+        with pytest.raises(referee.RefereeError) as err:
+            referee.evaluate(store, token_, **kwargs)
+        assert err.value.status == status, (kwargs, err.value.message)
+        assert "True" not in err.value.message and "False" not in err.value.message
+    # none of the refused calls cost budget; 20 good ones do, the 21st is 429
+    for i in range(20):
+        assert referee.evaluate(store, token, DATASET, [0] * n)["budget_left"] == 19 - i
+    with pytest.raises(referee.RefereeError) as err:
+        referee.evaluate(store, token, DATASET, [0] * n)
+    assert err.value.status == 429 and "budget" in err.value.message
+    statuses = [d["status"] for d in store.table("evaluations").all()]
+    assert statuses.count(200) == 20 and statuses.count(429) == 1
+
+
+def test_final_score_writes_referee_row_once(setup):
+    ws, rows, store, token = setup
+    truth = gold(rows)
+    layout = holdout.layout(DATASET)
+    preds = {i: float(truth[i]) for i in layout.ids}
+    wrong = layout.private_ordered[:10]
+    for i in wrong:
+        preds[i] = 1.0 - preds[i]
+    store.table("jobs").insert({"id": "run1", "meta": {"idea": "my_idea", "config": {"data_dir": "data/tiny"}}})
+    out = referee.final_score(store, "run1", DATASET, preds)
+    assert out["public_acc"] == 1.0
+    assert out["private_acc"] == pytest.approx(1 - 10 / len(layout.private))
+    assert out["transfer_acc"] == out["private_acc"] and out["w2s_source"] == "referee"
+    cfg = RunConfig(data_dir="data/tiny")
+    stored = read_result(DATASET, "my_idea", result_key(cfg), cfg.seed)
+    assert stored is not None and stored["n_private"] == len(layout.private)
+    assert "label_distribution" not in json.dumps(stored)
+    with pytest.raises(referee.RefereeError) as err:
+        referee.final_score(store, "run1", DATASET, preds)
+    assert err.value.status == 409
+    from core.leaderboard import leaderboard_rows
+
+    rows_ = [r for r in leaderboard_rows(DATASET) if r["idea"] == "my_idea"]
+    assert rows_ and rows_[0]["source"] == "referee"
+    assert referee.referee_accuracies(DATASET, "my_idea", rows_[0]["key"])["public_acc"] == 1.0
+
+
+def test_quantize():
+    assert referee.quantize(0.61649) == 0.62
+    assert referee.quantize(0.005) in (0.0, 0.01)
+    assert referee.quantize(None) is None

@@ -1,0 +1,444 @@
+"""The JSON API: read-only views of the state, the referee, the forum, and operator mutations.
+
+Who may do what:
+- ``GET`` endpoints need no token (the service binds to 127.0.0.1 by default).
+- ``POST /api/evaluate`` and ``POST /api/submit`` need a run token (``Authorization: Bearer``).
+- Findings share/comment/vote accept the operator token or a run token (agents post as
+  ``run:<id>``; one vote per voter).
+- Launching, cancelling and retrying jobs need the operator token (``.w2s/operator_token``).
+
+No value from a request becomes a path without matching a strict pattern first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from flask import Blueprint, current_app, jsonify, request
+
+from core import findings, referee
+from core.operator_token import check_operator_token
+from core.workspace import paths
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TRANSCRIPT_CHUNK = 256 * 1024
+LOG_CHUNK = 256 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@api.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return jsonify({"error": exc.message}), exc.status
+
+
+@api.errorhandler(referee.RefereeError)
+def _referee_error(exc: referee.RefereeError):
+    return jsonify({"error": exc.message}), exc.status
+
+
+@api.errorhandler(findings.FindingError)
+def _finding_error(exc: findings.FindingError):
+    return jsonify({"error": str(exc)}), 400
+
+
+@api.errorhandler(findings.FindingNotFound)
+def _finding_missing(exc: findings.FindingNotFound):
+    return jsonify({"error": str(exc.args[0] if exc.args else exc)}), 404
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def store() -> Any:
+    return current_app.extensions["w2s_store"]
+
+
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def require_operator() -> None:
+    if not check_operator_token(bearer(), Path(store().root)):
+        raise ApiError(401, "operator token required: 'Authorization: Bearer <.w2s/operator_token>'")
+
+
+def actor() -> str:
+    """Who is acting: ``operator`` or ``run:<run id>``; 401 for anything else."""
+    token = bearer()
+    if not token:
+        raise ApiError(401, "a token is required: the operator token or a run token")
+    if check_operator_token(token, Path(store().root)):
+        return "operator"
+    from core.tokens import resolve_token
+
+    record = resolve_token(store(), token)
+    if not record:
+        raise ApiError(401, "invalid token")
+    return f"run:{record.get('run_id')}"
+
+
+def body() -> dict[str, Any]:
+    """The JSON object body (orjson: the referee parses large prediction lists)."""
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise ApiError(400, "expected a JSON object body")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return data
+
+
+def checked_id(value: str, what: str) -> str:
+    if not ID_RE.match(value or ""):
+        raise ApiError(404, f"no {what} {value[:64]!r}")
+    return value
+
+
+def int_arg(name: str, default: int = 0) -> int:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query '{name}': expected an integer") from None
+    if value < 0:
+        raise ApiError(400, f"query '{name}': must be >= 0")
+    return value
+
+
+def dataset_arg() -> str | None:
+    dataset = request.args.get("dataset") or None
+    if dataset is not None and not referee.DATASET_RE.match(dataset):
+        raise ApiError(400, "query 'dataset': expected a dataset name")
+    return dataset
+
+
+def plain(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@api.get("/health")
+def health():
+    return jsonify({"status": "ok", "service": "w2s", "dashboard": bool(current_app.config["W2S_DASHBOARD"])})
+
+
+@api.get("/leaderboard")
+def leaderboard():
+    from core.leaderboard import baseline_rows, leaderboard_rows
+
+    dataset = dataset_arg()
+    rows = leaderboard_rows(dataset)
+    for row in rows:
+        if referee.SOURCE in str(row.get("source", "")).split("+"):
+            row.update(referee.referee_accuracies(row["dataset"], row["idea"], row["key"]))
+    return jsonify({"dataset": dataset, "rows": rows, "baselines": baseline_rows(dataset)})
+
+
+@api.get("/jobs")
+def jobs():
+    from core.jobs import list_jobs
+
+    return jsonify({"jobs": list_jobs()})
+
+
+@api.get("/jobs/<job_id>")
+def job(job_id: str):
+    from core.jobs import get_job
+
+    found = get_job(checked_id(job_id, "job"))
+    if not found:
+        raise ApiError(404, f"no job {job_id!r}")
+    return jsonify(found)
+
+
+@api.get("/jobs/<job_id>/log")
+def job_log(job_id: str):
+    from core.jobs import get_job, read_log
+
+    checked_id(job_id, "job")
+    if not get_job(job_id):
+        raise ApiError(404, f"no job {job_id!r}")
+    text, offset = read_log(job_id, int_arg("offset"))
+    if len(text) > LOG_CHUNK:  # the page polls again from the returned offset
+        text, offset = text[:LOG_CHUNK], int_arg("offset") + len(text[:LOG_CHUNK].encode("utf-8"))
+    return jsonify({"job_id": job_id, "text": text, "offset": offset})
+
+
+@api.get("/agents")
+def agents():
+    docs = store().table("agents").all()
+    docs.sort(key=lambda d: str(d.get("created", "")), reverse=True)
+    return jsonify({"agents": docs})
+
+
+def transcript_file(agent: dict[str, Any]) -> Path | None:
+    """The agent's transcript, only if it lies inside ``runs/`` (the stored path is not trusted)."""
+    runs = paths().runs.resolve()
+    candidates = []
+    if agent.get("transcript_path"):
+        candidates.append(Path(str(agent["transcript_path"])))
+    job_id = str(agent.get("job_id") or "")
+    if ID_RE.match(job_id):
+        candidates.append(runs / job_id / "transcript.jsonl")
+    for candidate in candidates:
+        path = (candidate if candidate.is_absolute() else paths().root / candidate).resolve()
+        if path.is_relative_to(runs) and path.is_file():
+            return path
+    return None
+
+
+@api.get("/agents/<agent_id>")
+def agent(agent_id: str):
+    doc = store().table("agents").get(checked_id(agent_id, "agent"))
+    if not doc:
+        raise ApiError(404, f"no agent {agent_id!r}")
+    return jsonify(doc)
+
+
+@api.get("/agents/<agent_id>/transcript")
+def agent_transcript(agent_id: str):
+    """Whole transcript lines from byte ``offset``; poll again from the returned ``offset``."""
+    doc = store().table("agents").get(checked_id(agent_id, "agent"))
+    if not doc:
+        raise ApiError(404, f"no agent {agent_id!r}")
+    offset = int_arg("offset")
+    path = transcript_file(doc)
+    if path is None:
+        return jsonify({"agent_id": agent_id, "entries": [], "offset": offset, "state": doc.get("state")})
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        chunk = fh.read(TRANSCRIPT_CHUNK)
+    end = chunk.rfind(b"\n")
+    chunk = chunk[: end + 1] if end >= 0 else b""
+    entries = []
+    for line in chunk.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entries.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            entries.append({"type": "unparsed", "text": line.decode("utf-8", "replace")[:2000]})
+    return jsonify(
+        {"agent_id": agent_id, "entries": entries, "offset": offset + len(chunk), "state": doc.get("state")}
+    )
+
+
+@api.get("/gpu")
+def gpu():
+    from core.gpu import probe
+
+    try:
+        gpus = [plain(g) for g in probe()]
+    except Exception as exc:  # noqa: BLE001 - a broken driver is shown, not a 500
+        return jsonify({"gpus": [], "error": str(exc)[:300]})
+    return jsonify({"gpus": gpus})
+
+
+@api.get("/evaluations")
+def evaluations():
+    """The referee's audit log (optionally one run's): time, status, n and what the run was told."""
+    run = request.args.get("run")
+    if run is not None:
+        checked_id(run, "run")
+    docs = store().table("evaluations").search(lambda d: run is None or d.get("run_id") == run)
+    docs.sort(key=lambda d: str(d.get("time", "")), reverse=True)
+    return jsonify({"evaluations": docs[: int_arg("limit", 200) or 200]})
+
+
+# --------------------------------------------------------------------------------------------- referee
+
+
+@api.post("/evaluate")
+def evaluate():
+    token = bearer()
+    record = referee.authenticate(store(), token)  # 401 before the body is even parsed
+    data = body()
+    result = referee.evaluate(
+        store(),
+        token,
+        data.get("dataset"),
+        data.get("predictions"),
+        data.get("ids"),
+        data.get("split", "test"),
+        record=record,
+    )
+    return jsonify(result)
+
+
+@api.post("/submit")
+def submit():
+    """A run's one final submission: scored on the public part and the private holdout."""
+    token = bearer()
+    record = referee.authenticate(store(), token)
+    data = body()
+    predictions, ids = data.get("predictions"), data.get("ids")
+    dataset = data.get("dataset")
+    if data.get("split", "test") != "test":
+        raise ApiError(400, "field 'split': only 'test' is scored")
+    if not isinstance(dataset, str) or not referee.DATASET_RE.match(dataset):
+        raise ApiError(400, "field 'dataset': expected a dataset name")
+    layout = referee.holdout.layout(dataset)
+    if layout is None:
+        raise ApiError(400, f"field 'dataset': no dataset {dataset!r} on this server")
+    if ids is None:
+        ids = list(layout.ids)
+    if not isinstance(ids, list) or not isinstance(predictions, list) or len(ids) != len(predictions):
+        raise ApiError(400, "fields 'ids'/'predictions': expected two lists of the same length")
+    if len(set(map(str, ids))) != len(ids):
+        raise ApiError(400, "field 'ids': repeated ids")
+    idea = data.get("idea")
+    result = referee.final_score(store(), str(record.get("run_id")), dataset, dict(zip(map(str, ids), predictions,
+                                 strict=True)), idea=idea if isinstance(idea, str) else None)
+    keep = ("idea_name", "public_acc", "private_acc", "n_public", "n_private", "pgr", "pgr_public", "pgr_reason",
+            "hyperparam_config_key", "seed")
+    return jsonify({k: result.get(k) for k in keep})
+
+
+# --------------------------------------------------------------------------------------------- findings
+
+
+@api.get("/findings")
+def list_findings():
+    sort = request.args.get("sort", "score")
+    if sort not in ("score", "recent"):
+        raise ApiError(400, "query 'sort': expected 'score' or 'recent'")
+    query = request.args.get("q", "")
+    docs = findings.search(store(), query, sort) if query else findings.list_findings(store(), sort)
+    return jsonify({"findings": docs})
+
+
+@api.get("/findings/<finding_id>")
+def get_finding(finding_id: str):
+    return jsonify(findings.get(store(), finding_id))
+
+
+@api.post("/findings")
+def share_finding():
+    who = actor()
+    data = body()
+    run = data.get("run", data.get("run_id"))
+    if run in (None, "") and who.startswith("run:"):
+        run = who[4:]
+    doc = findings.share(
+        store(),
+        title=data.get("title"),
+        summary=data.get("summary"),
+        metrics=data.get("metrics"),
+        config=data.get("config"),
+        run=run,
+        author=who,
+    )
+    return jsonify(doc), 201
+
+
+@api.post("/findings/<finding_id>/comments")
+def comment_finding(finding_id: str):
+    who = actor()
+    data = body()
+    return jsonify(findings.comment(store(), finding_id, who, data.get("text"))), 201
+
+
+@api.post("/findings/<finding_id>/vote")
+def vote_finding(finding_id: str):
+    who = actor()
+    data = body()
+    return jsonify(findings.vote(store(), finding_id, who, data.get("value", 1)))
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+
+@api.post("/jobs")
+def launch_job():
+    """Launch one seed of an idea: ``{"idea", "config": {RunConfig fields}, "name"?, "gpus"?,
+    "eval_budget"?, "max_retries"?}`` -> the job (operator only)."""
+    require_operator()
+    data = body()
+    from core.config import RunConfig
+    from core.errors import UserError
+    from core.ideas import check_name, find_idea
+    from core.jobs import submit_job
+
+    idea = data.get("idea")
+    if not isinstance(idea, str):
+        raise ApiError(400, "field 'idea': expected an idea name")
+    try:
+        check_name(idea)
+        find_idea(idea)
+    except UserError as exc:
+        raise ApiError(400, f"field 'idea': {exc}") from None
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise ApiError(400, "field 'config': expected an object of RunConfig fields")
+    try:
+        cfg = RunConfig.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, f"field 'config': {exc}") from None
+    numbers = {}
+    for name, default, top in (("gpus", 0, 16), ("eval_budget", 20, 10_000), ("max_retries", 0, 10)):
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise ApiError(400, f"field '{name}': expected an integer 0..{top}")
+        numbers[name] = value
+    name = data.get("name") or f"{idea} {cfg.dataset} seed {cfg.seed}"
+    if not isinstance(name, str) or len(name) > 120:
+        raise ApiError(400, "field 'name': expected text up to 120 characters")
+    command = [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", json.dumps(cfg.to_dict())]
+    try:
+        job_doc = submit_job(
+            "run",
+            command,
+            name=name,
+            gpus=numbers["gpus"],
+            max_retries=numbers["max_retries"],
+            eval_budget=numbers["eval_budget"],
+            meta={"idea": idea, "config": cfg.to_dict(), "launched_by": "api"},
+        )
+    except UserError as exc:
+        raise ApiError(400, str(exc)) from None
+    return jsonify(job_doc), 201
+
+
+@api.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    require_operator()
+    from core.jobs import cancel_job, get_job
+
+    if not get_job(checked_id(job_id, "job")):
+        raise ApiError(404, f"no job {job_id!r}")
+    return jsonify(plain(cancel_job(job_id)) or {"id": job_id})
+
+
+@api.post("/jobs/<job_id>/retry")
+def retry(job_id: str):
+    require_operator()
+    from core.jobs import get_job, retry_job
+
+    if not get_job(checked_id(job_id, "job")):
+        raise ApiError(404, f"no job {job_id!r}")
+    return jsonify(plain(retry_job(job_id)) or {"id": job_id})
