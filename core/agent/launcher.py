@@ -1,0 +1,299 @@
+"""Agents are jobs: :func:`launch_agent` records an agent and queues a job running
+``python -m core.agent.launcher --agent-id ID``; :func:`main` is that job.
+
+The API key travels only in the job's environment (the job system keeps it out of ``env.json``,
+logs and the store), never in argv. A crashed agent resumes when its job is retried: the same run
+folder, the same transcript.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S, Budgets
+from core.agent.client import API_KEY_ENV, BASE_URL_ENV, FatalAPIError, ModelCaller, RetryPolicy, make_client
+from core.agent.loop import AgentLoop, AgentSpec, StopRequested
+from core.agent.prices import DEFAULT_MAX_TOKENS, DEFAULT_MODEL
+from core.agent.tools import idea_md_path, idea_md_sections
+from core.agent.transcript import TRANSCRIPT_NAME
+from core.errors import UserError
+from core.workspace import paths
+
+TABLE = "agents"
+FINAL_STATES = ("finished", "stopped", "failed")
+MODEL_ENV = "W2S_AGENT_MODEL"
+
+
+def _store(store: Any = None) -> Any:
+    from core.store import Store
+
+    return store if store is not None else Store()
+
+
+def direction_from_idea_md(number: int) -> str:
+    """Direction N (1-based) of Idea.md as "Title: paragraph"."""
+    path = idea_md_path()
+    if not path.is_file():
+        raise UserError(f"{path}: missing, so --idea-md cannot pick a direction")
+    sections = idea_md_sections(path.read_text(encoding="utf-8"))
+    if not 1 <= number <= len(sections):
+        raise UserError(f"{path}: --idea-md must be 1..{len(sections)}, got {number}")
+    title, body = sections[number - 1]
+    return f"{title}\n\n{body}"
+
+
+def launch_agent(
+    direction: str | None = None,
+    *,
+    idea_md: int | None = None,
+    budget_usd: float = DEFAULT_USD,
+    max_turns: int = DEFAULT_TURNS,
+    max_evals: int = DEFAULT_EVALS,
+    max_wall_s: float = DEFAULT_WALL_S,
+    executor: str = "local",
+    model: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    store: Any = None,
+    start_service: bool = True,
+) -> dict[str, Any]:
+    """Record an agent and queue its job; returns the agent document. Raises UserError without
+    ``ANTHROPIC_API_KEY`` (nothing is recorded or queued then)."""
+    from core.jobs import submit_job
+    from core.store import new_id
+
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise UserError(f"{API_KEY_ENV} is not set: export your Anthropic API key to launch an agent")
+    if (direction is None) == (idea_md is None):
+        raise UserError("give exactly one of --direction TEXT or --idea-md N")
+    if idea_md is not None:
+        direction = direction_from_idea_md(int(idea_md))
+    direction = (direction or "").strip()
+    if not direction:
+        raise UserError("--direction: must not be empty")
+    try:
+        budgets = Budgets(max_usd=float(budget_usd), max_turns=int(max_turns), max_wall_s=float(max_wall_s),
+                          max_evals=int(max_evals))
+    except ValueError as exc:
+        raise UserError(f"budgets: {exc}") from None
+    model = model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if int(max_tokens) <= 0:
+        raise UserError("--max-tokens: must be positive")
+    store = _store(store)
+    table = store.table(TABLE)
+    agent_id = new_id()
+    while table.get(agent_id) is not None:
+        agent_id = new_id()
+    idea_name = f"agent_{agent_id}"
+    table.insert({
+        "id": agent_id,
+        "job_id": None,
+        "state": "queued",
+        "direction": direction,
+        "idea_md": idea_md,
+        "idea": idea_name,
+        "model": model,
+        "max_tokens": int(max_tokens),
+        "budgets": budgets.to_dict(),
+        "usage": {},
+        "cost_usd": 0.0,
+        "transcript_path": None,
+        "stop_reason": None,
+        "stop_requested": False,
+        "executor": executor,
+        "created": time.time(),
+    })
+    env = {API_KEY_ENV: key}
+    if os.environ.get(BASE_URL_ENV):
+        env[BASE_URL_ENV] = os.environ[BASE_URL_ENV]
+    try:
+        job = submit_job(
+            "agent",
+            [sys.executable, "-m", "core.agent.launcher", "--agent-id", agent_id],
+            name=f"agent {agent_id}: {direction.splitlines()[0][:60]}",
+            executor=executor,
+            env=env,
+            eval_budget=budgets.max_evals,
+            meta={"agent_id": agent_id, "idea": idea_name},
+            store=store,
+        )
+    except ValueError as exc:
+        table.remove(agent_id)
+        raise UserError(f"agent job not queued: {exc}") from None
+    transcript = str(Path(job["run_dir"]) / TRANSCRIPT_NAME)
+    doc = table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
+    if start_service:
+        _ensure_service()
+    return doc
+
+
+def _ensure_service() -> None:
+    """Queued jobs start only under ``w2s serve``; start one in the background if none runs."""
+    try:
+        from core import service
+    except ImportError:  # control service not installed in this build
+        return
+    if not service.is_service_running():
+        service.start_service_detached()
+
+
+def list_agents(store: Any = None) -> list[dict[str, Any]]:
+    """Agents, newest first. An agent whose job ended without the loop recording a final state
+    (killed hard) shows the job's fate instead of a stale "running"."""
+    from core.jobs import TERMINAL_STATES, get_job
+
+    store = _store(store)
+    out = []
+    for doc in store.table(TABLE).all():
+        if doc.get("state") not in FINAL_STATES and doc.get("job_id"):
+            job = get_job(doc["job_id"], store)
+            if job and job.get("state") in TERMINAL_STATES:
+                doc = {**doc, "state": "stopped" if job["state"] == "cancelled" else "failed",
+                       "stop_reason": doc.get("stop_reason") or f"job {job['state']}"}
+        out.append(doc)
+    return sorted(out, key=lambda d: d.get("created") or 0, reverse=True)
+
+
+def find_agent(ident: str, store: Any = None) -> dict[str, Any]:
+    """An agent by id, id prefix or job id."""
+    store = _store(store)
+    agents = store.table(TABLE).all()
+    exact = [a for a in agents if ident in (a.get("id"), a.get("job_id"))]
+    matches = exact or [a for a in agents if str(a.get("id", "")).startswith(ident)]
+    if not matches:
+        raise UserError(f"no agent {ident!r} (see `w2s agent list`)")
+    if len(matches) > 1:
+        raise UserError(f"agent id {ident!r} is ambiguous")
+    return matches[0]
+
+
+def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
+    """Ask the loop to stop (checked between turns) and cancel its job (SIGTERM ends the current
+    step cleanly; the loop records ``stopped by user``)."""
+    from core.jobs import TERMINAL_STATES, JobError, cancel_job, get_job
+
+    store = _store(store)
+    agent = find_agent(ident, store)
+    table = store.table(TABLE)
+    doc = table.update(agent["id"], {"stop_requested": True})
+    job = get_job(agent["job_id"], store) if agent.get("job_id") else None
+    if job and job.get("state") not in TERMINAL_STATES:
+        try:
+            cancel_job(job["id"], store)
+        except JobError:
+            pass
+    if doc.get("state") in ("queued",):
+        doc = table.update(agent["id"], {"state": "stopped", "stop_reason": "stopped by user"})
+    return table.get(agent["id"]) or doc
+
+
+def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
+    """Re-queue a crashed agent's job: the loop picks up from its transcript."""
+    from core.jobs import JobError, retry_job
+
+    store = _store(store)
+    agent = find_agent(ident, store)
+    if agent.get("state") in ("finished",):
+        raise UserError(f"agent {agent['id']} already finished")
+    try:
+        retry_job(agent["job_id"], store)
+    except JobError as exc:
+        raise UserError(str(exc)) from None
+    doc = store.table(TABLE).update(agent["id"], {"state": "queued", "stop_requested": False})
+    _ensure_service()
+    return doc
+
+
+def retry_policy_from_env() -> RetryPolicy:
+    base = RetryPolicy()
+    return RetryPolicy(
+        base_s=float(os.environ.get("W2S_AGENT_BACKOFF_BASE_S", base.base_s)),
+        cap_s=float(os.environ.get("W2S_AGENT_BACKOFF_CAP_S", base.cap_s)),
+        max_rate_limit_retries=int(os.environ.get("W2S_AGENT_MAX_RATE_RETRIES", base.max_rate_limit_retries)),
+        max_network_retries=int(os.environ.get("W2S_AGENT_MAX_NETWORK_RETRIES", base.max_network_retries)),
+    )
+
+
+def _service_url() -> str | None:
+    url = os.environ.get("W2S_SERVICE_URL")
+    if url:
+        return url
+    try:
+        from core import service
+    except ImportError:
+        return None
+    return service.service_url()
+
+
+def run_agent(agent_id: str, store: Any = None) -> tuple[int, str]:
+    """Run or resume one agent in this process; returns (exit code, stop reason)."""
+    store = _store(store)
+    table = store.table(TABLE)
+    doc = table.get(agent_id)
+    if doc is None:
+        return 2, f"no agent {agent_id!r}"
+    job_id = os.environ.get("W2S_JOB_ID") or doc.get("job_id")
+    if not job_id:
+        return 2, f"agent {agent_id} has no job"
+    run_dir = paths().runs / job_id
+    spec = AgentSpec(
+        agent_id=agent_id,
+        job_id=job_id,
+        idea_name=doc["idea"],
+        direction=doc["direction"],
+        budgets=Budgets.from_dict(doc.get("budgets")),
+        model=doc.get("model") or DEFAULT_MODEL,
+        max_tokens=int(doc.get("max_tokens") or DEFAULT_MAX_TOKENS),
+        run_dir=run_dir,
+        folder=paths().ideas / doc["idea"],
+    )
+
+    def update(changes: dict[str, Any]) -> None:
+        table.update(agent_id, changes)
+
+    table.update(agent_id, {"job_id": job_id, "transcript_path": str(spec.transcript_path), "pid": os.getpid()})
+    try:
+        client = make_client()
+    except FatalAPIError as exc:
+        update({"state": "failed", "stop_reason": f"api: {exc}"})
+        return 1, str(exc)
+    caller = ModelCaller(client, spec.model, spec.max_tokens, retry_policy_from_env())
+    loop = AgentLoop(
+        spec,
+        caller,
+        on_update=update,
+        stop_check=lambda: bool((table.get(agent_id) or {}).get("stop_requested")),
+        service_url=_service_url(),
+        run_token=os.environ.get("W2S_RUN_TOKEN"),
+    )
+    reason = loop.run()
+    final = (table.get(agent_id) or {}).get("state")
+    return (1 if final == "failed" else 0), reason
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean stop; a second signal is ignored
+    raise StopRequested
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.agent.launcher", description="Run one research agent.")
+    parser.add_argument("--agent-id", required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code, reason = run_agent(args.agent_id)
+    except StopRequested:
+        return 143
+    print(f"agent {args.agent_id}: {reason}", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The research agent's loop: model turn -> tool calls -> results -> next turn, within budgets.
+
+The transcript is written before the loop acts on anything, so it is the source of truth: a
+restarted loop replays it, re-runs only tool calls that never recorded a result, and carries on.
+Budgets are checked between turns against usage summed from the transcript; the agent's tools
+cannot reach them. State changes go to an ``on_update`` callback (the agents table in production)
+and to the transcript.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.agent import tools as agent_tools
+from core.agent.budgets import Budgets, Usage, exhausted
+from core.agent.client import FatalAPIError, ModelCaller, RetriesExhausted
+from core.agent.prices import Price, add_usage, price_for
+from core.agent.prompt import SYSTEM_PROMPT, first_message
+from core.agent.transcript import TRANSCRIPT_NAME, Transcript, replay, result_block
+from core.atomic import atomic_write_json
+
+MAX_NUDGES = 2
+NUDGE_TEXT = (
+    "(No tool was called. Continue the research with your tools, or call `finish` with a summary "
+    "if you are done.)"
+)
+STATE_RUNNING = "running"
+STATE_WAITING = "waiting (rate limited)"
+
+
+class StopRequested(BaseException):
+    """Raised (from a signal handler or a stop check) to end the loop cleanly."""
+
+
+@dataclass
+class AgentSpec:
+    """Everything fixed at launch; stored in the agents table and the transcript's start event."""
+
+    agent_id: str
+    job_id: str
+    idea_name: str
+    direction: str
+    budgets: Budgets
+    model: str
+    max_tokens: int
+    run_dir: Path
+    folder: Path
+
+    @property
+    def transcript_path(self) -> Path:
+        return self.run_dir / TRANSCRIPT_NAME
+
+
+def block_to_dict(block: Any) -> dict[str, Any]:
+    """An SDK content block as the plain dict the API accepts back in ``messages``."""
+    data = block.model_dump(mode="json", exclude_none=True) if hasattr(block, "model_dump") else dict(block)
+    kind = data.get("type")
+    keep = {
+        "text": ("type", "text"),
+        "tool_use": ("type", "id", "name", "input"),
+        "thinking": ("type", "thinking", "signature"),
+        "redacted_thinking": ("type", "data"),
+    }.get(kind)
+    return {k: data[k] for k in keep if k in data} if keep else data
+
+
+def usage_to_dict(usage: Any) -> dict[str, int]:
+    if usage is None:
+        return {}
+    data = usage.model_dump(mode="json") if hasattr(usage, "model_dump") else dict(usage)
+    return {k: int(v) for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class AgentLoop:
+    """Runs (or resumes) one agent until it finishes, a budget is spent, or it is stopped."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        caller: ModelCaller,
+        *,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        stop_check: Callable[[], bool] | None = None,
+        service_url: str | None = None,
+        run_token: str | None = None,
+        price: Price | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.spec = spec
+        self.caller = caller
+        self.on_update = on_update or (lambda changes: None)
+        self.stop_check = stop_check or (lambda: False)
+        self.price = price or price_for(spec.model)
+        self.clock = clock
+        self.transcript = Transcript(spec.transcript_path)
+        self.usage = Usage()
+        self._base_elapsed = 0.0
+        self._t0 = clock()
+        self.ctx = agent_tools.ToolContext(
+            agent_id=spec.agent_id,
+            idea_name=spec.idea_name,
+            folder=spec.folder,
+            run_dir=spec.run_dir,
+            budgets=spec.budgets,
+            usage=self.usage,
+            service_url=service_url,
+            run_token=run_token,
+            deadline=lambda: spec.budgets.max_wall_s - self.elapsed(),
+        )
+        caller.on_wait = self._on_wait
+        caller.on_recovered = self._on_recovered
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def elapsed(self) -> float:
+        return self._base_elapsed + (self.clock() - self._t0)
+
+    def emit(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.usage.elapsed_s = self.elapsed()
+        return self.transcript.append({**event, "elapsed_s": round(self.usage.elapsed_s, 3)})
+
+    def set_state(self, state: str, reason: str = "") -> None:
+        self.emit({"type": "state", "state": state, "reason": reason})
+        self.on_update({"state": state, "usage": self.usage.to_dict(), "cost_usd": round(self.usage.cost_usd, 6)})
+
+    def _on_wait(self, kind: str, seconds: float, attempt: int, error: str) -> None:
+        self.emit({"type": "api_retry", "kind": kind, "attempt": attempt, "wait_s": round(seconds, 3),
+                   "error": error})
+        state = STATE_WAITING if kind == "rate_limited" else "waiting (network error)"
+        self.set_state(state, error)
+
+    def _on_recovered(self) -> None:
+        self.set_state(STATE_RUNNING, "API answered again")
+
+    def _progress(self) -> None:
+        b, u = self.spec.budgets, self.usage
+        frac = max(u.cost_usd / b.max_usd, u.turns / b.max_turns, u.elapsed_s / b.max_wall_s)
+        msg = f"turn {u.turns}/{b.max_turns}, ${u.cost_usd:.4f} of ${b.max_usd:.2f}, evals {u.evals}/{b.max_evals}"
+        try:
+            atomic_write_json(self.spec.run_dir / "progress.json", {"progress": round(min(frac, 1.0), 4),
+                                                                    "message": msg}, indent=None)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ tool calls
+
+    def run_call(self, call: dict[str, Any], turn: int) -> agent_tools.ToolOutcome:
+        """Record the call, run it, record its result (before anyone acts on it)."""
+        self.emit({"type": "tool_call", "turn": turn, "id": call["id"], "name": call["name"],
+                   "input": call.get("input") or {}})
+        start = time.monotonic()
+        outcome = agent_tools.run_tool(self.ctx, call["name"], call.get("input") or {}, call["id"])
+        inline, full = self.transcript.store_tool_output(call["id"], outcome.text)
+        if outcome.evaluation:
+            self.usage.evals += 1
+        self.emit({
+            "type": "tool_result",
+            "turn": turn,
+            "id": call["id"],
+            "name": call["name"],
+            "content": inline,
+            "full_path": full,
+            "truncated": full is not None,
+            "is_error": outcome.is_error,
+            "evaluation": outcome.evaluation,
+            "seconds": round(time.monotonic() - start, 3),
+        })
+        self.on_update({"usage": self.usage.to_dict()})
+        return outcome
+
+    def run_calls(
+        self, calls: list[dict[str, Any]], turn: int, done: dict[str, dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+        """Run the calls without a recorded result; return the turn's result blocks in call order,
+        plus a finish summary and a stop reason if a tool asked for either."""
+        finish = stop = None
+        blocks = []
+        for call in calls:
+            if call["id"] in done:
+                blocks.append(done[call["id"]])
+                if call["name"] == "finish" and not done[call["id"]].get("is_error"):
+                    finish = str((call.get("input") or {}).get("summary") or "")
+                continue
+            if finish is not None or stop is not None:
+                text = "not run: the run is ending"
+                self.emit({"type": "tool_result", "turn": turn, "id": call["id"], "name": call["name"],
+                           "content": text, "is_error": True, "skipped": True})
+                blocks.append(result_block(call["id"], text, True))
+                continue
+            outcome = self.run_call(call, turn)
+            blocks.append(result_block(call["id"], outcome.text, outcome.is_error))
+            finish = outcome.finish if outcome.finish is not None else finish
+            stop = outcome.stop or stop
+        return blocks, finish, stop
+
+    # ------------------------------------------------------------------ the loop
+
+    def stop(self, state: str, reason: str, summary: str | None = None) -> str:
+        self.emit({"type": "stop", "state": state, "reason": reason, "summary": summary,
+                   "usage": self.usage.to_dict()})
+        self.on_update({
+            "state": state,
+            "stop_reason": reason,
+            "summary": summary,
+            "usage": self.usage.to_dict(),
+            "cost_usd": round(self.usage.cost_usd, 6),
+            "finished": time.time(),
+        })
+        self._progress()
+        return reason
+
+    def run(self) -> str:
+        """Run to the end; returns the stop reason (also recorded in the transcript and table)."""
+        rep = replay(self.spec.transcript_path)
+        if rep.stopped:
+            return str(rep.stopped.get("reason"))
+        self._base_elapsed = rep.elapsed_s
+        self._t0 = self.clock()
+        self.usage.turns, self.usage.cost_usd, self.usage.tokens = rep.turns, rep.cost_usd, rep.tokens
+        self.usage.evals = rep.evals
+        messages = rep.messages
+        nudges = rep.nudges
+        try:
+            if rep.started is None:
+                self.emit({
+                    "type": "start",
+                    "agent_id": self.spec.agent_id,
+                    "job_id": self.spec.job_id,
+                    "idea": self.spec.idea_name,
+                    "model": self.spec.model,
+                    "max_tokens": self.spec.max_tokens,
+                    "budgets": self.spec.budgets.to_dict(),
+                    "direction": self.spec.direction,
+                    "price_usd_per_mtok": {"input": self.price.input, "output": self.price.output},
+                })
+                text = first_message(self.spec.direction, self.spec.idea_name, self.spec.budgets, self.spec.folder)
+                self.emit({"type": "user", "content": text})
+                messages = [{"role": "user", "content": text}]
+            else:
+                self.emit({"type": "resume", "turn": rep.turns, "pending_calls": [c["id"] for c in rep.pending_calls]})
+            self.set_state(STATE_RUNNING, "resumed" if rep.started else "started")
+            if rep.open_calls:
+                blocks, finish, stop = self.run_calls(rep.open_calls, rep.turns, rep.open_results)
+                messages.append({"role": "user", "content": blocks})
+                if finish is not None:
+                    return self.stop("finished", "finished", finish)
+                if stop:
+                    return self.stop("stopped", stop)
+            return self._turns(messages, nudges)
+        except StopRequested:
+            return self.stop("stopped", "stopped by user")
+        except FatalAPIError as exc:
+            return self.stop("failed", f"api: {exc}")
+        except RetriesExhausted as exc:
+            return self.stop("failed", f"api: {exc}")
+
+    def _turns(self, messages: list[dict[str, Any]], nudges: int) -> str:
+        budgets = self.spec.budgets
+        while True:
+            if self.stop_check():
+                raise StopRequested
+            self.usage.elapsed_s = self.elapsed()
+            reason = exhausted(budgets, self.usage)
+            if reason:
+                return self.stop("stopped", reason)
+            response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.TOOL_SPECS)
+            content = [block_to_dict(b) for b in response.content]
+            usage = usage_to_dict(getattr(response, "usage", None))
+            cost = self.price.cost(usage)
+            self.usage.turns += 1
+            self.usage.cost_usd += cost
+            self.usage.tokens = add_usage(self.usage.tokens, usage)
+            turn = self.usage.turns
+            self.emit({
+                "type": "assistant",
+                "turn": turn,
+                "content": content,
+                "stop_reason": getattr(response, "stop_reason", None),
+                "usage": usage,
+                "cost_usd": round(cost, 8),
+                "total_cost_usd": round(self.usage.cost_usd, 8),
+            })
+            self.on_update({"usage": self.usage.to_dict(), "cost_usd": round(self.usage.cost_usd, 6)})
+            self._progress()
+            messages.append({"role": "assistant", "content": content})
+            if self.usage.cost_usd >= budgets.max_usd:
+                return self.stop("stopped", exhausted(budgets, self.usage) or "budget_usd")
+            calls = [b for b in content if b.get("type") == "tool_use"]
+            if not calls:
+                if nudges >= MAX_NUDGES:
+                    return self.stop("stopped", "no_tool_use: the model stopped calling tools")
+                nudges += 1
+                self.emit({"type": "user", "content": NUDGE_TEXT, "nudge": True})
+                messages.append({"role": "user", "content": NUDGE_TEXT})
+                continue
+            nudges = 0
+            blocks, finish, stop = self.run_calls(calls, turn, {})
+            messages.append({"role": "user", "content": blocks})
+            if finish is not None:
+                return self.stop("finished", "finished", finish)
+            if stop:
+                return self.stop("stopped", stop)
