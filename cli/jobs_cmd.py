@@ -1,0 +1,134 @@
+"""``w2s jobs``: list, show, cancel, retry and follow the logs of queued and running jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from core.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    jobs = sub.add_parser("jobs", help="list, show, cancel, retry jobs; read their logs")
+    verbs = jobs.add_subparsers(dest="jobs_verb", metavar="ACTION")
+    jobs.set_defaults(func=_list, json=False, all=False)
+
+    lst = verbs.add_parser("list", help="jobs, newest first")
+    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--active", action="store_true", help="only unfinished jobs")
+    lst.set_defaults(func=_list)
+
+    show = verbs.add_parser("show", help="one job in full (JSON)")
+    show.add_argument("id")
+    show.set_defaults(func=_show)
+
+    cancel = verbs.add_parser("cancel", help="cancel a job (its whole process tree)")
+    cancel.add_argument("id")
+    cancel.set_defaults(func=_cancel)
+
+    retry = verbs.add_parser("retry", help="queue a failed or cancelled job again")
+    retry.add_argument("id")
+    retry.set_defaults(func=_retry)
+
+    logs = verbs.add_parser("logs", help="print a job's stdout.log")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    logs.set_defaults(func=_logs)
+
+
+def _resolve(prefix: str) -> str:
+    from core.jobs import JobError, resolve_job_id
+
+    try:
+        return resolve_job_id(prefix)
+    except JobError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    secs = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{int(secs // size)}{unit} ago"
+    return f"{int(secs)}s ago"
+
+
+def _row(job: dict[str, Any]) -> str:
+    progress = "" if job.get("progress") is None else f" {job['progress'] * 100:.0f}%"
+    gpus = ",".join(str(g) for g in job.get("gpus") or []) or "-"
+    exit_code = "" if job.get("exit_code") is None else f" exit {job['exit_code']}"
+    return (f"{job['id']}  {job['state']:<9}{progress:<5} {job.get('kind', ''):<10} {job.get('executor', ''):<6} "
+            f"gpu {gpus:<4} {_ago(job.get('created')):<8}  {job.get('name', '')}{exit_code}")
+
+
+def _list(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import list_jobs
+
+    jobs = list_jobs(active_only=getattr(args, "active", False))
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+        return 0
+    if not jobs:
+        print("no jobs")
+        return 0
+    for job in jobs:
+        print(_row(job))
+    return 0
+
+
+def _show(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import get_job
+
+    print(json.dumps(get_job(_resolve(args.id)), indent=2))
+    return 0
+
+
+def _cancel(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import JobError, cancel_job
+
+    job_id = _resolve(args.id)
+    try:
+        job = cancel_job(job_id)
+    except JobError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{job_id}: {job['state']}" + (" (cancel requested)" if job["state"] not in ("cancelled",) else ""))
+    return 0
+
+
+def _retry(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import JobError, retry_job
+
+    job_id = _resolve(args.id)
+    try:
+        job = retry_job(job_id)
+    except JobError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{job_id}: {job['state']}")
+    return 0
+
+
+def _logs(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import TERMINAL_STATES, get_job, read_log
+
+    job_id = _resolve(args.id)
+    offset = 0
+    while True:
+        text, offset = read_log(job_id, offset)
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            continue
+        if not args.follow:
+            return 0
+        job = get_job(job_id) or {}
+        if job.get("state") in TERMINAL_STATES:
+            text, offset = read_log(job_id, offset)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return 0
+        time.sleep(0.5)

@@ -1,0 +1,52 @@
+"""``w2s serve``: run the control service (scheduler + HTTP API) for this workspace."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from core.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run the control service (scheduler, API, --dashboard pages)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000; 0 = any free port)")
+    serve.add_argument("--dashboard", action="store_true", help="also serve the HTML dashboard")
+    serve.add_argument("--detach", action="store_true", help="start in the background and return")
+    serve.add_argument("--stop", action="store_true", help="stop the running service (jobs keep running)")
+    serve.add_argument("--status", action="store_true", help="say whether a service runs, and where")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core import service
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UserError(f"--port: {args.port} is not a port number (0-65535)")
+    if args.stop:
+        if service.stop_service():
+            print("w2s service stopped (jobs keep running)")
+            return 0
+        print("no w2s service is running for this workspace")
+        return 1
+    if args.status:
+        info = service.service_info()
+        if not info:
+            print("no w2s service is running for this workspace")
+            return 1
+        print(f"w2s service running (pid {info['pid']}) at {info.get('url') or 'no HTTP'}")
+        return 0
+    if args.detach:
+        info = service.service_info()
+        if info:
+            raise UserError(f"a w2s service is already running for this workspace (pid {info['pid']}, "
+                            f"{info.get('url') or 'no HTTP'})")
+        url = service.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard)
+        info = service.service_info() or {}
+        print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
+        print(f"log: {service.log_file()}; stop with `w2s serve --stop`")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    port = service.DEFAULT_PORT if args.port is None else args.port
+    return service.serve(host=args.host, port=port, dashboard=args.dashboard)
