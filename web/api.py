@@ -253,7 +253,7 @@ def gpu():
     from core.gpu import probe
 
     try:
-        gpus = [plain(g) for g in probe()]
+        gpus = [plain(g) for g in probe(store())]
     except Exception as exc:  # noqa: BLE001 - a broken driver is shown, not a 500
         return jsonify({"gpus": [], "error": str(exc)[:300]})
     return jsonify({"gpus": gpus})
@@ -419,7 +419,7 @@ def launch_job():
             eval_budget=numbers["eval_budget"],
             meta={"idea": idea, "config": cfg.to_dict(), "launched_by": "api"},
         )
-    except UserError as exc:
+    except (UserError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None
     return jsonify(job_doc), 201
 
@@ -431,7 +431,10 @@ def cancel(job_id: str):
 
     if not get_job(checked_id(job_id, "job")):
         raise ApiError(404, f"no job {job_id!r}")
-    return jsonify(plain(cancel_job(job_id)) or {"id": job_id})
+    try:
+        return jsonify(cancel_job(job_id))
+    except ValueError as exc:  # JobError: already finished
+        raise ApiError(409, str(exc)) from None
 
 
 @api.post("/jobs/<job_id>/retry")
@@ -441,4 +444,7 @@ def retry(job_id: str):
 
     if not get_job(checked_id(job_id, "job")):
         raise ApiError(404, f"no job {job_id!r}")
-    return jsonify(plain(retry_job(job_id)) or {"id": job_id})
+    try:
+        return jsonify(retry_job(job_id))
+    except ValueError as exc:  # JobError: not failed or cancelled
+        raise ApiError(409, str(exc)) from None
