@@ -1,0 +1,190 @@
+"""The agent loop through the real ``anthropic`` SDK against the local fake Messages API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.agent.budgets import Budgets
+from core.agent.client import ModelCaller, RetryPolicy, make_client
+from core.agent.loop import STATE_WAITING, AgentLoop, AgentSpec
+from core.agent.prices import Price
+from core.agent.transcript import iter_events, replay
+from tests.fakes.anthropic_server import FakeAnthropic, text, tool_use, turn
+
+KEY = "sk-test-key"
+PRICE = Price(input=3.0, output=15.0)  # $ per MTok: 1000 in + 100 out = $0.0045 a turn
+
+
+def make_loop(ws: Path, url: str, budgets: Budgets | None = None, key: str = KEY, updates=None):
+    spec = AgentSpec(
+        agent_id="a1",
+        job_id="j1",
+        idea_name="agent_a1",
+        direction="try confidence reweighting",
+        budgets=budgets or Budgets(max_usd=1.0, max_turns=20, max_wall_s=600, max_evals=3),
+        model="claude-test",
+        max_tokens=512,
+        run_dir=ws / "runs" / "j1",
+        folder=ws / "ideas" / "agent_a1",
+    )
+    caller = ModelCaller(make_client(api_key=key, base_url=url), spec.model, spec.max_tokens,
+                         RetryPolicy(base_s=0.01, cap_s=0.05), seed=0)
+    sink = updates if updates is not None else []
+    return AgentLoop(spec, caller, on_update=sink.append, price=PRICE), spec
+
+
+def events(spec: AgentSpec) -> list[dict]:
+    return list(iter_events(spec.transcript_path))
+
+
+SCRIPT = [
+    turn(text("I will write a note."), tool_use("t1", "write_file", {"path": "notes.md", "content": "hello\n"})),
+    turn(tool_use("t2", "read_file", {"path": "notes.md"}), tool_use("t3", "read_file", {"path": "../x"})),
+    turn(tool_use("t4", "edit_file", {"path": "notes.md", "old_text": "hello", "new_text": "bye"})),
+    turn(tool_use("t5", "finish", {"summary": "wrote and edited a note"})),
+]
+
+
+@pytest.fixture
+def fake():
+    servers = []
+
+    def start(script, **kw):
+        server = FakeAnthropic(script, api_key=KEY, **kw)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def test_tools_rate_limits_costs_and_finish(workspace: Path, fake) -> None:
+    server = fake(SCRIPT, errors={1: [(429, {"retry-after-ms": "10"})], 2: [(529, {})]})
+    updates: list[dict] = []
+    loop, spec = make_loop(workspace, server.url, updates=updates)
+    reason = loop.run()
+    assert reason == "finished"
+    assert (spec.folder / "notes.md").read_text() == "bye\n"
+    evs = events(spec)
+    kinds = [e["type"] for e in evs]
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    assistants = [e for e in evs if e["type"] == "assistant"]
+    assert [a["turn"] for a in assistants] == [1, 2, 3, 4]
+    assert all(a["cost_usd"] == pytest.approx(0.0045) for a in assistants)
+    assert assistants[-1]["total_cost_usd"] == pytest.approx(0.018)
+    results = {e["id"]: e for e in evs if e["type"] == "tool_result"}
+    calls = [e["id"] for e in evs if e["type"] == "tool_call"]
+    assert calls == ["t1", "t2", "t3", "t4", "t5"] and set(results) == set(calls)
+    assert results["t3"]["is_error"] and "outside your folder" in results["t3"]["content"]
+    assert "hello" in results["t2"]["content"] and not results["t2"]["is_error"]
+    retries = [e for e in evs if e["type"] == "api_retry"]
+    assert [r["kind"] for r in retries] == ["rate_limited", "rate_limited"]
+    states = [e["state"] for e in evs if e["type"] == "state"]
+    assert states.count(STATE_WAITING) == 2 and states[-1] == "running"
+    assert [s for _, s in server.responses] == [200, 429, 200, 529, 200, 200]
+    assert any(u.get("state") == STATE_WAITING for u in updates)
+    final = updates[-1]
+    assert final["state"] == "finished" and final["summary"] == "wrote and edited a note"
+    assert final["usage"]["turns"] == 4 and final["cost_usd"] == pytest.approx(0.018)
+    # the tool results the model saw came back as tool_result blocks in order
+    last = server.requests[-1]["messages"][-1]["content"]
+    assert [b["tool_use_id"] for b in last] == ["t4"]
+
+
+def test_usd_budget_stops_cleanly(workspace: Path, fake) -> None:
+    def script(i, req):
+        return turn(tool_use(f"c{i}", "list_files", {}), input_tokens=100_000, output_tokens=1000)
+
+    server = fake(script)
+    loop, spec = make_loop(workspace, server.url, Budgets(max_usd=0.5, max_turns=50, max_wall_s=600, max_evals=1))
+    reason = loop.run()
+    assert reason.startswith("budget_usd")
+    stop = events(spec)[-1]
+    assert stop["type"] == "stop" and stop["state"] == "stopped"
+    # $0.315 a turn: the second turn crosses $0.50 and its tool calls are not run
+    assert len(server.requests) == 2
+    assert [e["id"] for e in events(spec) if e["type"] == "tool_result"] == ["c0"]
+    assert replay(spec.transcript_path).cost_usd == pytest.approx(0.63)
+
+
+def test_turn_budget_and_nudges(workspace: Path, fake) -> None:
+    server = fake([turn(text("thinking..."))])
+    loop, spec = make_loop(workspace, server.url, Budgets(max_usd=5, max_turns=10, max_wall_s=600, max_evals=1))
+    assert loop.run().startswith("no_tool_use")
+    assert len(server.requests) == 3  # two nudges, then stop
+    server2 = fake(lambda i, r: turn(tool_use(f"x{i}", "list_files", {})))
+    loop2, spec2 = make_loop(workspace / "b", server2.url, Budgets(max_usd=5, max_turns=3, max_wall_s=600))
+    assert loop2.run().startswith("max_turns")
+    assert len(server2.requests) == 3
+
+
+def test_bad_key_fails_fast(workspace: Path, fake) -> None:
+    server = fake(SCRIPT)
+    loop, spec = make_loop(workspace, server.url, key="sk-wrong")
+    reason = loop.run()
+    assert "ANTHROPIC_API_KEY" in reason and "401" in reason
+    assert len(server.requests) == 1
+    assert events(spec)[-1]["state"] == "failed"
+
+
+def test_rate_limit_retries_are_capped(workspace: Path, fake) -> None:
+    server = fake(SCRIPT, errors={0: [(429, {"retry-after-ms": "1"})] * 50})
+    loop, spec = make_loop(workspace, server.url)
+    loop.caller.policy = RetryPolicy(base_s=0.001, cap_s=0.01, max_rate_limit_retries=3)
+    reason = loop.run()
+    assert reason.startswith("api: rate_limited: gave up after 3 retries")
+    assert len(server.requests) == 4
+
+
+def test_resume_reruns_only_unfinished_calls(workspace: Path, fake) -> None:
+    script = [
+        turn(tool_use("s1", "run_shell", {"command": "echo one >> runs.log"})),
+        turn(tool_use("s2", "run_shell", {"command": "echo two >> runs.log"}),
+             tool_use("s3", "run_shell", {"command": "echo three >> runs.log"})),
+        turn(tool_use("s4", "finish", {"summary": "done"})),
+    ]
+    server = fake(script)
+    loop, spec = make_loop(workspace, server.url)
+    assert loop.run() == "finished"
+    log = spec.folder / "runs.log"
+    assert log.read_text().split() == ["one", "two", "three"]
+    # simulate a crash while s3 was running: cut the transcript after s3's tool_call (plus a torn line)
+    lines = spec.transcript_path.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if '"tool_call"' in line and '"s3"' in line)
+    spec.transcript_path.write_text("".join(lines[: cut + 1]) + '{"type": "assistant", "tur')
+    rep = replay(spec.transcript_path)
+    assert [c["id"] for c in rep.pending_calls] == ["s3"] and set(rep.open_results) == {"s2"}
+    n_before = len(server.requests)
+    loop2, _ = make_loop(workspace, server.url)
+    assert loop2.run() == "finished"
+    assert log.read_text().split() == ["one", "two", "three", "three"]  # only s3 ran again
+    assert len(server.requests) == n_before + 1  # one new model call (turn 3)
+    evs = events(spec)
+    assert sum(1 for e in evs if e["type"] == "tool_result" and e["id"] == "s2") == 1
+    assert any(e["type"] == "resume" and e["pending_calls"] == ["s3"] for e in evs)
+    # the resumed request carried the earlier turns exactly
+    msgs = server.requests[-1]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
+    assert json.dumps(msgs[2]["content"]).count("tool_result") == 1
+
+
+def test_big_tool_result_truncated_with_pointer(workspace: Path, fake) -> None:
+    script = [
+        turn(tool_use("b1", "run_shell", {"command": "python -c \"print('x' * 9000)\""})),
+        turn(tool_use("b2", "finish", {"summary": "ok"})),
+    ]
+    server = fake(script)
+    loop, spec = make_loop(workspace, server.url)
+    assert loop.run() == "finished"
+    res = next(e for e in events(spec) if e["type"] == "tool_result" and e["id"] == "b1")
+    assert res["truncated"] and res["full_path"] == "tool_outputs/b1.txt"
+    full = (spec.run_dir / res["full_path"]).read_text()
+    assert full.count("x") >= 9000 and len(res["content"]) < len(full)
+    sent = server.requests[1]["messages"][-1]["content"][0]["content"]
+    assert sent == full  # the model saw the whole output; the transcript keeps a pointer
+    assert replay(spec.transcript_path).messages[-2]["content"][0]["content"] == full
