@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import orjson
+
 import core
 from core.atomic import atomic_write_bytes
 from core.cache import cache_root, iter_results
@@ -158,10 +160,13 @@ def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _En
     fh = tf.extractfile(m)
     data = fh.read() if fh is not None else b""
     try:
-        parsed = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
-        report.skipped.append((m.name, "invalid JSON"))
-        return None
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:  # BOM, NaN: the stdlib parser is more lenient
+            parsed = json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError):
+            report.skipped.append((m.name, "invalid JSON"))
+            return None
     if not isinstance(parsed, dict):
         report.skipped.append((m.name, "not a JSON object"))
         return None
