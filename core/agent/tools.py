@@ -396,9 +396,9 @@ def evaluate(ctx: ToolContext, dataset: str, predictions_file: str) -> ToolOutco
             is_error=True,
             stop=f"max_evals: {ctx.usage.evals} of {ctx.budgets.max_evals} evaluations used",
         )
+    ids, preds = _load_predictions(ctx, predictions_file)
     if not ctx.service_url or not ctx.run_token:
         raise ToolError("no referee configured for this run (W2S_SERVICE_URL / W2S_RUN_TOKEN missing)")
-    ids, preds = _load_predictions(ctx, predictions_file)
     body = {"dataset": dataset, "split": "test", "ids": ids, "predictions": preds}
     try:
         resp = httpx.post(

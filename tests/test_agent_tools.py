@@ -1,0 +1,114 @@
+"""Each agent tool on its own: folder confinement, shell limits, Idea.md, argument checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.agent import tools
+from core.agent.budgets import Budgets, Usage
+from core.agent.tools import ToolContext, run_tool
+
+
+@pytest.fixture
+def ctx(workspace: Path) -> ToolContext:
+    folder = workspace / "ideas" / "agent_t"
+    folder.mkdir(parents=True)
+    (workspace / "labeled_data" / "demo-math").mkdir(parents=True)
+    (workspace / "labeled_data" / "demo-math" / "test.jsonl").write_text('{"label": 1}\n')
+    return ToolContext(
+        agent_id="t", idea_name="agent_t", folder=folder, run_dir=workspace / "runs" / "j",
+        budgets=Budgets(max_evals=1), usage=Usage(),
+    )
+
+
+def call(ctx: ToolContext, name: str, **args):
+    return run_tool(ctx, name, args, tool_use_id="u1")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../../labeled_data/demo-math/test.jsonl", "../labeled_data", "/etc/passwd", "sub/../../x", "../agent_tx/a"],
+)
+def test_paths_outside_the_folder_are_refused(ctx: ToolContext, path: str) -> None:
+    for name, args in (("read_file", {}), ("write_file", {"content": "x"}), ("list_files", {})):
+        out = call(ctx, name, path=path, **args)
+        assert out.is_error and "refused" in out.text, (name, path, out.text)
+
+
+def test_symlink_escape_is_refused(ctx: ToolContext, workspace: Path) -> None:
+    os.symlink(workspace / "labeled_data", ctx.folder / "sneaky")
+    out = call(ctx, "read_file", path="sneaky/demo-math/test.jsonl")
+    assert out.is_error and "refused" in out.text
+    out = call(ctx, "write_file", path="sneaky/new.txt", content="x")
+    assert out.is_error and not (workspace / "labeled_data" / "new.txt").exists()
+    listing = call(ctx, "list_files").text
+    assert "symlink, not followed" in listing and "test.jsonl" not in listing
+
+
+def test_write_read_edit_list(ctx: ToolContext) -> None:
+    assert not call(ctx, "write_file", path="pkg/a.py", content="x = 1\ny = 2\nx = 1\n").is_error
+    read = call(ctx, "read_file", path="pkg/a.py", start_line=2, max_lines=1)
+    assert "    2  y = 2" in read.text and "start_line=3" in read.text
+    amb = call(ctx, "edit_file", path="pkg/a.py", old_text="x = 1", new_text="x = 3")
+    assert amb.is_error and "2 times" in amb.text
+    assert not call(ctx, "edit_file", path="pkg/a.py", old_text="x = 1", new_text="x = 3", replace_all=True).is_error
+    assert (ctx.folder / "pkg/a.py").read_text() == "x = 3\ny = 2\nx = 3\n"
+    missing = call(ctx, "edit_file", path="pkg/a.py", old_text="zzz", new_text="")
+    assert missing.is_error and "not found" in missing.text
+    assert "pkg/a.py" in call(ctx, "list_files").text
+
+
+def test_shell_runs_in_folder_with_scrubbed_env_timeout_and_cap(ctx: ToolContext, monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret-value")
+    monkeypatch.setenv("W2S_RUN_TOKEN", "w2s-run-secret")
+    monkeypatch.setenv("HARMLESS_SETTING", "visible")
+    out = call(ctx, "run_shell", command="pwd; env")
+    assert "exit code 0" in out.text and str(ctx.folder.resolve()) in out.text
+    assert "sk-secret-value" not in out.text and "w2s-run-secret" not in out.text
+    assert "HARMLESS_SETTING=visible" in out.text
+    slow = call(ctx, "run_shell", command="sleep 30", timeout_s=1)
+    assert "killed after 1s timeout" in slow.text
+    big = call(ctx, "run_shell", command="python -c \"print('y' * 50000)\"")
+    assert len(big.text) <= tools.OUTPUT_CAP + 200 and "characters cut" in big.text
+    refused = call(ctx, "run_shell", command="cat ../../labeled_data/demo-math/test.jsonl")
+    assert refused.is_error and "refused" in refused.text
+
+
+def test_idea_md_and_finish_and_bad_arguments(ctx: ToolContext) -> None:
+    whole = call(ctx, "read_idea_md")
+    assert "Research directions" in whole.text
+    one = call(ctx, "read_idea_md", number=5)
+    assert one.text.startswith("5. The weak teacher as a noisy channel")
+    assert call(ctx, "read_idea_md", number=99).is_error
+    done = call(ctx, "finish", summary="all seeds reported")
+    assert done.finish == "all seeds reported" and not done.is_error
+    assert call(ctx, "finish", summary="").is_error
+    bad = call(ctx, "read_file", path="a", evil=True)
+    assert bad.is_error and "unknown argument" in bad.text
+    assert call(ctx, "no_such_tool").is_error
+    names = tools.tool_names()
+    assert len(names) == len(set(names)) == 15
+    for spec in tools.TOOL_SPECS:
+        assert spec["input_schema"]["type"] == "object" and spec["description"]
+
+
+def test_evaluate_respects_loop_budget(ctx: ToolContext) -> None:
+    (ctx.folder / "preds.json").write_text('{"r1": 0.9}')
+    out = call(ctx, "evaluate", dataset="demo-math", predictions_file="preds.json")
+    assert out.is_error and "no referee" in out.text  # no service configured
+    out = call(ctx, "evaluate", dataset="demo-math", predictions_file="../../labeled_data/demo-math/test.jsonl")
+    assert out.is_error and "refused" in out.text
+    ctx.usage.evals = 1
+    out = call(ctx, "evaluate", dataset="demo-math", predictions_file="preds.json")
+    assert out.is_error and out.stop and out.stop.startswith("max_evals")
+
+
+def test_template_copy(ctx: ToolContext) -> None:
+    out = call(ctx, "start_from_template")
+    assert not out.is_error, out.text
+    assert (ctx.folder / "run.py").is_file()
+    again = call(ctx, "start_from_template")
+    assert again.is_error and "already exists" in again.text
