@@ -1,0 +1,135 @@
+"""Every key binding of the control center, by id, and the keymap file that remaps them.
+
+One table (:data:`ACTIONS`) feeds the app's bindings, the ``?`` help screen and the command palette, so
+the three never disagree. A keymap file (``<workspace>/.w2s/keymap.toml`` first, else
+``~/.config/w2s/keymap.toml``) maps binding ids to keys, e.g.::
+
+    [keys]
+    launch_run = "ctrl+r"
+    cancel_job = "delete"
+
+A top-level ``launch_run = "ctrl+r"`` (without the ``[keys]`` table) works too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.binding import Binding
+
+from core.errors import UserError
+from core.workspace import paths
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a user can do: its binding id, default key, action string and help text."""
+
+    id: str
+    key: str
+    action: str
+    description: str
+    mutating: bool = False  # launches or cancels something: off in --readonly
+    show: bool = True  # in the footer
+    key_display: str | None = None
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("pane_agents", "1", "show_pane('agents')", "Agents pane"),
+    Action("pane_jobs", "2", "show_pane('jobs')", "Jobs pane"),
+    Action("pane_gpu", "3", "show_pane('gpu')", "GPU pane"),
+    Action("pane_leaderboard", "4", "show_pane('leaderboard')", "Leaderboard pane"),
+    Action("zoom", "z", "toggle_zoom", "Zoom the current pane", show=False),
+    Action("launch_run", "r", "launch_run", "Launch a run", mutating=True),
+    Action("launch_agent", "a", "launch_agent", "Launch an agent", mutating=True),
+    Action("cancel_job", "c", "cancel_job", "Cancel the selected job", mutating=True),
+    Action("retry_job", "R", "retry_job", "Retry the selected job", mutating=True, show=False),
+    Action("stop_agent", "x", "stop_agent", "Stop the selected agent", mutating=True, show=False),
+    Action("follow", "f", "toggle_follow", "Follow / pause the log tail", show=False),
+    Action("search", "slash", "search", "Search the log, transcript or leaderboard", key_display="/"),
+    Action("close_search", "escape", "close_search", "Clear the search", show=False),
+    Action("next_dataset", "d", "next_dataset", "Leaderboard: next dataset", show=False),
+    Action("sort", "s", "cycle_sort", "Leaderboard: next sort column", show=False),
+    Action("open_dashboard", "o", "open_dashboard", "Open the web dashboard URL", show=False),
+    Action("refresh", "g", "refresh_now", "Refresh everything now", show=False),
+    Action("help", "question_mark", "help", "Help: every key", key_display="?"),
+    Action("quit", "q", "quit", "Quit (jobs keep running)"),
+)
+
+ACTIONS_BY_ID = {a.id: a for a in ACTIONS}
+
+
+def bindings() -> list[Binding]:
+    """The app's bindings; each has an ``id`` so a keymap can remap it."""
+    return [
+        Binding(a.key, a.action, a.description, show=a.show, id=a.id, key_display=a.key_display)
+        for a in ACTIONS
+    ]
+
+
+def keymap_candidates() -> list[Path]:
+    return [paths().state / "keymap.toml", Path.home() / ".config" / "w2s" / "keymap.toml"]
+
+
+def find_keymap_file() -> Path | None:
+    for path in keymap_candidates():
+        if path.is_file():
+            return path
+    return None
+
+
+def load_keymap(path: Path | None = None) -> dict[str, str]:
+    """Read a keymap file into ``{binding_id: keys}``; a mistake is one line naming file:line: field."""
+    path = path or find_keymap_file()
+    if path is None:
+        return {}
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        raise UserError(f"{path}:{line}: {str(exc).split(' (at line')[0]}") from None
+    table = data.get("keys", data)
+    if not isinstance(table, dict):
+        raise UserError(f"{path}:{_line_of(text, 'keys')}: keys: expected a table of binding_id = \"key\"")
+    keymap: dict[str, str] = {}
+    for binding_id, keys in table.items():
+        if binding_id == "keys" and isinstance(keys, dict):
+            continue
+        line = _line_of(text, binding_id)
+        if binding_id not in ACTIONS_BY_ID:
+            known = ", ".join(sorted(ACTIONS_BY_ID))
+            raise UserError(f"{path}:{line}: {binding_id}: unknown binding id (known: {known})")
+        if not isinstance(keys, str) or not keys.strip():
+            raise UserError(f"{path}:{line}: {binding_id}: expected a key string such as \"ctrl+r\"")
+        keymap[binding_id] = keys.strip()
+    return keymap
+
+
+def resolved_keys(keymap: dict[str, str]) -> dict[str, str]:
+    """The key each binding id answers to once the keymap is applied."""
+    return {a.id: keymap.get(a.id, a.key) for a in ACTIONS}
+
+
+def display_key(key: str) -> str:
+    names = {"question_mark": "?", "slash": "/", "full_stop": "."}
+    return ",".join(names.get(k.strip(), k.strip()) for k in key.split(","))
+
+
+def _line_of(text: str, name: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith(name) and stripped[len(name) :].lstrip().startswith(("=", "]")):
+            return number
+        if stripped == f"[{name}]":
+            return number
+    return 1
+
+
+def _line_from_message(message: str) -> int:
+    import re
+
+    m = re.search(r"line (\d+)", message)
+    return int(m.group(1)) if m else 1

@@ -1,0 +1,1 @@
+"""The four panes and the small widgets they are built from."""

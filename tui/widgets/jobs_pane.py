@@ -1,0 +1,198 @@
+"""The Jobs pane: the queue as a keyed table and the selected job's live log tail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
+
+from tui import data
+from tui.format import elapsed, gpus_cell, progress_cell, shorten
+from tui.tailer import Tailer
+from tui.widgets.keyed_table import KeyedTable, SyncStats
+from tui.widgets.log_view import LogView
+
+STATE_STYLE = {
+    "queued": "[dim]queued[/]",
+    "starting": "[cyan]starting[/]",
+    "running": "[bold cyan]running[/]",
+    "retrying": "[yellow]retrying[/]",
+    "succeeded": "[green]succeeded[/]",
+    "failed": "[bold red]failed[/]",
+    "cancelled": "[magenta]cancelled[/]",
+}
+LIVE_STATES = {"queued", "starting", "running", "retrying"}
+JOB_COLUMNS = [
+    ("id", "id", 8),
+    ("name", "name", 24),
+    ("state", "state", 9),
+    ("executor", "exec", 6),
+    ("gpu", "gpu", 4),
+    ("elapsed", "elapsed", 7),
+    ("progress", "progress", 11),
+]
+
+
+def job_cells(job: dict[str, Any], now: float) -> tuple[str, ...]:
+    state = str(job.get("state", "?"))
+    name = job.get("name") or job.get("kind") or ""
+    return (
+        escape(str(job.get("id", ""))),
+        escape(shorten(name, 24)),
+        STATE_STYLE.get(state, escape(state)),
+        escape(str(job.get("executor", ""))),
+        escape(gpus_cell(job.get("gpus"))),
+        elapsed(job.get("started"), job.get("finished"), now),
+        progress_cell(job.get("progress")),
+    )
+
+
+class JobsPane(Vertical):
+    """Queue table on top, log tail below. The app feeds it job lists; it tails the selected job itself."""
+
+    class LogBatch(Message):
+        """The tailer thread has lines waiting (posted once per empty -> non-empty transition)."""
+
+    def __init__(self, max_log_lines: int = 5000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Jobs"
+        self.max_log_lines = max_log_lines
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.tailed_job: str | None = None
+        self._tailer: Tailer | None = None
+        self.last_sync = SyncStats()
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading jobs…", id="jobs-summary", classes="pane-note")
+        yield KeyedTable(JOB_COLUMNS, id="jobs-table")
+        yield Static("", id="log-status", classes="pane-note")
+        yield Input(placeholder="search the log (enter: filter, esc: clear)", id="log-search", classes="hidden")
+        yield LogView(max_lines=self.max_log_lines, id="job-log")
+
+    @property
+    def table(self) -> KeyedTable:
+        return self.query_one("#jobs-table", KeyedTable)
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#job-log", LogView)
+
+    @property
+    def selected_job(self) -> dict[str, Any] | None:
+        key = self.table.selected_key
+        return self.jobs.get(key) if key else None
+
+    def apply_feed(self, feed: data.Feed, now: float) -> SyncStats:
+        summary = self.query_one("#jobs-summary", Static)
+        if not feed.available:
+            summary.update(escape(feed.note))
+            return SyncStats()
+        self.jobs = {str(j.get("id")): j for j in feed.items}
+        counts = feed.extra.get("counts", {})
+        if feed.total == 0:
+            summary.update("No jobs yet. Press [b]r[/] to launch a run (idea, dataset, seeds).")
+        else:
+            parts = [f"{n} {s}" for s, n in sorted(counts.items())]
+            shown = f"showing {len(feed.items)} of {feed.total}" if feed.total > len(feed.items) else ""
+            summary.update(escape(" · ".join(p for p in [*parts, shown] if p)))
+        rows = [(str(j.get("id")), job_cells(j, now)) for j in feed.items]
+        self.last_sync = self.table.sync(rows)
+        if self.tailed_job is None and rows:
+            self.follow_job(self.table.selected_key or rows[0][0])
+        self._update_log_status()
+        return self.last_sync
+
+    # ------------------------------------------------------------ log tail
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "jobs-table" and event.row_key.value:
+            self.follow_job(event.row_key.value)
+
+    def follow_job(self, job_id: str) -> None:
+        if job_id == self.tailed_job:
+            return
+        if self._tailer is not None:
+            self._tailer.stop()
+        self.tailed_job = job_id
+        self.log_view.reset()
+        tailer = Tailer(lambda offset: data.read_log_bytes(job_id, offset), max_pending=self.max_log_lines)
+        tailer.wake = lambda: self.post_message(self.LogBatch())
+        self._tailer = tailer
+        self._tail(tailer)
+        self._update_log_status()
+
+    @work(thread=True, group="log-tail", exclusive=True, exit_on_error=False)
+    def _tail(self, tailer: Tailer) -> None:
+        worker = get_current_worker()
+        tailer.run(lambda: worker.is_cancelled)
+
+    def on_jobs_pane_log_batch(self, _: LogBatch) -> None:
+        self.drain_log()
+
+    def drain_log(self) -> int:
+        """Move everything the tailer has into the view as one write; returns the line count."""
+        tailer = self._tailer
+        if tailer is None:
+            return 0
+        lines = tailer.drain()
+        job = self.jobs.get(self.tailed_job or "")
+        if job is not None and str(job.get("state")) not in LIVE_STATES:
+            lines += tailer.flush_partial()
+        self.log_view.add_lines(lines)
+        if lines:
+            self._update_log_status()
+        return len(lines)
+
+    def stop_tail(self) -> None:
+        if self._tailer is not None:
+            self._tailer.stop()
+
+    def on_unmount(self) -> None:
+        self.stop_tail()
+
+    def toggle_follow(self) -> bool:
+        view = self.log_view
+        view.set_following(not view.following)
+        self._update_log_status()
+        return view.following
+
+    def open_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "log-search":
+            return
+        matches = self.log_view.set_filter(event.value)
+        self._update_log_status(matches)
+        self.table.focus()
+
+    def close_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.log_view.set_filter("")
+        self._update_log_status()
+        self.table.focus()
+
+    def _update_log_status(self, matches: int | None = None) -> None:
+        status = self.query_one("#log-status", Static)
+        if self.tailed_job is None:
+            status.update("log: select a job")
+            return
+        view = self.log_view
+        mode = "following" if view.following else f"paused ({view.unseen} new, f: follow)"
+        text = f"log {self.tailed_job} · {mode}"
+        if view.filter_text:
+            shown = matches if matches is not None else "…"
+            text += f" · filter {view.filter_text!r}: {shown} lines (/ to change)"
+        if self._tailer is not None and self._tailer.dropped:
+            text += f" · {self._tailer.dropped} lines skipped (fast output)"
+        status.update(escape(text))
