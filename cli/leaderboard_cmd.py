@@ -56,10 +56,13 @@ def render(doc: dict[str, Any], console: Console) -> None:
     for col in ("dataset", "producer", "accuracy", "sd", "seeds", "key"):
         base.add_column(col, overflow="fold", no_wrap=col != "key")
     for b in doc["baselines"]:
-        base.add_row(b["dataset"], b["producer"], _f(b["acc_mean"], 4), _f(b["acc_sd"], 4), str(b["n_seeds"]), b["key"])
+        acc, sd = _f(b["acc_mean"], 4), _f(b["acc_sd"], 4)
+        base.add_row(b["dataset"], b["producer"], acc, sd, str(b["n_seeds"]), b["key"])
     console.print(base)
     table = Table(title="Leaderboard (PGR mean ± SEM over seeds)", title_justify="left")
-    for col in ("#", "dataset", "idea", "seeds", "PGR", "95% CI", "transfer", "weak", "ceiling", "source", "params"):
+    columns = ("#", "dataset", "idea", "seeds", "PGR", "95% CI", "transfer", "weak", "ceiling")
+    columns += ("source", "params")
+    for col in columns:
         table.add_column(
             col,
             overflow="fold",
@@ -70,7 +73,8 @@ def render(doc: dict[str, Any], console: Console) -> None:
     for i, r in enumerate(doc["rows"], start=1):
         table.add_row(
             str(i), r["dataset"], r["idea"], str(r["n_seeds"]), _pgr(r), _ci(r),
-            _f(r["transfer_acc"], 4), _f(r["weak_acc"], 4), _f(r["strong_acc"], 4), r["source"], _params(r["key"]),
+            _f(r["transfer_acc"], 4), _f(r["weak_acc"], 4), _f(r["strong_acc"], 4),
+            r["source"], _params(r["key"]),
         )
         if r.get("pgr_reason"):
             notes.append(f"#{i} {r['dataset']}/{r['idea']}: PGR n/a: {r['pgr_reason']}")

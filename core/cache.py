@@ -73,13 +73,17 @@ def result_path(dataset: str, idea: str, key: str, seed: int, root: Path | None 
     return result_dir(dataset, idea, key, root) / f"seed_{seed}.json"
 
 
-def write_result(dataset: str, idea: str, key: str, seed: int, result: dict[str, Any], root: Path | None = None) -> Path:
+def write_result(
+    dataset: str, idea: str, key: str, seed: int, result: dict[str, Any], root: Path | None = None
+) -> Path:
     path = result_path(dataset, idea, key, seed, root)
     atomic_write_json(path, result)
     return path
 
 
-def read_result(dataset: str, idea: str, key: str, seed: int, root: Path | None = None) -> dict[str, Any] | None:
+def read_result(
+    dataset: str, idea: str, key: str, seed: int, root: Path | None = None
+) -> dict[str, Any] | None:
     path = result_path(dataset, idea, key, seed, root)
     if not path.is_file():
         return None

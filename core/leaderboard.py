@@ -78,9 +78,8 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
     if not seeds:
         return None
     results = [r for _, r in seeds]
-    baselines = baselines_for_key(
-        dataset, key, root, strong_model=_first(results, "strong_model"), weak_model=_first(results, "weak_model")
-    )
+    hints = {"strong_model": _first(results, "strong_model"), "weak_model": _first(results, "weak_model")}
+    baselines = baselines_for_key(dataset, key, root, **hints)
     used = [(seed, t) for seed, r in seeds if (t := _number(r.get("transfer_acc"))) is not None]
     pgrs: list[float] = []
     reason = None if used else "no seed has a transfer accuracy"

@@ -17,7 +17,7 @@ GOOD = "cache_results/demo-x_vanilla_w2s/KEY_e1_lr0.1_bs2_schlinear/seed_42.json
 
 
 def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    """Build a .tar.gz; an entry is (name, content) for a file or (name, tarfile.XXXTYPE) for a special one."""
+    """Build a .tar.gz: (name, content) adds a file, (name, tarfile.XXXTYPE) a special member."""
     with tarfile.open(path, "w:gz") as tf:
         for name, payload in members:
             info = tarfile.TarInfo(name)
@@ -45,14 +45,16 @@ def test_reference_archive_import_reports_quirks_and_is_idempotent(workspace, re
     cache = workspace / "cache_results"
     with tarfile.open(reference_archive) as tf:
         top_level = [m.name for m in tf.getmembers() if m.isfile() and m.name.count("/") == 3]
-        nested = [m.name for m in tf.getmembers() if m.isfile() and m.name.startswith("cache_results/cache_results/")]
+        stale = "cache_results/cache_results/"
+        nested = [m.name for m in tf.getmembers() if m.isfile() and m.name.startswith(stale)]
     assert len(top_level) == 155 and len(nested) == 51
     assert f"imported {len(top_level)} files" in out
     assert f"skipped the stale nested tree cache_results/cache_results/ ({len(nested)} files)" in out
     assert "ignored 3 empty folders" in out and "null pgr" in out and "another idea_name" in out
     assert "math         vanilla_w2s" in out
     assert not (cache / "cache_results").exists()  # the stale copy never lands
-    assert not (cache / "math_ue_zeroshot" / "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_task_typebinary").exists()
+    empty_in_archive = "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_task_typebinary"
+    assert not (cache / "math_ue_zeroshot" / empty_in_archive).exists()
     written = sorted(str(p.relative_to(cache)) for p in cache.rglob("seed_*.json"))
     assert written == sorted(n.removeprefix("cache_results/") for n in top_level)
     with tarfile.open(reference_archive) as tf:  # byte-for-byte copies

@@ -25,12 +25,13 @@ from core.config import RunConfig
 
 # Critic parameters that are part of its key but absent from its seed files.
 CRITIC_UNRECORDED = {"grpo_kl_penalty": 0.02, "grpo_max_steps": 50, "sft_critic_num_samples": 3000}
+ZERO_SHOT = "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_task_type"
 EMPTY_FOLDERS = {
     # (group, key) -> how the key is made, from RunConfig defaults (= the reference's models)
-    ("math_ue_zeroshot", "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_task_typebinary"): lambda: result_key(
+    ("math_ue_zeroshot", ZERO_SHOT + "binary"): lambda: result_key(
         RunConfig(weak_model=None, extra={"task_type": "binary"})
     ),
-    ("chat_ue_zeroshot", "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_task_typepreference"): lambda: result_key(
+    ("chat_ue_zeroshot", ZERO_SHOT + "preference"): lambda: result_key(
         RunConfig(weak_model=None, extra={"task_type": "preference"})
     ),
     ("chat_weak_artifacts", "Qwen_Qwen1_5_0_5B_Chat_e5_lr0.0001_bs4_schlinear"): lambda: weak_artifacts_key(
@@ -59,7 +60,8 @@ def _config_from_seed(idea: str, d: dict) -> RunConfig:
     c = d.get("config", {})
     extra = {}
     if "confidence_thresholds" in d:
-        extra = {"conf_high": d["confidence_thresholds"]["high"], "conf_low": d["confidence_thresholds"]["low"]}
+        thresholds = d["confidence_thresholds"]
+        extra = {"conf_high": thresholds["high"], "conf_low": thresholds["low"]}
     if idea == "critic":
         extra = {"grpo_lr": c["grpo_lr"], **CRITIC_UNRECORDED}
     return RunConfig(
@@ -119,7 +121,9 @@ def test_parse_key_splits_every_reference_key(reference_archive):
 def test_key_details_loss_schedule_and_extra_order():
     cfg = RunConfig(lr=1e-5, lr_schedule="constant_with_warmup", loss="logconf", extra={"b": 2, "a": "x"})
     key = result_key(cfg)
-    assert key == "Qwen_Qwen3_4B_Base_Qwen_Qwen1_5_0_5B_Chat_e5_lr1e-05_bs32_schconstant_with_warmup_losslogconf_ax_b2"
+    assert key == (
+        "Qwen_Qwen3_4B_Base_Qwen_Qwen1_5_0_5B_Chat_e5_lr1e-05_bs32_schconstant_with_warmup_losslogconf_ax_b2"
+    )
     parts = parse_key(key)
     assert (parts.schedule, parts.loss, parts.extra_suffix, parts.lr) == (
         "constant_with_warmup",

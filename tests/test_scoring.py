@@ -83,7 +83,7 @@ def test_bad_prediction_value_names_the_row(binary_ds):
 def test_preference_rows_and_missing_dataset(workspace: Path):
     rows = [
         {"id": "p0", "prompt": "hi", "first": "hello!", "second": "go away", "label": "A", "subset": "tone"},
-        {"id": "p1", "prompt": "hi", "first": "meh", "second": "hello there!", "label": "B", "subset": "tone"},
+        {"id": "p1", "prompt": "hi", "first": "meh", "second": "hi there!", "label": "B", "subset": "tone"},
     ]
     _write(workspace / "labeled_data" / "prefs" / "test.jsonl", rows)
     m = score_predictions("prefs", {"p0": "A", "p1": 0.1})
