@@ -173,11 +173,25 @@ def submit_job(
     return get_job(job_id, store=store) or job
 
 
-def list_jobs(store: Store | None = None, *, active_only: bool = False) -> list[dict[str, Any]]:
-    """Jobs, newest first. ``active_only`` reads only the small hot file (unfinished jobs)."""
+def list_jobs(
+    store: Store | None = None, *, active_only: bool = False, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Jobs, newest first. ``active_only`` reads only the small hot file (unfinished jobs);
+    ``limit`` returns every unfinished job plus the most recently finished, up to ``limit`` in all
+    (cheap at any history size: only the newest archive segment(s) are read)."""
     table = _table(store)
-    jobs = table.hot() if active_only else table.all()
-    return sorted(jobs, key=lambda j: j.get("created") or 0, reverse=True)
+    if active_only:
+        jobs = table.hot()
+    elif limit is not None:
+        jobs = table.recent(limit)
+    else:
+        jobs = table.all()
+    jobs.sort(key=lambda j: j.get("created") or 0, reverse=True)
+    if limit is not None and not active_only:
+        active = [j for j in jobs if j.get("state") not in TERMINAL_STATES]
+        done = [j for j in jobs if j.get("state") in TERMINAL_STATES][: max(0, limit - len(active))]
+        jobs = sorted(active + done, key=lambda j: j.get("created") or 0, reverse=True)
+    return jobs
 
 
 def get_job(job_id: str, store: Store | None = None) -> dict[str, Any] | None:

@@ -5,8 +5,9 @@ state. Each table is its own file (``<table>.json``) with its own lock (``<table
 write to ``jobs`` never waits on or rewrites ``findings``. Every write is a locked
 read-modify-write of the freshest file followed by an atomic replace
 (:mod:`core.store_storage`), so concurrent writers never lose each other's updates and a killed
-writer never leaves half a file. Finished jobs move to ``jobs.archive.json`` so the hot file that
-every state change rewrites stays small however long the history grows.
+writer never leaves half a file. Finished jobs move to archive segments
+(``jobs.archive-NNNN.json``, 1000 jobs each) so the hot file that every state change rewrites stays small however long the history grows, and finishing
+a job rewrites one segment, not the whole history.
 
 Documents are plain JSON dicts keyed by a short string ``"id"``; callers always get copies.
 """
@@ -38,6 +39,7 @@ ARCHIVE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "jobs": lambda doc: doc.get("state") in TERMINAL_JOB_STATES,
 }
 
+ARCHIVE_SEGMENT_DOCS = 1000  # a finished job's move rewrites one segment, not the whole history
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 REV = "_rev"
 
@@ -74,34 +76,58 @@ class Table:
         self._lock = FileLock(root / f"{name}.lock")
         self._mem = threading.RLock()
         self._archive_rule = ARCHIVE_RULES.get(name)
-        self._hot_db = _DB(root / f"{name}.json", storage=AtomicJSONStorage)
-        self._hot = self._hot_db.table(name, cache_size=0)
-        self._arch: _StrTable | None = None
-        if self._archive_rule is not None:
-            self._arch_db = _DB(root / f"{name}.archive.json", storage=AtomicJSONStorage)
-            self._arch = self._arch_db.table(name, cache_size=0)
+        self._hot = self._open(root / f"{name}.json")
+        self._segments: dict[str, _StrTable] = {}
         self._repaired = False
 
     # -- internals ---------------------------------------------------------------------------
-    def _parts(self) -> list[_StrTable]:
-        return [self._hot] if self._arch is None else [self._hot, self._arch]
+    def _open(self, path: Path) -> _StrTable:
+        return _DB(path, storage=AtomicJSONStorage).table(self.name, cache_size=0)
 
-    def _raw(self) -> list[Mapping[str, Mapping[str, Any]]]:
-        return [part._read_table() for part in self._parts()]
+    def _archive_parts(self) -> list[_StrTable]:
+        """Archive segments, oldest first (other processes may have started new ones)."""
+        if self._archive_rule is None:
+            return []
+        found = sorted(p.name for p in self.root.glob(f"{self.name}.archive-*.json"))
+        for seg in found:
+            if seg not in self._segments:
+                self._segments[seg] = self._open(self.root / seg)
+        return [self._segments[seg] for seg in found]
+
+    def _parts(self) -> list[_StrTable]:
+        return [self._hot, *self._archive_parts()]
+
+    def _raw(self, parts: list[_StrTable] | None = None) -> list[Mapping[str, Mapping[str, Any]]]:
+        return [part._read_table() for part in (parts if parts is not None else self._parts())]
 
     def _locate(self, doc_id: str) -> tuple[_StrTable | None, Mapping[str, Any] | None]:
-        """Where a document lives; after a crash mid-move it can be in both: the higher rev wins."""
+        """Where a document lives; after a crash mid-move it can be in two files: the higher rev wins."""
         best: tuple[_StrTable | None, Mapping[str, Any] | None] = (None, None)
-        for part, raw in zip(self._parts(), self._raw(), strict=True):
+        parts = self._parts()
+        for part, raw in zip(parts, self._raw(parts), strict=True):
             doc = raw.get(doc_id)
             if doc is not None and (best[1] is None or doc.get(REV, 0) > best[1].get(REV, 0)):
                 best = (part, doc)
         return best
 
-    def _target(self, doc: Mapping[str, Any]) -> _StrTable:
-        if self._arch is not None and self._archive_rule is not None and self._archive_rule(doc):
-            return self._arch
-        return self._hot
+    def _target(self, doc: Mapping[str, Any], current: _StrTable | None = None) -> _StrTable:
+        """Hot file, or (for a finished document) its archive segment / the newest one with room."""
+        if self._archive_rule is None or not self._archive_rule(doc):
+            return self._hot
+        segments = self._archive_parts()
+        if current is not None and current is not self._hot:
+            return current
+        if segments and len(segments[-1]._read_table()) < ARCHIVE_SEGMENT_DOCS:
+            return segments[-1]
+        return self._open_segment(len(segments))
+
+    def _open_segment(self, index: int) -> _StrTable:
+        seg = f"{self.name}.archive-{index:04d}.json"
+        while (self.root / seg).exists():  # never overwrite an existing segment
+            index += 1
+            seg = f"{self.name}.archive-{index:04d}.json"
+        self._segments[seg] = self._open(self.root / seg)
+        return self._segments[seg]
 
     def _write(self, fn: Callable[[], Any]) -> Any:
         with self._lock, self._mem:
@@ -110,17 +136,24 @@ class Table:
                     self._repair()
                 return fn()
             except BaseException:
-                for part in self._parts():
+                for part in [self._hot, *self._segments.values()]:
                     part.storage.invalidate()  # type: ignore[attr-defined]
                 raise
 
     def _repair(self) -> None:
-        """Drop the stale copy of documents a killed writer left in both files while moving them."""
-        if self._arch is not None:
-            hot, arch = self._raw()
-            for doc_id in set(hot) & set(arch):
-                stale = self._hot if hot[doc_id].get(REV, 0) < arch[doc_id].get(REV, 0) else self._arch
-                stale.remove(doc_ids=[doc_id])
+        """Drop stale copies of documents that a killed writer left in two files while moving them."""
+        parts = self._parts()
+        if len(parts) > 1:
+            best: dict[str, tuple[int, int]] = {}
+            for i, raw in enumerate(self._raw(parts)):
+                for doc_id, doc in raw.items():
+                    rev = int(doc.get(REV, 0))
+                    if doc_id not in best or rev > best[doc_id][1]:
+                        best[doc_id] = (i, rev)
+            for i, raw in enumerate(self._raw(parts)):
+                stale = [doc_id for doc_id in raw if best[doc_id][0] != i]
+                if stale:
+                    parts[i].remove(doc_ids=stale)
         self._repaired = True
 
     @staticmethod
@@ -182,7 +215,7 @@ class Table:
             new = _copy(new)
             new["id"] = doc_id
             new[REV] = int(current.get(REV, 0)) + 1
-            target = self._target(new)
+            target = self._target(new, part)
             if target is part:
                 self._replace(part, doc_id, new)
             else:  # move: write the new home first, so a crash leaves a duplicate, never a loss
@@ -193,15 +226,30 @@ class Table:
         return self._write(op)
 
     def all(self) -> list[dict[str, Any]]:
-        """Every document (archived first, then hot), as copies."""
+        """Every document (archived, oldest segment first, then hot), as copies."""
         with self._mem:
             merged: dict[str, Mapping[str, Any]] = {}
-            for raw in reversed(self._raw()):
+            raws = self._raw()
+            for raw in [*raws[1:], raws[0]]:
                 for doc_id, doc in raw.items():
                     seen = merged.get(doc_id)
                     if seen is None or doc.get(REV, 0) > seen.get(REV, 0):
                         merged[doc_id] = doc
             return _copy(list(merged.values()))
+
+    def recent(self, n: int) -> list[dict[str, Any]]:
+        """Hot documents plus the most recently archived ones, until at least ``n`` (a cheap "newest")."""
+        with self._mem:
+            parts = self._parts()
+            picked: dict[str, Mapping[str, Any]] = {}
+            for raw in self._raw([parts[0], *reversed(parts[1:])]):
+                for doc_id, doc in raw.items():
+                    seen = picked.get(doc_id)
+                    if seen is None or doc.get(REV, 0) > seen.get(REV, 0):
+                        picked[doc_id] = doc
+                if len(picked) >= n:
+                    break
+            return _copy(list(picked.values()))
 
     def search(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
         return [doc for doc in self.all() if pred(doc)]
@@ -217,7 +265,8 @@ class Table:
 
         def op() -> bool:
             found = False
-            for part, raw in zip(self._parts(), self._raw(), strict=True):
+            parts = self._parts()
+            for part, raw in zip(parts, self._raw(parts), strict=True):
                 if doc_id in raw:
                     part.remove(doc_ids=[doc_id])
                     found = True

@@ -160,15 +160,12 @@ class AtomicJSONStorage(Storage):
         finally:
             os.close(fd)
         try:
+            # No directory fsync: it only adds durability of the rename across power loss (the old,
+            # whole generation survives instead), and it doubles the cost of every write.
             os.replace(tmp, self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
         self._key, self._data = (st.st_ino, st.st_mtime_ns, st.st_size), data
 
     def _remove_stale_temps(self) -> None:
