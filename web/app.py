@@ -60,11 +60,17 @@ def create_app(dashboard: bool = False) -> Flask:
         return resp
 
     def _json_error(status: int, message: str):
+        if dashboard and not request.path.startswith("/api/"):
+            return Response(f"{status}: {message}\n", status=status, mimetype="text/plain")
         return jsonify({"error": message}), status
+
+    @app.errorhandler(400)
+    def _bad_request(_exc):
+        return _json_error(400, "bad request")
 
     @app.errorhandler(404)
     def _not_found(_exc):
-        return _json_error(404, f"no such endpoint: {request.path[:200]}")
+        return _json_error(404, f"not found: {request.path[:200]}")
 
     @app.errorhandler(405)
     def _bad_method(_exc):
