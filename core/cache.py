@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from core.atomic import atomic_write_json
 from core.config import LOSSES, LR_SCHEDULES, RunConfig
 from core.workspace import paths
@@ -201,9 +203,16 @@ def read_seed_files(dataset: str, idea: str, key: str, root: Path | None = None)
     for f in sorted(folder.glob("seed_*.json")):
         try:
             seed = int(f.stem.split("_", 1)[1])
-            data = json.loads(f.read_text(encoding="utf-8"))
+            raw = f.read_bytes()
         except (ValueError, OSError):
             continue
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:  # the stdlib parser also takes NaN and a BOM
+                data = json.loads(raw.decode("utf-8-sig"))
+            except ValueError:
+                continue
         if isinstance(data, dict):
             out.append((seed, data))
     out.sort(key=lambda item: item[0])

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 TOP = "cache_results"
 DEMO_ARCHIVE = Path(core.__file__).resolve().parent.parent / "cache_results.tar.gz"
 MAX_MEMBER_BYTES = 256 * 1024 * 1024
+MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024  # a results cache is megabytes; refuse decompression bombs
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*_[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SEED_RE = re.compile(r"^seed_-?\d+\.json$")
@@ -130,6 +131,9 @@ def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
             raise ArchiveError(
                 f"{archive}: refused: member {name!r}: {why} ({len(bad)} unsafe members); nothing was written"
             )
+        total = sum(m.size for m in members if m.isfile())
+        if total > MAX_TOTAL_BYTES:
+            raise ArchiveError(f"{archive}: refused: {total} bytes unpacked is over {MAX_TOTAL_BYTES}")
         all_parts = [_parts(m.name) for m in members]
         for m, d in zip(members, all_parts, strict=True):
             if m.isdir() and d and not any(len(o) > len(d) and o[: len(d)] == d for o in all_parts):

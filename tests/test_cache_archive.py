@@ -170,3 +170,18 @@ def test_ensure_demo_cache_ignores_missing_or_unsafe_archive(workspace, tmp_path
     evil = _tar(tmp_path / "evil.tar.gz", [(GOOD, _payload()), ("../x.json", b"{}")])
     assert ensure_demo_cache(archive=evil) is False
     assert _files(workspace) == []
+
+
+def test_oversized_archive_is_refused(workspace, tmp_path, monkeypatch, capsys):
+    import core.cache_archive as ca
+
+    monkeypatch.setattr(ca, "MAX_TOTAL_BYTES", 10)
+    archive = _tar(tmp_path / "big.tar.gz", [(GOOD, _payload())])
+    assert run_cli("cache", "import", str(archive)) == 1
+    assert "over 10" in capsys.readouterr().err and _files(workspace) == []
+
+
+def test_archive_without_top_folder_lands_in_the_cache(workspace, tmp_path):
+    bare = GOOD.removeprefix("cache_results/")
+    assert import_archive(_tar(tmp_path / "bare.tar.gz", [(bare, _payload())])).n_imported == 1
+    assert (workspace / "cache_results" / bare).is_file()
