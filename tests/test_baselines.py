@@ -1,0 +1,94 @@
+"""Baseline producers: weak artifacts aligned by row id, ceiling, caching and reuse (tiny data, real engine)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from core import experiment
+from core.baselines import ensure_ceiling, ensure_weak_artifacts, missing_baselines
+from core.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
+from core.datasets import load_split
+from core.errors import UserError
+from tests.tiny_w2s import make_dataset, tiny_config
+
+
+@pytest.fixture
+def tiny(workspace):
+    make_dataset(workspace)
+    return workspace
+
+
+def test_weak_artifacts_reference_format_with_ids(tiny):
+    cfg = tiny_config()
+    assert missing_baselines(cfg) == ["weak_artifacts", "train_ceiling"]
+    result, path, built = ensure_weak_artifacts(cfg)
+    assert built and path.is_file()
+    stored = json.loads(path.read_text())
+    unlabel = load_split(tiny / "labeled_data" / "tiny" / "train_unlabel.jsonl")
+    assert stored["ids"] == unlabel.ids
+    soft = np.array(stored["soft_labels"])
+    assert soft.shape == (len(unlabel.rows), 2)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    # hard_label_acc is the accuracy of argmax(soft) against train_unlabel ground truth
+    expected = np.mean((soft[:, 1] > 0.5).astype(int) == np.array(unlabel.labels()))
+    assert stored["hard_label_acc"] == pytest.approx(expected)
+    final = stored["detailed_eval"]["weak"]["final_eval"]
+    assert stored["weak_acc"] == final["accuracy"] and final["total"] == 10
+    assert stored["idea_name"] == WEAK_ARTIFACTS and stored["w2s_source"] == "local run"
+    assert stored["hyperparam_config_key"] == weak_artifacts_key(cfg) == path.parent.name
+    for field in ("weak_model", "dataset_name", "seed", "epochs", "batch_size", "lr", "scheduler",
+                  "training_time", "config", "cached_at"):
+        assert field in stored
+    assert missing_baselines(cfg) == ["train_ceiling"]
+    # reused, not rebuilt
+    again, _, built_again = ensure_weak_artifacts(cfg)
+    assert not built_again and again["cached_at"] == stored["cached_at"]
+
+
+def test_soft_labels_stay_aligned_by_id_after_shuffling(tiny):
+    cfg = tiny_config()
+    result, _, _ = ensure_weak_artifacts(cfg)
+    by_id = dict(zip(result["ids"], (p1 for _, p1 in result["soft_labels"]), strict=True))
+    view = tiny / "data" / "tiny" / "train_unlabel.jsonl"
+    lines = view.read_text().splitlines()
+    random.Random(3).shuffle(lines)
+    view.write_text("\n".join(lines) + "\n")
+    data = experiment.load_label_free(cfg)
+    assert data.train_ids != result["ids"]  # the order really changed
+    assert all("label" not in r and "subset" not in r for r in data.train + data.test)
+    got = experiment.weak_soft_labels(cfg, data.train_ids)
+    np.testing.assert_allclose(got, [by_id[i] for i in data.train_ids])
+
+
+def test_files_without_ids_follow_line_order_and_foreign_ids_are_refused(tiny):
+    cfg = tiny_config()
+    ids = load_split(tiny / "data" / "tiny" / "train_unlabel.jsonl").ids
+    soft = [[1 - i / 20, i / 20] for i in range(len(ids))]
+    key = weak_artifacts_key(cfg)
+    write_result("tiny", WEAK_ARTIFACTS, key, 42, {"weak_acc": 0.5, "soft_labels": soft})  # reference style
+    np.testing.assert_allclose(experiment.weak_soft_labels(cfg, ids[::-1]), [s[1] for s in soft][::-1])
+    write_result("tiny", WEAK_ARTIFACTS, key, 42, {"weak_acc": 0.5, "soft_labels": soft[:3], "ids": ids[:3]})
+    with pytest.raises(UserError, match="lack"):
+        experiment.weak_soft_labels(cfg, ids)
+
+
+def test_ceiling_is_built_once_and_ignores_idea_parameters(tiny):
+    cfg = tiny_config(loss="logconf", extra={"conf_low": 0.2})
+    result, path, built = ensure_ceiling(cfg)
+    assert built
+    assert result["strong_acc"] == result["detailed_eval"]["ceiling"]["final_eval"]["accuracy"]
+    assert result["config"]["loss"] == "xent" and result["config"]["extra"] == {}
+    assert result["weak_model"] is None and result["strong_model"] == "demo-strong"
+    mtime = path.stat().st_mtime_ns
+    _, _, built_again = ensure_ceiling(tiny_config())
+    assert not built_again and path.stat().st_mtime_ns == mtime
+    assert read_result("tiny", "train_ceiling", path.parent.name, 42)["strong_acc"] == result["strong_acc"]
+
+
+def test_missing_labeled_data_is_a_user_error(workspace):
+    with pytest.raises(UserError, match="labeled_data"):
+        ensure_weak_artifacts(tiny_config(data_dir="data/absent"))
