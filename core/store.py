@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,36 @@ class Table:
             return doc_id
 
         return self._write(op)
+
+    def insert_many(self, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Add several documents in one locked write (one fsync); ids as in :meth:`insert`.
+
+        For append-heavy tables (the referee's audit log) whose writers batch their records.
+        """
+        news = [_copy(dict(d)) for d in docs]
+        if any(n.get("id") is not None and not isinstance(n.get("id"), str) for n in news):
+            raise ValueError(f"{self.name}: ids must be strings")
+
+        def op() -> list[str]:
+            ids: list[str] = []
+            batches: dict[int, tuple[_StrTable, list[Document]]] = {}
+            for new in news:
+                given = new.get("id")
+                doc_id = given or new_id()
+                while self._locate(doc_id)[1] is not None or doc_id in ids:
+                    if given:
+                        raise ValueError(f"{self.name}: a document with id {doc_id!r} already exists")
+                    doc_id = new_id()
+                new["id"] = doc_id
+                new[REV] = 1
+                target = self._target(new)
+                batches.setdefault(id(target), (target, []))[1].append(Document(new, doc_id=doc_id))
+                ids.append(doc_id)
+            for target, documents in batches.values():
+                target.insert_multiple(documents)
+            return ids
+
+        return self._write(op) if news else []
 
     def get(self, doc_id: str) -> dict[str, Any] | None:
         with self._mem:
