@@ -182,7 +182,7 @@ def import_archive(archive: Path, root: Path | None = None, overwrite: bool = Fa
     a file whose content differs is kept unless ``overwrite``."""
     archive = Path(archive)
     if not archive.is_file():
-        raise ArchiveError(f"{archive}: no such file")
+        raise ArchiveError(f"{archive}: no such file" if not archive.exists() else f"{archive}: not a file")
     report = ImportReport(str(archive))
     entries = _scan(archive, report)
     base = cache_root(root)
@@ -209,6 +209,8 @@ def export_archive(archive: Path, dataset: str | None = None, root: Path | None 
     """Write the cache (or one dataset of it) as ``cache_results/...`` in a .tar.gz; returns the
     file count. The archive appears atomically; owner names are not recorded."""
     archive = Path(archive)
+    if archive.is_dir():
+        raise UserError(f"{archive}: is a folder; give the archive's file name")
     results = list(iter_results(root, dataset))
     if not results:
         where = f"dataset {dataset!r}" if dataset else "the cache"
