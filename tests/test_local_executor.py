@@ -1,0 +1,107 @@
+"""Local executor on real processes: cancel kills the whole job tree and nothing else, the job is
+detached from the service, and a job's leftover children are reaped when it ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from core.jobs import cancel_job, get_job, submit_job
+from core.scheduler import Scheduler
+from executors import get_executor
+
+
+def wait_for(pred, timeout=30.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def start(command: list[str]) -> dict:
+    job = submit_job("test", command)
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    sched.tick()
+    return wait_for(lambda: (j := get_job(job["id"]))["state"] == "running" and j)
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_cancel_kills_the_whole_tree_and_nothing_else(workspace):
+    decoy = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        job = start(["bash", "-c", "sleep 120 & bash -c 'sleep 121' & python3 -c 'import time; time.sleep(122)' & wait"])
+        handle = job["handle"]
+        procs = wait_for(lambda: len(t := tree(handle["pid"])) >= 4 and t)
+        wrapper = psutil.Process(handle["wrapper_pid"])
+        assert wrapper.ppid() != os.getpid(), "the wrapper must not be the service's child"
+        assert os.getpgid(handle["pid"]) == handle["pgid"] != os.getpgid(0)
+
+        done = cancel_job(job["id"], grace=3)
+        assert done["state"] == "cancelled"
+        gone, alive = psutil.wait_procs(procs, timeout=5)
+        assert not alive, f"job processes survived: {alive}"
+        assert decoy.poll() is None, "cancel killed a process that was not the job's"
+        status = wait_for(lambda: (Path(job["run_dir"]) / "exit_status").exists()
+                          and json.loads((Path(job["run_dir"]) / "exit_status").read_text()))
+        assert status["signal"] == 15 and status["exit_code"] == 143
+        assert [h["state"] for h in get_job(job["id"])["history"]][-1] == "cancelled"
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_cancel_refuses_a_group_that_is_not_the_jobs(workspace):
+    decoy = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        fake_job = {"id": "not-this", "run_dir": str(workspace), "attempt": 1}
+        # a recycled pid: right number, wrong start time, and no W2S_JOB_ID in its environment
+        handle = {"pid": decoy.pid, "pgid": decoy.pid, "ctime": 1.0, "wrapper_pid": None, "attempt": 1}
+        assert get_executor("local").cancel(fake_job, handle, grace=1) is False
+        time.sleep(0.2)
+        assert decoy.poll() is None
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_children_left_behind_are_reaped_when_the_job_ends(workspace):
+    job = submit_job("test", ["bash", "-c", 'sleep 120 & echo $! > "$W2S_RUN_DIR/child.pid"; exit 0'])
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    deadline = time.monotonic() + 30
+    while get_job(job["id"])["state"] != "succeeded" and time.monotonic() < deadline:
+        sched.tick()
+        time.sleep(0.05)
+    assert get_job(job["id"])["state"] == "succeeded"
+    child = int((Path(job["run_dir"]) / "child.pid").read_text())
+    assert wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie", 10)
+
+
+def test_poll_reports_a_lost_job(workspace):
+    job = {"id": "x", "run_dir": str(workspace), "attempt": 1}
+    handle = {"attempt": 1, "wrapper_pid": 999_999_999, "wrapper_ctime": 1.0, "pid": None, "pgid": None}
+    result = get_executor("local").poll(job, handle)
+    assert result.status == "lost" and "without recording" in result.reason
+    caps = get_executor("local").capabilities()
+    assert caps == {"can_cancel": True, "streams_logs": True, "supports_gpus": True}
+
+
+def test_cancel_escalates_to_sigkill_after_the_grace_period(workspace):
+    job = start(["bash", "-c", "trap '' TERM; sleep 120 & wait; sleep 120"])
+    procs = wait_for(lambda: len(t := tree(job["handle"]["pid"])) >= 2 and t)
+    t0 = time.monotonic()
+    assert cancel_job(job["id"], grace=1)["state"] == "cancelled"
+    assert time.monotonic() - t0 >= 1.0
+    gone, alive = psutil.wait_procs(procs, timeout=5)
+    assert not alive
