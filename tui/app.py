@@ -92,6 +92,7 @@ class W2SApp(App):
         self._job_states: dict[str, str] = {}
         self._ticks = 0
         self.polls: dict[str, int] = {}
+        self.main_screen: Any = None
 
     # ------------------------------------------------------------ layout
 
@@ -105,6 +106,17 @@ class W2SApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # App.query_one searches only the active screen; a dialog on top would hide these, so keep them.
+        self.main_screen = self.screen
+        self.agents_pane = self.query_one(AgentsPane)
+        self.jobs_pane = self.query_one(JobsPane)
+        self.gpu_pane = self.query_one(GpuPane)
+        self.leaderboard_pane = self.query_one(LeaderboardPane)
+        self.topbar = self.query_one("#topbar", Static)
+        self.pane_widgets = {
+            "agents": self.agents_pane, "jobs": self.jobs_pane, "gpu": self.gpu_pane,
+            "leaderboard": self.leaderboard_pane,
+        }
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self._layout_for(self.size.width, self.size.height)
@@ -118,15 +130,17 @@ class W2SApp(App):
         self._layout_for(event.size.width, event.size.height)
 
     def _layout_for(self, width: int, height: int) -> None:
+        if self.main_screen is None:
+            return
         single = self.zoomed or width < NARROW_WIDTH or height < NARROW_HEIGHT
-        self.query_one("#panes").set_class(single, "-single")
+        self.main_screen.query_one("#panes").set_class(single, "-single")
         self._draw_topbar()
 
     def show_pane(self, name: str) -> None:
         self.active_pane = name
         for pane in PANES:
-            self.query_one(f"#{pane}").set_class(pane == name, "-active")
-        target = self.query_one(f"#{name}")
+            self.pane_widgets[pane].set_class(pane == name, "-active")
+        target = self.pane_widgets[name]
         focusable = [w for w in target.query("*") if w.can_focus and w.display and not isinstance(w, Input)]
         if focusable:
             focusable[0].focus()
@@ -139,7 +153,7 @@ class W2SApp(App):
         if node is not None and node.id != self.active_pane:
             self.active_pane = node.id
             for pane in PANES:
-                self.query_one(f"#{pane}").set_class(pane == node.id, "-active")
+                self.pane_widgets[pane].set_class(pane == node.id, "-active")
             self._draw_topbar()
 
     def _draw_topbar(self) -> None:
@@ -153,7 +167,7 @@ class W2SApp(App):
         else:
             state = f"[yellow]service off[/] [dim]{escape(str(svc.get('note') or ''))}[/]"
         mode = " [b red]READ-ONLY[/]" if self.readonly else ""
-        self.query_one("#topbar", Static).update("".join(tabs) + f"  {state}{mode}  [dim]? help[/]")
+        self.topbar.update("".join(tabs) + f"  {state}{mode}  [dim]? help[/]")
 
     # ------------------------------------------------------------ polling (thread workers)
 
@@ -195,6 +209,8 @@ class W2SApp(App):
 
     def on_polled(self, message: Polled) -> None:
         self._inflight.discard(message.source)
+        if not self.is_running or not self.jobs_pane.is_attached:
+            return  # a late answer while quitting
         self.polls[message.source] = self.polls.get(message.source, 0) + 1
         result = message.result
         if message.source in ("startup", "service"):
@@ -205,14 +221,14 @@ class W2SApp(App):
                 self._run_thread("leaderboard", data.load_leaderboard)
             return
         if message.source == "jobs":
-            self.query_one(JobsPane).apply_feed(result, self.clock())
+            self.jobs_pane.apply_feed(result, self.clock())
             self._watch_finishes(result)
         elif message.source == "agents":
-            self.query_one(AgentsPane).apply_feed(result)
+            self.agents_pane.apply_feed(result)
         elif message.source == "gpu":
-            self.query_one(GpuPane).apply_feed(result)
+            self.gpu_pane.apply_feed(result)
         elif message.source == "leaderboard":
-            self.query_one(LeaderboardPane).apply_feed(result)
+            self.leaderboard_pane.apply_feed(result)
 
     def _watch_finishes(self, feed: data.Feed) -> None:
         """A job that just succeeded has a new leaderboard row: fetch it now, not in five seconds."""
@@ -236,26 +252,26 @@ class W2SApp(App):
         self._layout_for(self.size.width, self.size.height)
 
     def action_search(self) -> None:
-        pane = self.query_one(f"#{self.active_pane}")
+        pane = self.pane_widgets[self.active_pane]
         if hasattr(pane, "open_search"):
             pane.open_search()
         else:
             self.notify("Nothing to search in this pane: / works in Agents, Jobs and Leaderboard.")
 
     def action_close_search(self) -> None:
-        pane = self.query_one(f"#{self.active_pane}")
+        pane = self.pane_widgets[self.active_pane]
         if hasattr(pane, "close_search"):
             pane.close_search()
 
     def action_toggle_follow(self) -> None:
-        following = self.query_one(JobsPane).toggle_follow()
+        following = self.jobs_pane.toggle_follow()
         self.notify("log: following" if following else "log: paused (f to follow)", timeout=2)
 
     def action_next_dataset(self) -> None:
-        self.query_one(LeaderboardPane).next_dataset()
+        self.leaderboard_pane.next_dataset()
 
     def action_cycle_sort(self) -> None:
-        self.query_one(LeaderboardPane).cycle_sort()
+        self.leaderboard_pane.cycle_sort()
 
     def action_refresh_now(self) -> None:
         self.poll_all()
@@ -363,7 +379,7 @@ class W2SApp(App):
     def action_cancel_job(self) -> None:
         if self._refuse_readonly():
             return
-        job = self.query_one(JobsPane).selected_job
+        job = self.jobs_pane.selected_job
         if job is None:
             self.notify("Select a job in the Jobs pane first (2, then arrows).", severity="warning")
             return
@@ -381,7 +397,7 @@ class W2SApp(App):
     def action_retry_job(self) -> None:
         if self._refuse_readonly():
             return
-        job = self.query_one(JobsPane).selected_job
+        job = self.jobs_pane.selected_job
         if job is None:
             self.notify("Select a job in the Jobs pane first (2, then arrows).", severity="warning")
             return
@@ -400,7 +416,7 @@ class W2SApp(App):
     def action_stop_agent(self) -> None:
         if self._refuse_readonly():
             return
-        agent = self.query_one(AgentsPane).selected_agent
+        agent = self.agents_pane.selected_agent
         if agent is None:
             self.notify("Select an agent in the Agents pane first (1, then arrows).", severity="warning")
             return

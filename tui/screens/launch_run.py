@@ -40,18 +40,19 @@ class LaunchRunScreen(ModalScreen[RunRequest | None]):
 
     def compose(self) -> ComposeResult:
         d = self.defaults
-        idea = d.get("idea") if d.get("idea") in self.ideas else (self.ideas[0] if self.ideas else Select.BLANK)
+        idea = d.get("idea") if d.get("idea") in self.ideas else (self.ideas[0] if self.ideas else Select.NULL)
         ds = d.get("dataset") if d.get("dataset") in self.datasets else (
-            self.datasets[0] if self.datasets else Select.BLANK
+            self.datasets[0] if self.datasets else Select.NULL
         )
         with Vertical(classes="dialog"):
             yield Static("[b]Launch a run[/]  [dim](one job per seed · ctrl+s or enter: launch · esc: cancel)[/]",
                          classes="dialog-title")
             yield Label("idea")
-            yield Select([(i, i) for i in self.ideas], value=idea, id="run-idea", prompt="no ideas found")
+            yield Select([(i, i) for i in self.ideas], value=idea, id="run-idea", prompt="no ideas found",
+                         allow_blank=not self.ideas)
             yield Label("dataset (data/<name>/)")
             yield Select([(x, x) for x in self.datasets], value=ds, id="run-dataset",
-                         prompt="no datasets in data/ (w2s data prepare)")
+                         prompt="no datasets in data/ (w2s data prepare)", allow_blank=not self.datasets)
             yield Label("seeds (42,43,44 or 42-44)")
             yield Input(value=str(d.get("seeds", "42")), id="run-seeds")
             yield Label("executor")
