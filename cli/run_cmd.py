@@ -106,23 +106,24 @@ class _Display:
 
 
 def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
+    """This idea's leaderboard rows with the baselines they are measured against (B's renderer)."""
     try:
-        from core.leaderboard import leaderboard_rows
+        from rich.console import Console
+
+        from cli.leaderboard_cmd import render
+        from core.leaderboard import leaderboard
     except ImportError:
         return []
-    rows = [r for r in leaderboard_rows(dataset=dataset) if r.get("idea") == idea]
-
-    def f(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    print(f"\nleaderboard rows for {idea} on {dataset}:")
-    for r in rows:
-        ci = r.get("pgr_ci95")
-        ci_txt = f" ci95 [{f(ci[0])}, {f(ci[1])}]" if ci else ""
-        print(
-            f"  {r.get('key')}  seeds {r.get('n_seeds')}  PGR {f(r.get('pgr_mean'))} ± {f(r.get('pgr_sem'))}{ci_txt}"
-            f"  transfer {f(r.get('transfer_acc'))}  weak {f(r.get('weak_acc'))}  ceiling {f(r.get('strong_acc'))}"
-        )
+    doc = leaderboard(dataset=dataset)
+    rows = [r for r in doc["rows"] if r.get("idea") == idea]
+    used = {(r.get("weak_key"), r.get("strong_key")) for r in rows}
+    keys = {k for pair in used for k in pair if k}
+    baselines = [b for b in doc["baselines"] if b.get("key") in keys]
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 180))
+    print()
+    render({"rows": rows, "baselines": baselines}, console)
     return rows
 
 

@@ -65,12 +65,13 @@ def visible_gpus() -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
         return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        from core.gpu import probe
+    if not os.environ.get("W2S_FAKE_GPUS"):  # a fake GPU feed (UI tests) must not pin real runs
+        try:
+            from core.gpu import probe
 
-        return [str(i) for i in range(len(probe()))]
-    except ImportError:
-        pass
+            return [str(g.index) for g in probe()]
+        except ImportError:
+            pass
     try:
         import torch
 

@@ -1,0 +1,131 @@
+"""Regenerate the top-level ``cache_results.tar.gz``: the demo datasets' baseline results.
+
+    uv run python bench/build_demo_archive.py            # fresh workspace, all demo datasets, seeds 42-44
+
+Runs ``vanilla_w2s`` and ``train_only_on_confident_labels`` on demo-chat, demo-code and demo-math
+through the same code path as ``w2s run`` (``core.seed_runs.run_local``: baselines built first, one
+process per seed), in a fresh workspace holding only copies of the repo's ``data/`` and
+``labeled_data/`` (pass ``--workspace`` to resume a partial build: cached seeds are reused). The
+archive holds only ``cache_results/...`` entries of those four producers/ideas, in sorted order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DATASETS = ("demo-chat", "demo-code", "demo-math")
+IDEAS = ("vanilla_w2s", "train_only_on_confident_labels")
+GROUPS = ("weak_artifacts", "train_ceiling", *IDEAS)
+
+
+def _prepare_workspace(ws: Path) -> None:
+    for name in ("data", "labeled_data"):
+        for ds in DATASETS:
+            src, dst = REPO / name / ds, ws / name / ds
+            if not dst.exists():
+                shutil.copytree(src, dst)
+
+
+def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
+    os.environ["W2S_WORKSPACE"] = str(ws)
+    from core.config import RunConfig
+    from core.ideas import idea_defaults, load_idea
+    from core.runner import prepare_config
+    from core.seed_runs import run_local
+
+    failures = []
+    for ds in datasets:
+        for idea in IDEAS:
+            cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
+            start = time.time()
+
+            def show(run, ds=ds, idea=idea) -> None:
+                if run.state != "running":
+                    print(f"  {ds} {idea} seed {run.seed}: {run.state} ({run.log_path})", flush=True)
+
+            runs = run_local(idea, cfg, seeds, on_event=show)
+            print(f"{ds} {idea}: {time.time() - start:.0f}s", flush=True)
+            failures += [f"{ds} {idea} seed {r.seed}: {r.error} ({r.log_path})" for r in runs if r.state != "succeeded"]
+    return failures
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if data is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    else:
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+
+def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) -> dict[str, int]:
+    """Tar ``cache_results/<ds>_<group>/<key>/seed_<s>.json`` for the demo groups (sorted, no mtimes)."""
+    base = ws / "cache_results"
+    files: list[Path] = []
+    for ds in datasets:
+        for group in GROUPS:
+            folder = base / f"{ds}_{group}"
+            for f in sorted(folder.glob("*/seed_*.json")):
+                if int(f.stem.split("_", 1)[1]) in seeds:
+                    files.append(f)
+    counts: dict[str, int] = {}
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=9) as tar:
+        _add(tar, "cache_results", None)
+        made: set[str] = set()
+        for f in files:
+            rel = f.relative_to(ws)
+            for parent in reversed(rel.parents[:-2]):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    _add(tar, str(parent), None)
+            json.loads(f.read_text())  # never ship a broken file
+            _add(tar, str(rel), f.read_bytes())
+            counts[rel.parts[1]] = counts.get(rel.parts[1], 0) + 1
+    os.replace(tmp, out)
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workspace", type=Path, default=None, help="build here (default: a fresh temp folder)")
+    ap.add_argument("--seeds", default="42,43,44")
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--out", type=Path, default=REPO / "cache_results.tar.gz")
+    ap.add_argument("--archive-only", action="store_true", help="only pack what the workspace already has")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    datasets = [d for d in args.datasets.split(",") if d]
+    ws = (args.workspace or Path(f"/tmp/w2s-demo-archive-{os.getpid()}")).resolve()
+    ws.mkdir(parents=True, exist_ok=True)
+    print(f"workspace: {ws}", flush=True)
+    failures: list[str] = []
+    if not args.archive_only:
+        _prepare_workspace(ws)
+        failures = _run_all(ws, seeds, datasets)
+    counts = build_archive(ws, args.out, datasets, seeds)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+    for group, n in sorted(counts.items()):
+        print(f"  {group}: {n} files")
+    for line in failures:
+        print(f"FAILED {line}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
