@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = RunConfig.from_dict(json.loads(args.config_json))
         summary.update(dataset=cfg.dataset, seed=cfg.seed)
-        result = run_seed(args.idea, cfg, progress=progress)
+        result = run_seed(args.idea, cfg, progress=progress, log=lambda m: print(m, flush=True))
         progress(1.0, "done")
         summary.update(
             ok=True,
