@@ -249,6 +249,14 @@ def _own_job(ctx: ToolContext, job_id: str) -> dict[str, Any]:
     return job
 
 
+def _blanked_secrets() -> dict[str, str]:
+    """Jobs inherit the service's environment; an idea job runs agent-written code, so every
+    secret-looking variable visible here is overridden with an empty value for it (the scheduler
+    still gives the job its own run token)."""
+    return {k: "" for k in os.environ if (SECRET_NAME.search(k) or k.startswith(SECRET_PREFIXES))
+            and k != "W2S_RUN_TOKEN"}
+
+
 def _ensure_service() -> None:
     """Jobs are launched by the service's scheduler: start one if none runs."""
     from core import service
@@ -303,6 +311,7 @@ def run_idea(
             job = submit_job(
                 "idea",
                 [sys.executable, "-m", "core.runner", "--idea", ctx.idea_name, "--config-json", cfg.to_json()],
+                env=_blanked_secrets(),
                 name=f"{ctx.idea_name} seed {seed}",
                 meta={
                     "agent_id": ctx.agent_id,

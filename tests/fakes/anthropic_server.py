@@ -143,7 +143,7 @@ class FakeAnthropic:
         with self.lock:
             queued = self.errors.get(index) or []
             error = queued.pop(0) if queued else None
-            held = index in self.hold
+            held = error is None and index in self.hold
             if held:
                 self.hold.discard(index)
         if error is not None:
