@@ -19,6 +19,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -118,12 +119,12 @@ def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
     """Validate every member, then read the cache files; raises ArchiveError before any write."""
     try:
         tf = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise ArchiveError(f"{archive}: not a readable tar archive ({exc})") from None
     with tf:
         try:
             members = tf.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ArchiveError(f"{archive}: corrupt archive ({exc})") from None
         bad = [(m.name, why) for m in members if (why := _unsafe(m)) is not None]
         if bad:
@@ -139,11 +140,14 @@ def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
             if m.isdir() and d and not any(len(o) > len(d) and o[: len(d)] == d for o in all_parts):
                 report.empty_dirs += 1
         entries = []
-        for m in members:
-            if m.isfile():
-                entry = _entry(tf, m, report)
-                if entry is not None:
-                    entries.append(entry)
+        try:
+            for m in members:
+                if m.isfile():
+                    entry = _entry(tf, m, report)
+                    if entry is not None:
+                        entries.append(entry)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ArchiveError(f"{archive}: corrupt archive ({exc}); nothing was written") from None
     return entries
 
 

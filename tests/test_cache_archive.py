@@ -185,3 +185,13 @@ def test_archive_without_top_folder_lands_in_the_cache(workspace, tmp_path):
     bare = GOOD.removeprefix("cache_results/")
     assert import_archive(_tar(tmp_path / "bare.tar.gz", [(bare, _payload())])).n_imported == 1
     assert (workspace / "cache_results" / bare).is_file()
+
+
+def test_truncated_archive_writes_nothing(workspace, tmp_path, capsys):
+    whole = _tar(tmp_path / "whole.tar.gz", [(GOOD, _payload(pad="x" * 50000))]).read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert run_cli("cache", "import", str(cut)) == 1
+    err = capsys.readouterr().err
+    assert "corrupt" in err or "not a readable" in err
+    assert _files(workspace) == []
