@@ -107,7 +107,7 @@ class Scheduler:
     def _reconcile_starting(self, job: dict[str, Any]) -> None:
         executor = self._executor(job["executor"])
         adopt = getattr(executor, "adopt", None)
-        handle = adopt(job) if adopt else None
+        handle = adopt(job, None) if adopt else None
         if handle:
             J.transition(job["id"], "running", "re-attached after service restart", expect=("starting",),
                          store=self.store, handle=handle)
@@ -155,6 +155,9 @@ class Scheduler:
                          store=self.store)
             return
         result = executor.poll(job, handle)
+        if result.handle:
+            job = self.store.table("jobs").update(job["id"], {"handle": result.handle})
+            handle = result.handle
         if result.status == "running":
             progress = J.read_progress(job)
             changes: dict[str, Any] = {}

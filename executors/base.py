@@ -28,6 +28,7 @@ class PollResult:
     exit_code: int | None = None
     signal: int | None = None
     reason: str = ""
+    handle: dict[str, Any] | None = None  # a more complete handle the caller should store
 
 
 class Executor(ABC):

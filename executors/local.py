@@ -80,37 +80,69 @@ class LocalExecutor(Executor):
     streams_logs = True
     supports_gpus = True
 
+    def __init__(self) -> None:
+        self._launchers: list[subprocess.Popen] = []
+
+    def _reap_launchers(self) -> None:
+        self._launchers = [p for p in self._launchers if p.poll() is None]
+
     def submit(self, job: dict[str, Any], command: list[str], env: dict[str, str]) -> dict[str, Any]:
+        """Start the wrapper and return at once: the handle gains pids when ``pids.json`` appears."""
         run_dir = Path(job["run_dir"])
         attempt = int(job["attempt"])
+        self._reap_launchers()
         for stale in ("pids.json", "exit_status"):
             path = run_dir / stale
             if path.exists():
                 path.replace(run_dir / f"{stale}.prev")
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "executors._wrapper", str(run_dir), str(attempt)],
-            env=env, cwd=str(run_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(run_dir / "wrapper.err", "ab"), start_new_session=True, close_fds=True,
-        )
-        launcher.wait()  # exits as soon as it has forked the real wrapper
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            pids = read_json(run_dir / "pids.json")
-            if pids and pids.get("attempt") == attempt:
-                return {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
-            time.sleep(0.02)
-        raise ExecutorError(f"the job wrapper did not start within {START_TIMEOUT_S:.0f}s (see {run_dir}/wrapper.err)")
+        try:
+            with open(run_dir / "wrapper.err", "ab") as err:
+                launcher = subprocess.Popen(
+                    [sys.executable, "-m", "executors._wrapper", str(run_dir), str(attempt)],
+                    env=env, cwd=str(run_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=err, start_new_session=True, close_fds=True,
+                )
+        except OSError as exc:
+            raise ExecutorError(f"cannot start the job wrapper: {exc}") from exc
+        self._launchers.append(launcher)  # reaped later; it exits as soon as it has forked the wrapper
+        return {"attempt": attempt, "launched": time.time()}
 
-    def adopt(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """The handle of an attempt the wrapper started but the service never recorded (it died)."""
+    def adopt(self, job: dict[str, Any], handle: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The full handle (pids) of the job's current attempt, once its wrapper has written it."""
         pids = read_json(Path(job["run_dir"]) / "pids.json")
-        if pids and pids.get("attempt") == job.get("attempt"):
-            return {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
+        attempt = (handle or {}).get("attempt", job.get("attempt"))
+        if pids and pids.get("attempt") == attempt:
+            full = {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
+            return {**(handle or {}), **full}
         return None
 
+    def _complete(self, job: dict[str, Any], handle: dict[str, Any], wait: float = 0.0) -> dict[str, Any] | None:
+        deadline = time.monotonic() + wait
+        while True:
+            full = handle if (handle.get("wrapper_pid") or handle.get("pgid")) else self.adopt(job, handle)
+            if full or time.monotonic() >= deadline:
+                return full
+            time.sleep(0.02)
+
     def poll(self, job: dict[str, Any], handle: dict[str, Any]) -> PollResult:
+        self._reap_launchers()
         run_dir = Path(job["run_dir"])
         attempt = int(handle.get("attempt") or job.get("attempt") or 0)
+        full = self._complete(job, handle)
+        if full is None:
+            status = read_exit_status(run_dir, attempt)
+            if status:
+                return PollResult("exited", status.get("exit_code"), status.get("signal"), status.get("error") or "")
+            if time.time() - float(handle.get("launched") or 0) < START_TIMEOUT_S:
+                return PollResult("running", reason="starting")
+            return PollResult("lost", reason=f"the job wrapper did not start within {START_TIMEOUT_S:.0f}s "
+                                             f"(see {run_dir}/wrapper.err)")
+        result = self._poll_full(run_dir, attempt, full)
+        if full is not handle:
+            result.handle = full
+        return result
+
+    def _poll_full(self, run_dir: Path, attempt: int, handle: dict[str, Any]) -> PollResult:
         for _ in range(2):  # check twice around the liveness test: the wrapper may exit in between
             status = read_exit_status(run_dir, attempt)
             if status:
@@ -127,6 +159,7 @@ class LocalExecutor(Executor):
         return read_log_file(Path(job["run_dir"]) / "stdout.log", offset)
 
     def cancel(self, job: dict[str, Any], handle: dict[str, Any], grace: float = 10.0) -> bool:
+        handle = self._complete(job, handle, wait=START_TIMEOUT_S) or handle
         pgid = handle.get("pgid")
         if not pgid:
             return False

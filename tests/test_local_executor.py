@@ -29,8 +29,13 @@ def wait_for(pred, timeout=30.0, step=0.05):
 def start(command: list[str]) -> dict:
     job = submit_job("test", command)
     sched = Scheduler(gpus=[], poll_interval=0.05)
-    sched.tick()
-    return wait_for(lambda: (j := get_job(job["id"]))["state"] == "running" and j)
+
+    def ready():
+        sched.tick()  # launches, then polls until the wrapper has reported the job's pids
+        j = get_job(job["id"])
+        return j["state"] == "running" and (j.get("handle") or {}).get("pid") and j
+
+    return wait_for(ready)
 
 
 def tree(pid: int) -> list[psutil.Process]:

@@ -1,0 +1,146 @@
+"""Scheduler on real processes: concurrency limits, no head-of-line blocking, transient-only retries,
+GPU assignment, at-most-once launch, and reconciliation after a service crash."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from core import jobs as J
+from core.jobs import get_job, submit_job
+from core.scheduler import Scheduler
+from core.store import Store
+
+TIMED = 'date +%s.%N > "$W2S_RUN_DIR/t0"; sleep {s}; date +%s.%N > "$W2S_RUN_DIR/t1"'
+
+
+def drive(sched: Scheduler, ids: list[str], until=("succeeded", "failed", "cancelled"), timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sched.tick()
+        jobs = [get_job(i) for i in ids]
+        if all(j["state"] in until for j in jobs):
+            return jobs
+        time.sleep(0.05)
+    raise AssertionError(f"timeout: {[(j['id'], j['state']) for j in jobs]}")
+
+
+def interval(job: dict) -> tuple[float, float]:
+    run = Path(job["run_dir"])
+    return float((run / "t0").read_text()), float((run / "t1").read_text())
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    best = cur = 0
+    for _, delta in events:
+        cur += delta
+        best = max(best, cur)
+    return best
+
+
+def test_twenty_jobs_at_concurrency_two(workspace):
+    ids = [submit_job("test", ["bash", "-c", TIMED.format(s=0.4)])["id"] for _ in range(20)]
+    jobs = drive(Scheduler(gpus=[], limits={"local": 2}, poll_interval=0.05), ids)
+    assert all(j["state"] == "succeeded" and j["attempt"] == 1 for j in jobs)
+    assert max_overlap([interval(j) for j in jobs]) == 2
+    for j in jobs:
+        assert [h["state"] for h in j["history"]] == ["queued", "starting", "running", "succeeded"]
+
+
+def test_a_job_in_retry_delay_does_not_hold_back_the_rest(workspace):
+    flaky = submit_job(
+        "test", ["bash", "-c", 'if [ -f "$W2S_RUN_DIR/once" ]; then exit 0; fi; touch "$W2S_RUN_DIR/once"; exit 75'],
+        max_retries=1,
+    )
+    others = [submit_job("test", ["bash", "-c", "sleep 0.1"])["id"] for _ in range(5)]
+    sched = Scheduler(gpus=[], limits={"local": 1}, poll_interval=0.05, backoff_base=3600)
+    jobs = drive(sched, others)
+    assert all(j["state"] == "succeeded" for j in jobs)
+    waiting = get_job(flaky["id"])
+    assert waiting["state"] == "retrying" and waiting["retry_at"] > time.time() + 500
+    assert "transient" in waiting["history"][-1]["reason"]
+    Store().table("jobs").update(flaky["id"], {"retry_at": time.time()})  # the delay is over
+    (done,) = drive(sched, [flaky["id"]])
+    assert done["state"] == "succeeded" and done["attempt"] == 2
+    assert J.read_log(flaky["id"])[0].count("started") == 2
+
+
+def test_only_transient_failures_are_retried(workspace):
+    hard = submit_job("test", ["bash", "-c", "exit 3"], max_retries=3)
+    marked = submit_job(
+        "test", ["bash", "-c", 'echo \'{"transient": true}\' > "$W2S_RUN_DIR/result.json"; exit 1'],
+        max_retries=1,
+    )
+    sched = Scheduler(gpus=[], poll_interval=0.05, backoff_base=0.01)
+    hard_done, marked_done = drive(sched, [hard["id"], marked["id"]])
+    assert hard_done["state"] == "failed" and hard_done["attempt"] == 1 and hard_done["exit_code"] == 3
+    assert marked_done["state"] == "failed" and marked_done["attempt"] == 2  # retried once, then gave up
+    assert "retrying" in [h["state"] for h in marked_done["history"]]
+
+
+def test_whole_gpu_assignment_without_blocking(workspace):
+    env_dump = 'echo "cuda=$CUDA_VISIBLE_DEVICES" > "$W2S_RUN_DIR/cuda"; ' + TIMED
+    a = submit_job("test", ["bash", "-c", env_dump.format(s=1.0)], gpus=1)["id"]
+    b = submit_job("test", ["bash", "-c", env_dump.format(s=1.0)], gpus=1)["id"]
+    both = submit_job("test", ["bash", "-c", env_dump.format(s=0.1)], gpus=2)["id"]
+    cpu = submit_job("test", ["bash", "-c", TIMED.format(s=0.1)])["id"]
+    too_many = submit_job("test", ["true"], gpus=3)["id"]
+    sched = Scheduler(gpus=[0, 1], limits={"local": 4}, poll_interval=0.05)
+    sched.tick()
+    assert get_job(both)["state"] == "queued"  # both GPUs are taken
+    assert get_job(cpu)["state"] == "running"  # ...which does not hold back a CPU job submitted later
+    assert sorted(get_job(a)["gpus"] + get_job(b)["gpus"]) == [0, 1]
+    jobs = drive(sched, [a, b, both, cpu, too_many])
+    assert [j["state"] for j in jobs] == ["succeeded"] * 4 + ["failed"]
+    assert "this machine has 2" in jobs[4]["history"][-1]["reason"]
+    cuda = {j["id"]: (Path(j["run_dir"]) / "cuda").read_text().strip() for j in jobs[:3]}
+    assert sorted([cuda[a], cuda[b]]) == ["cuda=0", "cuda=1"] and cuda[both] == "cuda=0,1"
+    assert interval(jobs[2])[0] >= max(interval(jobs[0])[1], interval(jobs[1])[1]) - 0.05
+
+
+def test_two_schedulers_never_launch_a_job_twice(workspace):
+    ids = [submit_job("test", ["bash", "-c", "sleep 0.2"])["id"] for _ in range(6)]
+    scheds = [Scheduler(gpus=[], limits={"local": 6}, poll_interval=0.01) for _ in range(2)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=s.run, args=(stop,)) for s in scheds]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(get_job(i)["state"] != "succeeded" for i in ids):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    for i in ids:
+        job = get_job(i)
+        assert job["state"] == "succeeded" and job["attempt"] == 1
+        assert J.read_log(i)[0].count("attempt 1 started") == 1
+
+
+def test_reconcile_after_a_crash(workspace):
+    store = Store()
+    table = store.table("jobs")
+    claimed = submit_job("test", ["true"])["id"]  # claimed, but the executor was never called
+    J.transition(claimed, "starting", "claimed", store=store, attempt=1, launching=False)
+    lost = submit_job("test", ["true"])["id"]  # "running", but its wrapper is long gone
+    J.transition(lost, "starting", "claimed", store=store, attempt=1)
+    J.transition(lost, "running", "started", store=store, handle={
+        "attempt": 1, "wrapper_pid": 999_999_999, "wrapper_ctime": 1.0, "pid": None, "pgid": None})
+    finished = submit_job("test", ["true"])["id"]  # ended while the service was down
+    J.transition(finished, "starting", "claimed", store=store, attempt=1)
+    J.transition(finished, "running", "started", store=store, handle={
+        "attempt": 1, "wrapper_pid": 999_999_999, "wrapper_ctime": 1.0, "pid": None, "pgid": None})
+    Path(table.get(finished)["run_dir"], "exit_status").write_text('{"attempt": 1, "exit_code": 0}')
+
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    sched.reconcile()
+    assert get_job(claimed)["state"] == "queued"
+    assert get_job(lost)["state"] == "failed"
+    assert "without recording an exit status" in get_job(lost)["history"][-1]["reason"]
+    assert get_job(finished)["state"] == "succeeded"
+    (requeued,) = drive(sched, [claimed])
+    assert requeued["state"] == "succeeded"
