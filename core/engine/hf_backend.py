@@ -135,11 +135,15 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
     before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def lora_config(cfg: RunConfig, task_type: str | None) -> Any:
@@ -258,8 +262,11 @@ def seed_everything(seed: int) -> None:
 
 
 def set_threads() -> None:
-    """Use every core for intra-op work (the CPU demo is compute bound)."""
-    n = os.cpu_count() or 1
+    """Use every core for intra-op work (the CPU demo is compute bound), unless the environment
+    pins a count (``W2S_TORCH_THREADS`` or ``OMP_NUM_THREADS``): on a shared, oversubscribed box
+    fewer threads avoid spin-wait collapse."""
+    pinned = os.environ.get("W2S_TORCH_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    n = int(pinned) if pinned and pinned.isdigit() and int(pinned) > 0 else (os.cpu_count() or 1)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 

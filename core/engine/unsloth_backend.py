@@ -1,0 +1,48 @@
+"""The ``unsloth`` training backend: unsloth loads (and LoRA-wraps) the causal LM; the rest of the
+training loop, label-token scoring included, is the hf backend's.
+
+UNVERIFIED: written against unsloth's documented ``FastLanguageModel`` API
+(``from_pretrained(model_name, max_seq_length, dtype, load_in_4bit, full_finetuning)`` and
+``get_peft_model(model, r, target_modules, lora_alpha, lora_dropout, bias,
+use_gradient_checkpointing, random_state, max_seq_length)``) but never run here: the machine that
+wrote it has no GPU. unsloth patches transformers on import; importing it after transformers works
+but unsloth warns that some of its speed-ups may be missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from core.config import RunConfig
+from core.engine.models import ModelSpec
+
+PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def load_causal_lm(spec: ModelSpec, cfg: RunConfig, dtype: torch.dtype) -> Any:
+    """The model, LoRA-wrapped per ``cfg`` (or fully trainable when ``lora_r == 0``). UNVERIFIED."""
+    from unsloth import FastLanguageModel
+
+    full = cfg.lora_r <= 0
+    model, _tokenizer = FastLanguageModel.from_pretrained(
+        model_name=spec.path,
+        max_seq_length=int(cfg.max_ctx),
+        dtype=dtype if dtype != torch.float32 else None,
+        load_in_4bit=bool(cfg.load_in_4bit),
+        full_finetuning=full,
+    )
+    if full:
+        return model
+    return FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora_r,
+        target_modules=cfg.extra.get("lora_target_modules", PROJECTIONS),
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        bias="none",
+        use_gradient_checkpointing="unsloth",
+        random_state=cfg.seed,
+        max_seq_length=int(cfg.max_ctx),
+    )
