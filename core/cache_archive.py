@@ -89,7 +89,8 @@ class _Entry:
     key: str
     filename: str
     data: bytes
-    parsed: dict
+    null_pgr: bool
+    idea_name: object  # only what the report needs: the parsed file is dropped at once
 
 
 def _unsafe(member: tarfile.TarInfo) -> str | None:
@@ -178,7 +179,8 @@ def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _En
     if not isinstance(parsed, dict):
         report.skipped.append((m.name, "not a JSON object"))
         return None
-    return _Entry(m.name, group, key, filename, data, parsed)
+    null_pgr = "pgr" in parsed and parsed["pgr"] is None
+    return _Entry(m.name, group, key, filename, data, null_pgr, parsed.get("idea_name"))
 
 
 def import_archive(archive: Path, root: Path | None = None, overwrite: bool = False) -> ImportReport:
@@ -192,9 +194,8 @@ def import_archive(archive: Path, root: Path | None = None, overwrite: bool = Fa
     base = cache_root(root)
     for e in entries:
         ds, idea = e.group.split("_", 1)
-        if "pgr" in e.parsed and e.parsed["pgr"] is None:
-            report.null_pgr += 1
-        if e.parsed.get("idea_name") not in (None, idea):
+        report.null_pgr += e.null_pgr
+        if e.idea_name not in (None, idea):
             report.foreign_idea += 1
         dest = base / e.group / e.key / e.filename
         if dest.is_file():
