@@ -29,14 +29,20 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from core import holdout
 from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, iter_results, read_result, result_key, write_result
 from core.config import RunConfig
+from core.datasets import load_split
 from core.pgr import Baselines, compute_pgr, fixed_baselines
+from core.referee_ledger import Entry, ledger_for
 from core.scoring import score_predictions, to_class
+from core.workspace import paths
 
 ACCURACY_STEP = 0.01
 MIN_SUBSET_ROWS = 30
@@ -48,6 +54,7 @@ DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 IDEA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BASELINE_TTL_S = 5.0
 _baseline_memo: dict[tuple[str, str], tuple[float, Baselines, RunConfig]] = {}
+_config_memo: dict[tuple[int, str, str], tuple[float, RunConfig | None]] = {}
 
 
 class RefereeError(Exception):
@@ -91,13 +98,6 @@ def _run_id(record: Mapping[str, Any]) -> str:
     return str(record.get("run_id") or record.get("id") or "unknown")
 
 
-def _token_hash(record: Mapping[str, Any]) -> str:
-    value = record.get("token_hash") or record.get("hash")
-    if not value:
-        raise RuntimeError("token record without a hash")
-    return str(value)
-
-
 def budget_of(record: Mapping[str, Any]) -> tuple[int | None, int | None]:
     """(budget, left) from a token record, whichever way the store spells them."""
     budget = record.get("budget", record.get("eval_budget"))
@@ -117,7 +117,20 @@ def run_job(store: Any, run_id: str) -> dict[str, Any] | None:
 
 
 def run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
-    """The run's own RunConfig when its job recorded one (``meta.config``), else None."""
+    """The run's own RunConfig when its job recorded one (``meta.config``), else None.
+    Memoised for a few seconds: a run's config does not change while it evaluates."""
+    memo_key = (id(store), run_id, dataset)
+    hit = _config_memo.get(memo_key)
+    if hit and time.monotonic() - hit[0] < _BASELINE_TTL_S:
+        return hit[1]
+    cfg = _load_run_config(store, run_id, dataset)
+    if len(_config_memo) > 1024:
+        _config_memo.clear()
+    _config_memo[memo_key] = (time.monotonic(), cfg)
+    return cfg
+
+
+def _load_run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
     job = run_job(store, run_id)
     meta = (job or {}).get("meta") or {}
     config = meta.get("config")
@@ -161,17 +174,142 @@ def baselines_for(dataset: str, cfg: RunConfig | None) -> tuple[Baselines, RunCo
     return chosen
 
 
+
+# ---------------------------------------------------------------------------------------------
+# ground truth as vectors (trusted side), for scoring many calls fast
+
+
+@dataclass(frozen=True)
+class Gold:
+    """The labelled ``test`` split of one dataset as arrays aligned with ``layout.ids``."""
+
+    layout: holdout.HoldoutLayout
+    index: dict[str, int]
+    labels: np.ndarray
+    subset_codes: np.ndarray
+    subset_names: tuple[str, ...]
+    public_mask: np.ndarray
+
+
+_GOLD: dict[tuple[str, str, int, int], Gold] = {}
+
+
+def gold_for(dataset: str) -> Gold | None:
+    """Cached per file version; None when the dataset has no labelled test split here."""
+    path = paths().labeled_data / dataset / "test.jsonl"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    key = (dataset, str(path), st.st_mtime_ns, st.st_size)
+    gold = _GOLD.get(key)
+    if gold is not None:
+        return gold
+    split = load_split(path)
+    ids = tuple(split.ids)
+    public, private = holdout.split_ids(dataset, ids)
+    layout = holdout.HoldoutLayout(dataset, ids, frozenset(public), frozenset(private))
+    names = sorted({str(r.get("subset", "")) for r in split.rows})
+    code = {n: i for i, n in enumerate(names)}
+    gold = Gold(
+        layout=layout,
+        index={rid: i for i, rid in enumerate(ids)},
+        labels=np.asarray(split.labels(), dtype=np.int8),
+        subset_codes=np.asarray([code[str(r.get("subset", ""))] for r in split.rows], dtype=np.int32),
+        subset_names=tuple(names),
+        public_mask=np.asarray([rid in layout.public for rid in ids], dtype=bool),
+    )
+    if len(_GOLD) > 16:
+        _GOLD.clear()
+    _GOLD[key] = gold
+    return gold
+
+
+def classes_of(predictions: list[Any]) -> np.ndarray:
+    """Predictions as classes 0/1 (same rules as ``core.scoring.to_class``), vectorised when they
+    are all numbers or bools; RefereeError(400) naming the first bad index otherwise."""
+    try:
+        values = np.asarray(predictions)
+    except (ValueError, TypeError):  # ragged nesting
+        values = np.asarray([], dtype=object)
+    if values.ndim == 1 and len(values) == len(predictions) and values.dtype.kind in "fiub":
+        values = values.astype(np.float64, copy=False)
+        if np.all((values >= 0.0) & (values <= 1.0)):  # NaN fails both comparisons
+            return (values > 0.5).astype(np.int8)
+    out = np.empty(len(predictions), dtype=np.int8)
+    for i, value in enumerate(predictions):
+        try:
+            out[i] = to_class(value)
+        except (ValueError, TypeError) as exc:
+            raise RefereeError(400, f"field 'predictions[{i}]': {exc}") from None
+    return out
+
+
+def positions_of(gold: Gold, predictions: Any, ids: Any) -> np.ndarray:
+    """Row positions the predictions refer to; RefereeError(400) for anything but distinct test ids."""
+    if not isinstance(predictions, list):
+        raise RefereeError(400, "field 'predictions': expected a list")
+    n = len(gold.layout.ids)
+    if ids is None:
+        if len(predictions) != n:
+            raise RefereeError(
+                400,
+                f"field 'predictions': expected {n} predictions (one per row of test, in file order), "
+                f"got {len(predictions)}; or send 'ids' with the predictions",
+            )
+        return np.arange(n)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise RefereeError(400, "field 'ids': expected a list of row id strings")
+    if len(ids) != len(predictions):
+        raise RefereeError(400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions")
+    pos = np.empty(len(ids), dtype=np.int64)
+    for k, rid in enumerate(ids):
+        i = gold.index.get(rid)
+        if i is None:
+            raise RefereeError(400, f"field 'ids': {rid[:40]!r} is not a row of test")
+        pos[k] = i
+    if len(np.unique(pos)) != len(pos):
+        seen: set[str] = set()
+        dup = next(r for r in ids if r in seen or seen.add(r))  # type: ignore[func-returns-value]
+        raise RefereeError(400, f"field 'ids': id {dup[:40]!r} appears twice")
+    return pos
+
+
+def score_public(gold: Gold, pos: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+    """Exact metrics over the public rows among ``pos`` (shape of ``core.metrics.compute_metrics``,
+    without label counts)."""
+    keep = gold.public_mask[pos]
+    pos, classes = pos[keep], classes[keep]
+    correct = classes == gold.labels[pos]
+    total = int(len(pos))
+    codes = gold.subset_codes[pos]
+    n_sub = np.bincount(codes, minlength=len(gold.subset_names))
+    c_sub = np.bincount(codes, weights=correct, minlength=len(gold.subset_names))
+    ones = int(classes.sum())
+    return {
+        "accuracy": float(correct.sum()) / total if total else None,
+        "correct": int(correct.sum()),
+        "total": total,
+        "pred_distribution": {k: v for k, v in (("0", total - ones), ("1", ones)) if v},
+        "per_subset": {
+            name: {"accuracy": float(c_sub[i]) / int(n_sub[i]), "total": int(n_sub[i])}
+            for i, name in enumerate(gold.subset_names)
+            if n_sub[i]
+        },
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # validating a submission
 
 
-def _check_dataset(dataset: Any) -> holdout.HoldoutLayout:
+def _check_dataset(dataset: Any) -> Gold:
     if not isinstance(dataset, str) or not DATASET_RE.match(dataset):
         raise RefereeError(400, "field 'dataset': expected a dataset name such as 'demo-math'")
-    layout = holdout.layout(dataset)
-    if layout is None:
+    gold = gold_for(dataset)
+    if gold is None:
         raise RefereeError(400, f"field 'dataset': no dataset {dataset!r} on this server")
-    return layout
+    return gold
 
 
 def _check_split(split: Any) -> None:
@@ -242,11 +380,9 @@ def public_view(metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _record(store: Any, doc: dict[str, Any]) -> str | None:
-    try:
-        return store.table("evaluations").insert(doc)
-    except Exception:  # noqa: BLE001 - the audit log must not turn a scored call into a 500
-        return None
+def _record(store: Any, doc: dict[str, Any], budget: int | None = None) -> Entry:
+    """Write one audit record through the ledger (charging it when ``budget`` is given)."""
+    return ledger_for(store).write(Entry(doc, budget))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,48 +405,38 @@ def evaluate(
     """
     record = record or authenticate(store, token)
     run_id = _run_id(record)
-    started = time.time()
-    base_doc = {"kind": "evaluate", "run_id": run_id, "time": now_iso(), "dataset": str(dataset)[:64]}
+    budget, _ = budget_of(record)
+    budget = int(budget or 0)
+    started = time.perf_counter()
+    base_doc = {"kind": "evaluate", "run_id": run_id, "time": now_iso(), "dataset": str(dataset)[:64],
+                "n": _length(predictions)}
     try:
         _check_split(split)
-        layout = _check_dataset(dataset)
-        classes = align(layout, predictions, ids)
-        public_ids = [i for i in classes if i in layout.public]
-        need = min_public_rows(layout)
-        if len(public_ids) < need or not public_ids:
+        gold = _check_dataset(dataset)
+        pos = positions_of(gold, predictions, ids)
+        classes = classes_of(predictions)
+        n_public = int(gold.public_mask[pos].sum())
+        need = min_public_rows(gold.layout)
+        if n_public < need or not n_public:
             raise RefereeError(
                 400,
-                f"field 'ids': a call must cover at least {need} public test rows, got {len(public_ids)} "
+                f"field 'ids': a call must cover at least {need} public test rows, got {n_public} "
                 "(holdout rows are never scored)",
             )
-        from core.tokens import consume_evaluation
-
-        if not consume_evaluation(store, _token_hash(record)):
-            budget, _ = budget_of(record)
-            raise RefereeError(
-                429,
-                f"evaluation budget spent: run {run_id} has used all {budget} of its evaluations; "
-                "the budget is set per launch",
-            )
-        metrics = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
+        metrics = score_public(gold, pos, classes)
     except RefereeError as exc:
-        _record(store, {**base_doc, "status": exc.status, "error": exc.message, "n": _length(predictions)})
+        _record(store, {**base_doc, "status": exc.status, "error": exc.message})
         raise
-    except ValueError as exc:  # from scoring: ids/lengths only, never labels
-        _record(store, {**base_doc, "status": 400, "error": str(exc), "n": _length(predictions)})
-        raise RefereeError(400, str(exc)) from None
     view = public_view(metrics)
     baselines, used_cfg = baselines_for(dataset, run_config(store, run_id, dataset))
     pgr, reason = compute_pgr(view["accuracy"], baselines)
-    budget, left = budget_of(record)
-    left = None if left is None else max(0, left - 1)  # the record predates this call's charge
     result = {
         "dataset": dataset,
         "split": SCORED_SPLIT,
         **view,
         "accuracy_step": ACCURACY_STEP,
-        "n_submitted": len(classes),
-        "n_holdout_ignored": len(classes) - len(public_ids),
+        "n_submitted": int(len(pos)),
+        "n_holdout_ignored": int(len(pos)) - n_public,
         "pgr": None if pgr is None else round(pgr, 4),
         "pgr_reason": reason,
         "weak_acc": baselines.weak_acc,
@@ -319,14 +445,19 @@ def evaluate(
         "baseline_models": {"weak": used_cfg.weak_model, "strong": used_cfg.strong_model},
         "run_id": run_id,
         "budget": budget,
-        "budget_left": left,
     }
-    eval_id = _record(
-        store,
-        {**base_doc, "status": 200, "n": len(classes), "result": result,
-         "elapsed_ms": round((time.time() - started) * 1000, 2)},
-    )
-    result["evaluation_id"] = eval_id
+    doc = {**base_doc, "status": 200,
+           "result": {k: result[k] for k in ("accuracy", "pgr", "n_scored", "per_subset")}}
+    entry = _record(store, doc, budget=budget)
+    if not entry.granted:
+        raise RefereeError(
+            429,
+            f"evaluation budget spent: run {run_id} has used all {budget} of its evaluations "
+            "(the budget is set per launch)",
+        )
+    result["budget_left"] = max(0, budget - entry.charged_after)
+    result["evaluation_id"] = entry.doc_id
+    result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 
 
@@ -365,7 +496,7 @@ def final_score(
     ``idea`` and ``cfg`` default to what the run's job recorded (``meta.idea``, ``meta.config``).
     Raises RefereeError: 400 for a bad submission, 409 when the run already has a final score.
     """
-    layout = _check_dataset(dataset)
+    layout = _check_dataset(dataset).layout
     if not isinstance(predictions_by_id, Mapping):
         raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
     keys = list(predictions_by_id)
@@ -429,7 +560,7 @@ def final_score(
         store,
         {"kind": "final", "run_id": run_id, "time": now_iso(), "dataset": dataset, "status": 200,
          "n": len(classes), "result": {k: result[k] for k in ("public_acc", "private_acc", "pgr", "pgr_public")},
-         "path": str(path)},
+         "path": str(path.relative_to(paths().root)) if path.is_relative_to(paths().root) else str(path)},
     )
     return result
 

@@ -166,3 +166,30 @@ def test_quantize():
     assert referee.quantize(0.61649) == 0.62
     assert referee.quantize(0.005) in (0.0, 0.01)
     assert referee.quantize(None) is None
+
+
+def test_fast_scorer_matches_core_scoring(setup):
+    """The referee's vectorised scorer gives exactly what core.scoring computes."""
+    from core.scoring import score_predictions
+
+    ws, rows, store, token = setup
+    gold_ = referee.gold_for(DATASET)
+    rng = random.Random(3)
+    for kind in ("float", "mixed", "subset"):
+        ids = list(gold_.layout.ids)
+        if kind == "subset":
+            ids = rng.sample(ids, 250)
+        if kind == "mixed":
+            preds = [rng.choice([True, False, 0, 1, 0.2, 0.7, 0.5]) for _ in ids]
+        else:
+            preds = [rng.random() for _ in ids]
+        pos = referee.positions_of(gold_, preds, ids)
+        fast = referee.score_public(gold_, pos, referee.classes_of(preds))
+        public = [i for i in ids if i in gold_.layout.public]
+        slow = score_predictions(DATASET, dict(zip(ids, preds, strict=True)), "test", public)
+        assert fast["accuracy"] == pytest.approx(slow["accuracy"]) and fast["total"] == slow["total"]
+        assert fast["pred_distribution"] == slow["pred_distribution"]
+        for name, block in slow["per_subset"].items():
+            assert fast["per_subset"][name]["accuracy"] == pytest.approx(block["accuracy"])
+    with pytest.raises(referee.RefereeError, match=r"predictions\[1\]"):
+        referee.classes_of([0.1, float("nan"), 0.3])

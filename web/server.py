@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class BackgroundServer:
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> BackgroundServer:
     """Start waitress for ``app`` on ``host:port`` (0 = any free port); returns its base URL."""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load
     server = create_server(app, host=host, port=port, threads=threads, ident="w2s")
     thread = threading.Thread(target=server.run, name="w2s-waitress", daemon=True)
     thread.start()
