@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000; 0 = any free port)")
     serve.add_argument("--dashboard", action="store_true", help="also serve the HTML dashboard")
+    serve.add_argument("--no-web", action="store_true", help="scheduler only, no HTTP API")
     serve.add_argument("--detach", action="store_true", help="start in the background and return")
     serve.add_argument("--stop", action="store_true", help="stop the running service (jobs keep running)")
     serve.add_argument("--status", action="store_true", help="say whether a service runs, and where")
@@ -42,11 +43,12 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
         if info:
             raise UserError(f"a w2s service is already running for this workspace (pid {info['pid']}, "
                             f"{info.get('url') or 'no HTTP'})")
-        url = service.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard)
+        url = service.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard,
+                                             web=not args.no_web)
         info = service.service_info() or {}
         print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
         print(f"log: {service.log_file()}; stop with `w2s serve --stop`")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = service.DEFAULT_PORT if args.port is None else args.port
-    return service.serve(host=args.host, port=port, dashboard=args.dashboard)
+    return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web)

@@ -87,7 +87,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def start_service_detached(
-    port: int | None = None, host: str = DEFAULT_HOST, dashboard: bool = False, timeout: float = 30.0
+    port: int | None = None, host: str = DEFAULT_HOST, dashboard: bool = False, timeout: float = 120.0,
+    web: bool = True,
 ) -> str | None:
     """Start ``w2s serve`` in the background unless one runs; return its URL (None: no HTTP side).
 
@@ -100,9 +101,11 @@ def start_service_detached(
         port = DEFAULT_PORT if _port_free(host, DEFAULT_PORT) else 0
     state = paths().state
     state.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "cli.main", "serve", "--host", host, "--port", str(port)]
+    argv = [sys.executable, "-m", "core.service", "--host", host, "--port", str(port)]
     if dashboard:
         argv.append("--dashboard")
+    if not web:
+        argv.append("--no-web")
     env = dict(os.environ)
     env["W2S_WORKSPACE"] = str(paths().root)
     with open(log_file(), "ab") as out:
@@ -176,7 +179,7 @@ def _load_app(dashboard: bool) -> Any | None:
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = False,
-          stop: threading.Event | None = None) -> int:
+          stop: threading.Event | None = None, web: bool = True) -> int:
     """Run the service in this process until SIGTERM/SIGINT (or ``stop`` is set)."""
     from core.scheduler import Scheduler
 
@@ -188,7 +191,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
     stop = stop or threading.Event()
     server = None
     try:
-        app = _load_app(dashboard)
+        app = _load_app(dashboard) if web else None
         url = None
         if app is not None:
             from waitress import create_server
@@ -228,3 +231,25 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
         except (OSError, ValueError):
             pass
         lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.service``: what ``start_service_detached`` runs (lighter than the full CLI)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m core.service")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--dashboard", action="store_true")
+    parser.add_argument("--no-web", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return serve(host=args.host, port=args.port, dashboard=args.dashboard, web=not args.no_web)
+    except UserError as exc:
+        print(f"w2s: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``w2s serve`` as a real background process: single instance, stop, and the acceptance test
+"service killed and restarted while 3 jobs run -> all finish, none launched twice, no orphan"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from core import service
+from core.jobs import get_job, submit_job
+from tests.conftest import REPO, run_cli
+
+
+def wait_for(pred, timeout=120.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def fast_service(workspace, monkeypatch):
+    monkeypatch.setenv("W2S_SCHED_POLL", "0.1")
+    monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "3")
+    yield workspace
+    info = service.service_info()
+    if info:
+        os.kill(info["pid"], signal.SIGKILL)
+
+
+def test_single_instance_web_and_stop(fast_service, capsys):
+    url = service.start_service_detached(port=0)
+    assert url and url.startswith("http://127.0.0.1:")
+    assert service.service_url() == url and service.is_service_running()
+    assert httpx.get(url + "/", timeout=30).status_code < 500
+    assert service.start_service_detached(port=0) == url  # idempotent for the TUI
+    assert run_cli("serve", "--detach", "--port", "0") == 1
+    assert "already running" in capsys.readouterr().err
+    second = subprocess.run([sys.executable, "-m", "core.service", "--no-web"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1 and "already running" in second.stderr
+    assert run_cli("serve", "--status") == 0
+    assert run_cli("serve", "--stop") == 0
+    assert not service.is_service_running()
+    assert not (fast_service / ".w2s" / "service.json").exists()
+    assert run_cli("serve", "--stop") == 1
+    assert run_cli("serve", "--port", "70000") == 1
+
+
+def test_jobs_survive_a_killed_service_and_finish_once(fast_service):
+    ws = fast_service
+    service.start_service_detached(web=False)
+    script = 'echo "$W2S_JOB_ID" >> "$W2S_WORKSPACE/launches"; sleep {s}; echo done'
+    ids = [submit_job("test", ["bash", "-c", script.format(s=s)])["id"] for s in (0.5, 4, 5)]
+
+    def all_running():
+        jobs = [get_job(i) for i in ids]
+        return all(j["state"] == "running" and (j.get("handle") or {}).get("pid") for j in jobs) and jobs
+
+    jobs = wait_for(all_running)
+    pids = [p for j in jobs for p in (j["handle"]["pid"], j["handle"]["wrapper_pid"])]
+    old = service.service_info()
+    os.kill(old["pid"], signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == "zombie")
+    assert psutil.pid_exists(jobs[2]["handle"]["pid"]), "a job died with the service"
+
+    service.start_service_detached(web=False)
+    assert service.service_info()["pid"] != old["pid"]
+    done = wait_for(lambda: all(get_job(i)["state"] in ("succeeded", "failed") for i in ids)
+                    and [get_job(i) for i in ids])
+    assert [j["state"] for j in done] == ["succeeded"] * 3, [j["history"] for j in done]
+    launches = (ws / "launches").read_text().split()
+    assert sorted(launches) == sorted(ids), "a job was launched twice or not at all"
+    for j in done:
+        assert j["attempt"] == 1 and "done" in Path(j["run_dir"], "stdout.log").read_text()
+    leftovers = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not leftovers, f"orphan processes: {leftovers}"
+    assert service.stop_service()
