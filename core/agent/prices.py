@@ -15,7 +15,7 @@ from typing import Any
 
 from core.workspace import paths
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_MAX_TOKENS = 8192
 PRICES_FILE = "agent_prices.json"
 
@@ -42,15 +42,22 @@ class Price:
         return total / 1_000_000
 
 
+# Published list prices (platform.claude.com model pages, checked 2026-11); cache writes at the
+# 5-minute rate. Models missing here are priced at the dearest entry until added.
 PRICES: dict[str, Price] = {
+    "claude-fable-5-2": Price(8.0, 40.0),
+    "claude-fable-5-1": Price(10.0, 50.0),
+    "claude-opus-5-5": Price(4.0, 20.0),
+    "claude-opus-5": Price(5.0, 25.0),
+    "claude-opus-4-8": Price(5.0, 25.0),
+    "claude-opus-4-7": Price(5.0, 25.0),
+    "claude-opus-4-6": Price(5.0, 25.0),
     "claude-opus-4-5": Price(5.0, 25.0),
-    "claude-opus-4-1": Price(15.0, 75.0),
-    "claude-opus-4-0": Price(15.0, 75.0),
+    "claude-sonnet-5-5": Price(2.0, 10.0),
+    "claude-sonnet-5": Price(2.0, 10.0),
+    "claude-sonnet-4-6": Price(3.0, 15.0),
     "claude-sonnet-4-5": Price(3.0, 15.0),
-    "claude-sonnet-4-0": Price(3.0, 15.0),
-    "claude-3-7-sonnet-latest": Price(3.0, 15.0),
     "claude-haiku-4-5": Price(1.0, 5.0),
-    "claude-3-5-haiku-latest": Price(0.8, 4.0),
 }
 
 
