@@ -14,11 +14,13 @@ from core.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     jobs = sub.add_parser("jobs", help="list, show, cancel, retry jobs; read their logs")
     verbs = jobs.add_subparsers(dest="jobs_verb", metavar="ACTION")
-    jobs.set_defaults(func=_list, json=False, all=False)
+    jobs.set_defaults(func=_list, json=False, all=False, active=False, limit=50)
 
     lst = verbs.add_parser("list", help="jobs, newest first")
     lst.add_argument("--json", action="store_true")
     lst.add_argument("--active", action="store_true", help="only unfinished jobs")
+    lst.add_argument("--limit", type=int, default=50, help="unfinished + newest finished, N in all (50)")
+    lst.add_argument("--all", action="store_true", help="every job ever (slower with a long history)")
     lst.set_defaults(func=_list)
 
     show = verbs.add_parser("show", help="one job in full (JSON)")
@@ -69,7 +71,9 @@ def _row(job: dict[str, Any]) -> str:
 def _list(args: argparse.Namespace, unknown: list[str]) -> int:
     from core.jobs import list_jobs
 
-    jobs = list_jobs(active_only=getattr(args, "active", False))
+    if args.limit < 1:
+        raise UserError(f"--limit: must be at least 1, got {args.limit}")
+    jobs = list_jobs(active_only=args.active, limit=None if args.all else args.limit)
     if args.json:
         print(json.dumps(jobs, indent=2))
         return 0

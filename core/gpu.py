@@ -107,13 +107,13 @@ def _nvml() -> list[GpuInfo]:
 def _holders(store: Any = None) -> dict[int, str]:
     """GPU index -> id of the starting/running job it is assigned to."""
     try:
-        from core.store import Store
+        from core.store import default_store
         from core.workspace import paths
 
         if store is None:
             if not (paths().state / "jobs.json").exists():
                 return {}
-            store = Store()
+            store = default_store()
         holders: dict[int, str] = {}
         for job in store.table("jobs").hot():
             if job.get("state") in ("starting", "running"):

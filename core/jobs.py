@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_bytes, atomic_write_json
-from core.store import Store, new_id
+from core.store import Store, default_store, new_id
 from core.workspace import paths
 
 JOB_STATES = ("queued", "starting", "running", "succeeded", "failed", "cancelled", "retrying")
@@ -44,7 +44,7 @@ def is_secret_name(name: str) -> bool:
 
 
 def _store(store: Store | None) -> Store:
-    return store if store is not None else Store()
+    return store if store is not None else default_store()
 
 
 def _table(store: Store | None):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from core import jobs as J
-from core.store import Store
+from core.store import Store, default_store
 from core.tokens import issue_run_token, revoke_run_tokens
 from core.workspace import paths
 
@@ -62,7 +62,7 @@ class Scheduler:
         backoff_base: float = DEFAULT_BACKOFF_S,
         service_url: str | Callable[[], str | None] | None = None,
     ):
-        self.store = store if store is not None else Store()
+        self.store = store if store is not None else default_store()
         self.gpus = list(gpu_inventory() if gpus is None else gpus)
         self.limits = dict(default_limits(len(self.gpus)))
         self.limits.update(limits or {})

@@ -29,7 +29,7 @@ from tinydb.table import Table as _TinyTable
 from core.store_storage import SCHEMA_VERSION, AtomicJSONStorage, FileLock, StoreError
 from core.workspace import paths
 
-__all__ = ["Store", "Table", "StoreError", "SCHEMA_VERSION", "TABLES", "new_id"]
+__all__ = ["Store", "Table", "StoreError", "SCHEMA_VERSION", "TABLES", "default_store", "new_id"]
 
 TABLES = ("jobs", "agents", "evaluations", "findings", "tokens", "ideas")
 TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
@@ -325,3 +325,17 @@ class Store:
                 self.root.mkdir(parents=True, exist_ok=True)
                 self._tables[name] = Table(self.root, name)
             return self._tables[name]
+
+
+_DEFAULT: dict[Path, Store] = {}
+_DEFAULT_GUARD = threading.Lock()
+
+
+def default_store() -> Store:
+    """The process-wide Store of the current workspace: its caches survive between calls, so
+    repeated ``get_job``/``list_jobs`` calls re-read only files that changed."""
+    root = paths().state
+    with _DEFAULT_GUARD:
+        if root not in _DEFAULT:
+            _DEFAULT[root] = Store(root)
+        return _DEFAULT[root]
