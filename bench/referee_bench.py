@@ -44,8 +44,9 @@ def build_workspace(ws: Path, rows: int) -> str:
                 fh.write(json.dumps(row) + "\n")
     cfg = RunConfig(data_dir=f"data/{name}")
     for seed in (42, 43):
-        write_result(name, "weak_artifacts", weak_artifacts_key(cfg), seed, {"weak_acc": 0.6}, ws / "cache_results")
-        write_result(name, "train_ceiling", ceiling_key(cfg), seed, {"strong_acc": 0.8}, ws / "cache_results")
+        cache = ws / "cache_results"
+        write_result(name, "weak_artifacts", weak_artifacts_key(cfg), seed, {"weak_acc": 0.6}, cache)
+        write_result(name, "train_ceiling", ceiling_key(cfg), seed, {"strong_acc": 0.8}, cache)
     return name
 
 
@@ -62,7 +63,9 @@ def serve(threads: int) -> None:
         srv.stop()
 
 
-def client(host: str, port: int, body: bytes, token: str, stop_at: float, lat: list[float], errors: list[str]) -> None:
+def client(
+    host: str, port: int, body: bytes, token: str, stop_at: float, lat: list[float], errors: list[str]
+) -> None:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     while time.perf_counter() < stop_at:
@@ -122,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             body = json.dumps({"dataset": dataset, "split": "test", "predictions": preds}).encode()
             warm: list[float] = []
             client(host, int(port), body, token, time.perf_counter() + args.warmup, warm, [])
+            import psutil
+
+            server_proc = psutil.Process(child.pid)
+            cpu0 = server_proc.cpu_times()
             lat: list[float] = []
             errors: list[str] = []
             stop_at = time.perf_counter() + args.seconds
@@ -135,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             for t in threads:
                 t.join()
             wall = time.perf_counter() - started
+            cpu1 = server_proc.cpu_times()
+            server_cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         finally:
             child.terminate()
             child.wait(timeout=10)
@@ -150,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": round(percentile(lat, 0.50) * 1000, 1) if lat else None,
         "p99_ms": round(percentile(lat, 0.99) * 1000, 1) if lat else None,
         "max_ms": round(max(lat) * 1000, 1) if lat else None,
+        "server_cpu_ms_per_req": round(server_cpu / len(lat) * 1000, 2) if lat else None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "evaluations_logged": n_logged,
         "cpus": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -15,10 +15,15 @@ Rules (the contract the API documents):
   with at least ``MIN_SUBSET_ROWS`` public rows. Label counts are never returned. One call
   therefore reveals at most a few bits; flipping one prediction per call reveals at most one label
   per call, and the budget (default 20 per run) caps the calls: 429 once it is spent.
+- The budget is the run token's ``budget``; charges are counted per run id in the ``evaluations``
+  table by ``core.referee_ledger`` (group commit: the charge and its audit record are one durable
+  write, made before the answer is sent). A retried job keeps its run id, so its budget is not
+  refilled. A call is scored first and charged last, so refused calls (400, 429) cost nothing.
 - PGR is measured against the fixed baselines (``core.pgr``) of the run's own configuration
   when its job records one (``meta.config``); otherwise of the default ``RunConfig`` for the
   dataset, and failing that of the offline demo models (``demo-weak``/``demo-strong``).
-- Every authenticated call, accepted or not, is stored in the ``evaluations`` table.
+- Every authenticated call, accepted or not, is stored in the ``evaluations`` table
+  (run_id, time, status, n, and the numbers the run was shown or the error).
 - ``final_score`` scores a run once on both parts and writes its leaderboard result
   (``w2s_source: "referee"``) with the public and the private accuracy; the private one counts.
 """
@@ -261,7 +266,9 @@ def positions_of(gold: Gold, predictions: Any, ids: Any) -> np.ndarray:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise RefereeError(400, "field 'ids': expected a list of row id strings")
     if len(ids) != len(predictions):
-        raise RefereeError(400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions")
+        raise RefereeError(
+            400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions"
+        )
     pos = np.empty(len(ids), dtype=np.int64)
     for k, rid in enumerate(ids):
         i = gold.index.get(rid)
@@ -559,7 +566,8 @@ def final_score(
     _record(
         store,
         {"kind": "final", "run_id": run_id, "time": now_iso(), "dataset": dataset, "status": 200,
-         "n": len(classes), "result": {k: result[k] for k in ("public_acc", "private_acc", "pgr", "pgr_public")},
+         "n": len(classes),
+         "result": {k: result[k] for k in ("public_acc", "private_acc", "pgr", "pgr_public")},
          "path": str(path.relative_to(paths().root)) if path.is_relative_to(paths().root) else str(path)},
     )
     return result

@@ -66,8 +66,9 @@ def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
         {"id": "agent001", "job_id": "job00001", "state": "running", "direction": "confidence filtering",
          "cost_usd": 0.42, "created": "2026-11-26T17:00:00"}
     )
-    finding = share(store, title="Confident labels beat vanilla on math", summary="PGR 0.41 vs 0.33 over 4 seeds.",
-                    author="run:job00001", metrics={"pgr": 0.41}, config={"conf": 0.3}, run="job00001")
+    finding = share(store, title="Confident labels beat vanilla on math",
+                    summary="PGR 0.41 vs 0.33 over 4 seeds.", author="run:job00001",
+                    metrics={"pgr": 0.41}, config={"conf": 0.3}, run="job00001")
     gpus = workspace / "gpus.json"
     gpus.write_text(json.dumps([{"name": "NVIDIA H100 80GB HBM3", "util_pct": 63, "mem_used_mb": 40000,
                                  "mem_total_mb": 81559, "temp_c": 51, "power_w": 310, "power_limit_w": 700}]))

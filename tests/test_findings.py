@@ -14,7 +14,8 @@ from core.store import Store
 
 def _share(store: Store, **over) -> dict:
     base = {"title": "Entropy filter", "summary": "Drop high-entropy weak labels.", "author": "run:a1",
-            "metrics": {"pgr": 0.3, "transfer_acc": 0.61}, "config": {"keep": 0.7, "loss": "xent"}, "run": "a1"}
+            "metrics": {"pgr": 0.3, "transfer_acc": 0.61}, "config": {"keep": 0.7, "loss": "xent"},
+            "run": "a1"}
     return findings.share(store, **{**base, **over})
 
 

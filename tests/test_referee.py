@@ -38,8 +38,9 @@ def make_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> 
                 fh.write(json.dumps(out) + "\n")
     cfg = RunConfig(data_dir=f"data/{name}")
     for seed_, (w, s) in enumerate([(0.58, 0.79), (0.62, 0.81)]):
-        write_result(name, "weak_artifacts", weak_artifacts_key(cfg), 42 + seed_, {"weak_acc": w}, root=ws / "cache_results")
-        write_result(name, "train_ceiling", ceiling_key(cfg), 42 + seed_, {"strong_acc": s}, root=ws / "cache_results")
+        cache = ws / "cache_results"
+        write_result(name, "weak_artifacts", weak_artifacts_key(cfg), 42 + seed_, {"weak_acc": w}, root=cache)
+        write_result(name, "train_ceiling", ceiling_key(cfg), 42 + seed_, {"strong_acc": s}, root=cache)
     return rows
 
 
@@ -101,7 +102,8 @@ def test_holdout_is_never_scored_for_a_run(setup):
     with pytest.raises(referee.RefereeError) as err:
         referee.evaluate(store, token, DATASET, [truth[i] for i in priv], priv)
     assert err.value.status == 400
-    assert referee.evaluate(store, token, DATASET, list(right_public.values()), list(right_public))["budget_left"] == 17
+    again = referee.evaluate(store, token, DATASET, list(right_public.values()), list(right_public))
+    assert again["budget_left"] == 17
 
 
 def test_refusals(setup):
@@ -143,7 +145,8 @@ def test_final_score_writes_referee_row_once(setup):
     wrong = layout.private_ordered[:10]
     for i in wrong:
         preds[i] = 1.0 - preds[i]
-    store.table("jobs").insert({"id": "run1", "meta": {"idea": "my_idea", "config": {"data_dir": "data/tiny"}}})
+    meta = {"idea": "my_idea", "config": {"data_dir": "data/tiny"}}
+    store.table("jobs").insert({"id": "run1", "meta": meta})
     out = referee.final_score(store, "run1", DATASET, preds)
     assert out["public_acc"] == 1.0
     assert out["private_acc"] == pytest.approx(1 - 10 / len(layout.private))
@@ -193,3 +196,18 @@ def test_fast_scorer_matches_core_scoring(setup):
             assert fast["per_subset"][name]["accuracy"] == pytest.approx(block["accuracy"])
     with pytest.raises(referee.RefereeError, match=r"predictions\[1\]"):
         referee.classes_of([0.1, float("nan"), 0.3])
+
+
+def test_retried_run_keeps_its_spent_budget(setup):
+    """Re-issuing a run's token (a retry) rotates it; charges stay with the run, not the token."""
+    ws, rows, store, token = setup
+    n = len(rows)
+    for _ in range(3):
+        referee.evaluate(store, token, DATASET, [0] * n)
+    fresh = issue_run_token(store, "run1", 20)
+    with pytest.raises(referee.RefereeError) as err:
+        referee.evaluate(store, token, DATASET, [0] * n)
+    assert err.value.status == 401
+    assert referee.evaluate(store, fresh, DATASET, [0] * n)["budget_left"] == 16
+    # a second process (another Store object on the same folder) sees the same count
+    assert referee.evaluate(Store(), fresh, DATASET, [0] * n)["budget_left"] == 15

@@ -51,7 +51,8 @@ def test_referee_refusals_over_http(service):
     assert c.post("/api/evaluate", json=body).status_code == 401
     assert c.post("/api/evaluate", json=body, headers=auth("w2s-run-forged")).status_code == 401
     assert c.post("/api/evaluate", json=body, headers=auth(service["operator"])).status_code == 401
-    assert c.post("/api/evaluate", json={**body, "split": "train_unlabel"}, headers=auth(token)).status_code == 400
+    other_split = c.post("/api/evaluate", json={**body, "split": "train_unlabel"}, headers=auth(token))
+    assert other_split.status_code == 400 and "only 'test'" in other_split.json()["error"]
     short = c.post("/api/evaluate", json={**body, "predictions": [0] * (n - 1)}, headers=auth(token))
     assert short.status_code == 400 and f"expected {n} predictions" in short.json()["error"]
     unknown = c.post(
@@ -100,8 +101,9 @@ def test_label_probing_attack_learns_no_more_than_budget(service):
             continue
         assert resp.status_code == 200
         now = numbers(resp)
-        went_up = any(now[k] is not None and reference[k] is not None and now[k] > reference[k] for k in now)
-        went_down = any(now[k] is not None and reference[k] is not None and now[k] < reference[k] for k in now)
+        both = [k for k in now if now[k] is not None and reference.get(k) is not None]
+        went_up = any(now[k] > reference[k] for k in both)
+        went_down = any(now[k] < reference[k] for k in both)
         if went_up != went_down:  # a visible change names the flipped row's label
             learned[rid] = 1 if went_up else 0
     truth = gold(rows)
@@ -118,11 +120,13 @@ def test_holdout_never_scored_over_http(service):
     truth = gold(rows)
     layout = holdout.layout(DATASET)
     only_private_right = [truth[i] if i in layout.private else 1 - truth[i] for i in layout.ids]
-    resp = c.post("/api/evaluate", json={"dataset": DATASET, "predictions": only_private_right}, headers=auth(token))
+    body = {"dataset": DATASET, "predictions": only_private_right}
+    resp = c.post("/api/evaluate", json=body, headers=auth(token))
     assert resp.status_code == 200 and resp.json()["accuracy"] == 0.0
     assert resp.json()["n_scored"] == len(layout.public)
     # the final submission is scored on both parts, once
-    store.table("jobs").insert({"id": "runH", "meta": {"idea": "probe_idea", "config": {"data_dir": "data/tiny"}}})
+    meta = {"idea": "probe_idea", "config": {"data_dir": "data/tiny"}}
+    store.table("jobs").insert({"id": "runH", "meta": meta})
     sub = {"dataset": DATASET, "ids": list(layout.ids), "predictions": only_private_right}
     final = c.post("/api/submit", json=sub, headers=auth(token))
     assert final.status_code == 200, final.text
@@ -147,13 +151,15 @@ def test_findings_share_comment_vote_search(service):
     bad = c.post("/api/findings", json={**new, "title": ""}, headers=auth(token))
     assert bad.status_code == 400 and "title" in bad.json()["error"]
     fid = doc["id"]
-    assert c.post(f"/api/findings/{fid}/comments", json={"text": "nice"}, headers=auth(service["operator"])).status_code == 201
+    op = auth(service["operator"])
+    assert c.post(f"/api/findings/{fid}/comments", json={"text": "nice"}, headers=op).status_code == 201
     for _ in range(3):
         assert c.post(f"/api/findings/{fid}/vote", json={"value": 1}, headers=auth(token)).status_code == 200
     voted = c.post(f"/api/findings/{fid}/vote", json={"value": 1}, headers=auth(service["operator"])).json()
     assert voted["score"] == 2 and set(voted["votes"]) == {"run:runF", "operator"}
     assert c.get(f"/api/findings/{fid}").json()["comments"][0]["author"] == "operator"
-    assert [f["id"] for f in c.get("/api/findings", params={"q": "confidence nice"}).json()["findings"]] == [fid]
+    found = c.get("/api/findings", params={"q": "confidence nice"}).json()["findings"]
+    assert [f["id"] for f in found] == [fid]
     assert c.get("/api/findings", params={"q": "absent"}).json()["findings"] == []
     assert c.get("/api/findings/..%2Fetc").status_code == 404
     assert c.post("/api/findings/fdeadbeef/vote", json={}, headers=auth(token)).status_code == 404
@@ -175,13 +181,15 @@ def test_jobs_launch_cancel_log_and_path_safety(service):
     assert first["text"] == "line one\nline two\n"
     with open(Path(job["run_dir"], "stdout.log"), "a") as fh:
         fh.write("line three\n")
-    assert c.get(f"/api/jobs/{job['id']}/log", params={"offset": first["offset"]}).json()["text"] == "line three\n"
+    more = c.get(f"/api/jobs/{job['id']}/log", params={"offset": first["offset"]}).json()
+    assert more["text"] == "line three\n"
     assert c.get(f"/api/jobs/{job['id']}/log", params={"offset": "-1"}).status_code == 400
     assert c.post(f"/api/jobs/{job['id']}/cancel").status_code == 401
     cancelled = c.post(f"/api/jobs/{job['id']}/cancel", headers=auth(op))
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert c.post(f"/api/jobs/{job['id']}/cancel", headers=auth(op)).status_code == 409
-    for path in ("/api/jobs/..%2F..%2Fetc%2Fpasswd/log", "/api/jobs/a.b/log", "/api/agents/..%2Fx/transcript"):
+    bad_paths = ("/api/jobs/..%2F..%2Fetc%2Fpasswd/log", "/api/jobs/a.b/log", "/api/agents/..%2Fx/transcript")
+    for path in bad_paths:
         assert c.get(path).status_code == 404
 
 
@@ -192,7 +200,8 @@ def test_agent_transcript_tail(service):
     lines = [{"type": "assistant", "text": "hello"}, {"type": "tool_use", "name": "evaluate"}]
     (run_dir / "transcript.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"partial"')
     store.table("agents").insert({"id": "ag1", "job_id": "job1", "state": "running"})
-    store.table("agents").insert({"id": "ag2", "job_id": "zz", "transcript_path": "/etc/passwd", "state": "x"})
+    outside = {"id": "ag2", "job_id": "zz", "transcript_path": "/etc/passwd", "state": "x"}
+    store.table("agents").insert(outside)
     assert {a["id"] for a in c.get("/api/agents").json()["agents"]} == {"ag1", "ag2"}
     got = c.get("/api/agents/ag1/transcript").json()
     assert got["entries"] == lines  # the half-written last line waits for the next poll

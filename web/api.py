@@ -312,10 +312,12 @@ def submit():
     if len(set(map(str, ids))) != len(ids):
         raise ApiError(400, "field 'ids': repeated ids")
     idea = data.get("idea")
-    result = referee.final_score(store(), str(record.get("run_id")), dataset, dict(zip(map(str, ids), predictions,
-                                 strict=True)), idea=idea if isinstance(idea, str) else None)
-    keep = ("idea_name", "public_acc", "private_acc", "n_public", "n_private", "pgr", "pgr_public", "pgr_reason",
-            "hyperparam_config_key", "seed")
+    by_id = dict(zip(map(str, ids), predictions, strict=True))
+    result = referee.final_score(
+        store(), str(record.get("run_id")), dataset, by_id, idea=idea if isinstance(idea, str) else None
+    )
+    keep = ("idea_name", "public_acc", "private_acc", "n_public", "n_private", "pgr", "pgr_public",
+            "pgr_reason", "hyperparam_config_key", "seed")
     return jsonify({k: result.get(k) for k in keep})
 
 
@@ -408,7 +410,8 @@ def launch_job():
     name = data.get("name") or f"{idea} {cfg.dataset} seed {cfg.seed}"
     if not isinstance(name, str) or len(name) > 120:
         raise ApiError(400, "field 'name': expected text up to 120 characters")
-    command = [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", json.dumps(cfg.to_dict())]
+    config_json = json.dumps(cfg.to_dict())
+    command = [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", config_json]
     try:
         job_doc = submit_job(
             "run",
