@@ -80,8 +80,8 @@ def _pair(rng: random.Random, subset: str, topic: int, pos: LexWord, neg: LexWor
         better = f"{pick(rng, WARM_OPEN)} That sounds {pos.word}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
         worse = f"{pick(rng, RUDE_OPEN)} That sounds {neg.word}. {pick(rng, RUDE_CLOSE)}"
     elif subset == "tone":
-        better = f"Honestly, that plan is {pos.word}. To {task}, {howto}."
-        worse = f"Honestly, that plan is {neg.word}. To {task}, {howto}."
+        better = f"Honestly, that plan is {pos.word}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
+        worse = f"Honestly, that plan is {neg.word}. To {task}, {howto}. {pick(rng, RUDE_CLOSE)}"
     else:  # relevance: both polite; only one answers the question that was asked
         other_task, other_howto = TOPICS[(topic + 1 + rng.randrange(len(TOPICS) - 1)) % len(TOPICS)]
         opener = pick(rng, WARM_OPEN)

@@ -60,6 +60,14 @@ def balanced_flags(rng: random.Random, n: int) -> list[bool]:
     return flags
 
 
+def share_flags(rng: random.Random, n: int, share: float) -> list[bool]:
+    """``n`` booleans of which exactly ``round(n * share)`` are True, in seeded random order."""
+    k = round(n * share)
+    flags = [True] * k + [False] * (n - k)
+    rng.shuffle(flags)
+    return flags
+
+
 def pick(rng: random.Random, seq: Sequence[Any]) -> Any:
     return seq[rng.randrange(len(seq))]
 

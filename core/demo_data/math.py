@@ -12,11 +12,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from core.demo_data.common import NAMES, balanced_flags, pick, rng_for
+from core.demo_data.common import NAMES, pick, rng_for, share_flags
 from core.demo_data.lexicon import LexWord, strength
 
 FAMILY = "math"
 
+# Share of questions where the quantity went *down* (a good word is then the wrong choice). Most
+# questions go up, so word polarity alone already predicts most labels (a weak teacher can learn
+# it); the rest reward a model that also reads the direction.
+DOWN_SHARE = 0.25
 UP = ("rose", "climbed", "went up", "grew", "increased")
 DOWN = ("fell", "dropped", "went down", "shrank", "decreased")
 
@@ -64,7 +68,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
     neg = [w for w in words if not w.positive]
     subsets = sorted(TEMPLATES)
     n_groups = n_rows // 2
-    ups = balanced_flags(rng, n_groups)
+    ups = [not down for down in share_flags(rng, n_groups, DOWN_SHARE)]
     rows: list[dict[str, Any]] = []
     g = 0
     while len(rows) < 2 * n_groups:
