@@ -1,8 +1,9 @@
 """The private holdout: a fixed, seeded share of each dataset's ``test`` split never scored for runs.
 
-Membership depends only on the row id and the dataset name (sha256 of a versioned salt, the
-dataset and the id), so it is the same on every machine and for every run, needs no stored state,
-and stays put when rows are added or reordered. Knowing which rows are held out reveals nothing
+Membership depends only on the row's group (its ``consistency_id``, else its id) and the dataset
+name (sha256 of a versioned salt, the dataset and the group), so it is the same on every machine
+and for every run, needs no stored state, and stays put when rows are added or reordered. The
+candidate answers of one question always fall on the same side. Knowing which rows are held out reveals nothing
 about their labels, and the referee never scores them for a run, so the salt need not be secret.
 Runs submit predictions for the whole ``test`` file; the referee scores the public part and a
 run's final leaderboard entry is scored on the private part (Kaggle's public/private split).
@@ -14,6 +15,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.datasets import load_split
 from core.workspace import paths
@@ -35,6 +37,24 @@ def split_ids(dataset: str, ids: Iterable[str], share: float = HOLDOUT_SHARE) ->
     private: list[str] = []
     for rid in ids:
         (private if is_holdout(dataset, rid, share) else public).append(rid)
+    return public, private
+
+
+def group_key(row: dict[str, Any]) -> str:
+    """What decides a row's side: its ``consistency_id`` when it has one (all candidate answers to
+    one question stay together, so public labels never hint at private ones), else its id."""
+    cid = row.get("consistency_id")
+    return f"group:{cid}" if cid not in (None, "") else str(row["id"])
+
+
+def split_rows(
+    dataset: str, rows: Iterable[dict[str, Any]], share: float = HOLDOUT_SHARE
+) -> tuple[list[str], list[str]]:
+    """(public ids, private ids) of rows that carry their ``id``, keeping consistency groups whole."""
+    public: list[str] = []
+    private: list[str] = []
+    for row in rows:
+        (private if is_holdout(dataset, group_key(row), share) else public).append(str(row["id"]))
     return public, private
 
 
@@ -81,8 +101,9 @@ def layout(dataset: str, root: Path | None = None) -> HoldoutLayout | None:
     key = (dataset, str(path), st.st_mtime_ns, st.st_size)
     layout = _LAYOUTS.get(key)
     if layout is None:
-        ids = tuple(load_split(path).ids)
-        public, private = split_ids(dataset, ids)
+        rows = load_split(path).rows
+        ids = tuple(r["id"] for r in rows)
+        public, private = split_rows(dataset, rows)
         layout = HoldoutLayout(dataset, ids, frozenset(public), frozenset(private))
         if len(_LAYOUTS) > 32:
             _LAYOUTS.clear()

@@ -212,7 +212,7 @@ def gold_for(dataset: str) -> Gold | None:
         return gold
     split = load_split(path)
     ids = tuple(split.ids)
-    public, private = holdout.split_ids(dataset, ids)
+    public, private = holdout.split_rows(dataset, split.rows)
     layout = holdout.HoldoutLayout(dataset, ids, frozenset(public), frozenset(private))
     names = sorted({str(r.get("subset", "")) for r in split.rows})
     code = {n: i for i, n in enumerate(names)}

@@ -211,3 +211,13 @@ def test_retried_run_keeps_its_spent_budget(setup):
     assert referee.evaluate(store, fresh, DATASET, [0] * n)["budget_left"] == 16
     # a second process (another Store object on the same folder) sees the same count
     assert referee.evaluate(Store(), fresh, DATASET, [0] * n)["budget_left"] == 15
+
+
+def test_holdout_keeps_consistency_groups_together():
+    rows = [{"id": f"q{q}-c{c}", "consistency_id": f"q{q}"} for q in range(300) for c in range(3)]
+    rows += [{"id": f"solo{i}"} for i in range(300)]
+    public, private = holdout.split_rows("ds", rows)
+    side = {rid: rid in set(private) for rid in public + private}
+    for q in range(300):
+        assert len({side[f"q{q}-c{c}"] for c in range(3)}) == 1
+    assert 0.12 < len(private) / len(rows) < 0.28
