@@ -37,6 +37,7 @@ TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
 # Tables whose finished documents live in a second, rarely written file.
 ARCHIVE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "jobs": lambda doc: doc.get("state") in TERMINAL_JOB_STATES,
+    "evaluations": lambda doc: True,  # an append-only audit log: each write touches one segment
 }
 
 ARCHIVE_SEGMENT_DOCS = 1000  # a finished job's move rewrites one segment, not the whole history
