@@ -57,14 +57,19 @@ class Ledger:
         self._pending: list[Entry] = []
         self._flushing = False
         self._counts: Counter[str] = Counter()
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[tuple[str, int, int, int], ...] | None = None
 
-    def _stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.root / f"{TABLE}.json")
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+    def _stamp(self) -> tuple[tuple[str, int, int, int], ...]:
+        """Identity of every file of the table (hot file and archive segments)."""
+        out = []
+        for name in sorted(os.listdir(self.root)):
+            if name.startswith(TABLE) and name.endswith(".json"):
+                try:
+                    st = os.stat(self.root / name)
+                except FileNotFoundError:
+                    continue
+                out.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(out)
 
     def _recount(self) -> None:
         counts: Counter[str] = Counter()
