@@ -41,7 +41,8 @@ def events(spec: AgentSpec) -> list[dict]:
 
 
 SCRIPT = [
-    turn(text("I will write a note."), tool_use("t1", "write_file", {"path": "notes.md", "content": "hello\n"})),
+    turn(text("I will write a note."),
+         tool_use("t1", "write_file", {"path": "notes.md", "content": "hello\n"})),
     turn(tool_use("t2", "read_file", {"path": "notes.md"}), tool_use("t3", "read_file", {"path": "../x"})),
     turn(tool_use("t4", "edit_file", {"path": "notes.md", "old_text": "hello", "new_text": "bye"})),
     turn(tool_use("t5", "finish", {"summary": "wrote and edited a note"})),
@@ -101,7 +102,8 @@ def test_usd_budget_stops_cleanly(workspace: Path, fake) -> None:
         return turn(tool_use(f"c{i}", "list_files", {}), input_tokens=100_000, output_tokens=1000)
 
     server = fake(script)
-    loop, spec = make_loop(workspace, server.url, Budgets(max_usd=0.5, max_turns=50, max_wall_s=600, max_evals=1))
+    budgets = Budgets(max_usd=0.5, max_turns=50, max_wall_s=600, max_evals=1)
+    loop, spec = make_loop(workspace, server.url, budgets)
     reason = loop.run()
     assert reason.startswith("budget_usd")
     stop = events(spec)[-1]
@@ -114,7 +116,8 @@ def test_usd_budget_stops_cleanly(workspace: Path, fake) -> None:
 
 def test_turn_budget_and_nudges(workspace: Path, fake) -> None:
     server = fake([turn(text("thinking..."))])
-    loop, spec = make_loop(workspace, server.url, Budgets(max_usd=5, max_turns=10, max_wall_s=600, max_evals=1))
+    budgets = Budgets(max_usd=5, max_turns=10, max_wall_s=600, max_evals=1)
+    loop, spec = make_loop(workspace, server.url, budgets)
     assert loop.run().startswith("no_tool_use")
     assert len(server.requests) == 3  # two nudges, then stop
     server2 = fake(lambda i, r: turn(tool_use(f"x{i}", "list_files", {})))

@@ -30,7 +30,8 @@ def call(ctx: ToolContext, name: str, **args):
 
 @pytest.mark.parametrize(
     "path",
-    ["../../labeled_data/demo-math/test.jsonl", "../labeled_data", "/etc/passwd", "sub/../../x", "../agent_tx/a"],
+    ["../../labeled_data/demo-math/test.jsonl", "../labeled_data", "/etc/passwd", "sub/../../x",
+     "../agent_tx/a"],
 )
 def test_paths_outside_the_folder_are_refused(ctx: ToolContext, path: str) -> None:
     for name, args in (("read_file", {}), ("write_file", {"content": "x"}), ("list_files", {})):
@@ -54,7 +55,8 @@ def test_write_read_edit_list(ctx: ToolContext) -> None:
     assert "    2  y = 2" in read.text and "start_line=3" in read.text
     amb = call(ctx, "edit_file", path="pkg/a.py", old_text="x = 1", new_text="x = 3")
     assert amb.is_error and "2 times" in amb.text
-    assert not call(ctx, "edit_file", path="pkg/a.py", old_text="x = 1", new_text="x = 3", replace_all=True).is_error
+    every = call(ctx, "edit_file", path="pkg/a.py", old_text="x = 1", new_text="x = 3", replace_all=True)
+    assert not every.is_error
     assert (ctx.folder / "pkg/a.py").read_text() == "x = 3\ny = 2\nx = 3\n"
     missing = call(ctx, "edit_file", path="pkg/a.py", old_text="zzz", new_text="")
     assert missing.is_error and "not found" in missing.text
@@ -99,7 +101,8 @@ def test_evaluate_respects_loop_budget(ctx: ToolContext) -> None:
     (ctx.folder / "preds.json").write_text('{"r1": 0.9}')
     out = call(ctx, "evaluate", dataset="demo-math", predictions_file="preds.json")
     assert out.is_error and "no referee" in out.text  # no service configured
-    out = call(ctx, "evaluate", dataset="demo-math", predictions_file="../../labeled_data/demo-math/test.jsonl")
+    labels = "../../labeled_data/demo-math/test.jsonl"
+    out = call(ctx, "evaluate", dataset="demo-math", predictions_file=labels)
     assert out.is_error and "refused" in out.text
     ctx.usage.evals = 1
     out = call(ctx, "evaluate", dataset="demo-math", predictions_file="preds.json")

@@ -9,6 +9,7 @@ folder, the same transcript.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from core.agent.loop import AgentLoop, AgentSpec, StopRequested
 from core.agent.prices import DEFAULT_MAX_TOKENS, DEFAULT_MODEL
 from core.agent.tools import idea_md_path, idea_md_sections
 from core.agent.transcript import TRANSCRIPT_NAME
+from core.atomic import atomic_write_bytes
 from core.errors import UserError
 from core.workspace import paths
 
@@ -194,16 +196,29 @@ def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
 
 
 def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
-    """Re-queue a crashed agent's job: the loop picks up from its transcript."""
-    from core.jobs import JobError, retry_job
+    """Re-queue a crashed agent's job: the loop picks up from its transcript. The job system drops
+    a job's secrets when it ends, so the key is handed over again from this environment."""
+    from core.jobs import JobError, get_job, retry_job, secrets_path
 
     store = _store(store)
     agent = find_agent(ident, store)
     if agent.get("state") in ("finished",):
         raise UserError(f"agent {agent['id']} already finished")
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise UserError(f"{API_KEY_ENV} is not set: export your Anthropic API key to resume an agent")
+    job = get_job(agent["job_id"], store) if agent.get("job_id") else None
+    if job is None:
+        raise UserError(f"agent {agent['id']} has no job to resume")
+    if job.get("state") not in ("failed", "cancelled"):
+        raise UserError(
+            f"agent {agent['id']}: its job is {job.get('state')}; only a failed or cancelled one resumes"
+        )
+    atomic_write_bytes(secrets_path(job["id"]), json.dumps({API_KEY_ENV: key}).encode(), mode=0o600)
     try:
-        retry_job(agent["job_id"], store)
+        retry_job(job["id"], store)
     except JobError as exc:
+        secrets_path(job["id"]).unlink(missing_ok=True)
         raise UserError(str(exc)) from None
     doc = store.table(TABLE).update(agent["id"], {"state": "queued", "stop_requested": False})
     _ensure_service()
@@ -257,7 +272,8 @@ def run_agent(agent_id: str, store: Any = None) -> tuple[int, str]:
     def update(changes: dict[str, Any]) -> None:
         table.update(agent_id, changes)
 
-    table.update(agent_id, {"job_id": job_id, "transcript_path": str(spec.transcript_path), "pid": os.getpid()})
+    table.update(agent_id, {"job_id": job_id, "transcript_path": str(spec.transcript_path),
+                            "pid": os.getpid()})
     try:
         client = make_client()
     except FatalAPIError as exc:
@@ -283,7 +299,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.agent.launcher", description="Run one research agent.")
+    parser = argparse.ArgumentParser(prog="python -m core.agent.launcher",
+                                     description="Run one research agent.")
     parser.add_argument("--agent-id", required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)

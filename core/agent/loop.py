@@ -125,7 +125,8 @@ class AgentLoop:
 
     def set_state(self, state: str, reason: str = "") -> None:
         self.emit({"type": "state", "state": state, "reason": reason})
-        self.on_update({"state": state, "usage": self.usage.to_dict(), "cost_usd": round(self.usage.cost_usd, 6)})
+        self.on_update({"state": state, "usage": self.usage.to_dict(),
+                        "cost_usd": round(self.usage.cost_usd, 6)})
 
     def _on_wait(self, kind: str, seconds: float, attempt: int, error: str) -> None:
         self.emit({"type": "api_retry", "kind": kind, "attempt": attempt, "wait_s": round(seconds, 3),
@@ -139,7 +140,8 @@ class AgentLoop:
     def _progress(self) -> None:
         b, u = self.spec.budgets, self.usage
         frac = max(u.cost_usd / b.max_usd, u.turns / b.max_turns, u.elapsed_s / b.max_wall_s)
-        msg = f"turn {u.turns}/{b.max_turns}, ${u.cost_usd:.4f} of ${b.max_usd:.2f}, evals {u.evals}/{b.max_evals}"
+        msg = (f"turn {u.turns}/{b.max_turns}, ${u.cost_usd:.4f} of ${b.max_usd:.2f}, "
+               f"evals {u.evals}/{b.max_evals}")
         try:
             atomic_write_json(self.spec.run_dir / "progress.json", {"progress": round(min(frac, 1.0), 4),
                                                                     "message": msg}, indent=None)
@@ -237,11 +239,13 @@ class AgentLoop:
                     "direction": self.spec.direction,
                     "price_usd_per_mtok": {"input": self.price.input, "output": self.price.output},
                 })
-                text = first_message(self.spec.direction, self.spec.idea_name, self.spec.budgets, self.spec.folder)
+                s = self.spec
+                text = first_message(s.direction, s.idea_name, s.budgets, s.folder)
                 self.emit({"type": "user", "content": text})
                 messages = [{"role": "user", "content": text}]
             else:
-                self.emit({"type": "resume", "turn": rep.turns, "pending_calls": [c["id"] for c in rep.pending_calls]})
+                pending = [c["id"] for c in rep.pending_calls]
+                self.emit({"type": "resume", "turn": rep.turns, "pending_calls": pending})
             self.set_state(STATE_RUNNING, "resumed" if rep.started else "started")
             if rep.open_calls:
                 blocks, finish, stop = self.run_calls(rep.open_calls, rep.turns, rep.open_results)

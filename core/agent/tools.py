@@ -310,7 +310,8 @@ def run_idea(
             cfg = base.replace(seed=seed)
             job = submit_job(
                 "idea",
-                [sys.executable, "-m", "core.runner", "--idea", ctx.idea_name, "--config-json", cfg.to_json()],
+                [sys.executable, "-m", "core.runner", "--idea", ctx.idea_name,
+                 "--config-json", cfg.to_json()],
                 env=_blanked_secrets(),
                 name=f"{ctx.idea_name} seed {seed}",
                 meta={
@@ -442,7 +443,8 @@ def leaderboard(ctx: ToolContext, dataset: str | None = None, limit: int = 30) -
     from core.leaderboard import leaderboard_rows
 
     rows = leaderboard_rows(dataset or None)
-    keep = ("dataset", "idea", "n_seeds", "pgr_mean", "pgr_sem", "transfer_acc", "weak_acc", "strong_acc", "source")
+    keep = ("dataset", "idea", "n_seeds", "pgr_mean", "pgr_sem", "transfer_acc", "weak_acc", "strong_acc",
+            "source")
     out = [{k: r.get(k) for k in keep} for r in rows[: max(1, min(int(limit), 200))]]
     return json.dumps(out, default=str, indent=0) if out else "(no leaderboard rows yet)"
 

@@ -213,13 +213,17 @@ def format_event(ev: dict[str, Any], width: int = 300) -> str:
         flag = "ERROR " if ev.get("is_error") else ""
         return f"{stamp}   <- {ev.get('name')}: {flag}{_short(ev.get('content') or '', width)}"
     if kind == "state":
-        return f"{stamp} state: {ev.get('state')} {('(' + ev['reason'] + ')') if ev.get('reason') else ''}".rstrip()
+        reason = f" ({ev['reason']})" if ev.get("reason") else ""
+        return f"{stamp} state: {ev.get('state')}{reason}"
     if kind == "api_retry":
-        return f"{stamp} api {ev.get('kind')}: retry {ev.get('attempt')} in {ev.get('wait_s')}s ({ev.get('error')})"
+        return (f"{stamp} api {ev.get('kind')}: retry {ev.get('attempt')} in {ev.get('wait_s')}s "
+                f"({ev.get('error')})")
     if kind == "start":
-        return f"{stamp} start agent {ev.get('agent_id')} model {ev.get('model')} budgets {_short(ev.get('budgets'))}"
+        return (f"{stamp} start agent {ev.get('agent_id')} model {ev.get('model')} "
+                f"budgets {_short(ev.get('budgets'))}")
     if kind == "resume":
-        return f"{stamp} resume after turn {ev.get('turn')} (re-running {len(ev.get('pending_calls') or [])} call(s))"
+        rerun = len(ev.get("pending_calls") or [])
+        return f"{stamp} resume after turn {ev.get('turn')} (re-running {rerun} call(s))"
     if kind == "user":
         return f"{stamp} user: {_short(ev.get('content') or '', width)}"
     if kind == "stop":

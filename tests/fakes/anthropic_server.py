@@ -21,7 +21,8 @@ from typing import Any
 Turn = dict[str, Any]
 Script = list[Turn] | Callable[[int, dict[str, Any]], Turn]
 
-ERROR_TYPES = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error", 401: "authentication_error"}
+ERROR_TYPES = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error",
+               401: "authentication_error"}
 
 
 def text(t: str) -> dict[str, Any]:
@@ -121,9 +122,11 @@ class FakeAnthropic:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _error(self, handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str] | None = None) -> None:
+    def _error(self, handler: BaseHTTPRequestHandler, status: int,
+               headers: dict[str, str] | None = None) -> None:
         kind = ERROR_TYPES.get(status, "api_error")
-        self._send(handler, status, {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}}, headers)
+        body = {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}}
+        self._send(handler, status, body, headers)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
