@@ -223,7 +223,7 @@ def cancel_job(job_id: str, store: Store | None = None, grace: float | None = No
         raise JobError(f"job {job_id} is already {job['state']}")
     done = transition(job_id, "cancelled", "cancelled by user", expect=("queued", "retrying"), store=store)
     if done is not None:
-        _drop_secrets(job_id)
+        _drop_secrets(job_id, store)
         return done
     job = _table(store).update(job_id, {"cancel_requested": True})
     if job["state"] in TERMINAL_STATES:
@@ -237,7 +237,7 @@ def cancel_job(job_id: str, store: Store | None = None, grace: float | None = No
             exit_code=status.get("exit_code") if status else None,
         )
         if done is not None:
-            _drop_secrets(job_id)
+            _drop_secrets(job_id, store)
             return done
     # still starting: the scheduler sees cancel_requested and stops it right after launch
     return get_job(job_id, store) or job
@@ -308,8 +308,12 @@ def _exit_status(job: Mapping[str, Any]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("attempt") == job.get("attempt") else None
 
 
-def _drop_secrets(job_id: str) -> None:
+def _drop_secrets(job_id: str, store: Store | None = None) -> None:
+    """A finished job's secrets hand-off file and run token are no longer needed: remove both."""
+    from core.tokens import revoke_run_tokens
+
     secrets_path(job_id).unlink(missing_ok=True)
+    revoke_run_tokens(_store(store), job_id)
 
 
 def read_progress(job: Mapping[str, Any]) -> float | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from core import jobs as J
 from core.store import Store, default_store
-from core.tokens import issue_run_token, revoke_run_tokens
+from core.tokens import issue_run_token
 from core.workspace import paths
 
 log = logging.getLogger("w2s.scheduler")
@@ -199,8 +199,7 @@ class Scheduler:
         done = J.transition(job["id"], state, reason, expect=J.ACTIVE_STATES, store=self.store,
                             exit_code=exit_code)
         if done is not None:
-            J._drop_secrets(job["id"])
-            revoke_run_tokens(self.store, job["id"])
+            J._drop_secrets(job["id"], self.store)
 
     # -- launching -------------------------------------------------------------------------
     def _launch_ready(self) -> None:
@@ -261,8 +260,9 @@ class Scheduler:
             return
         except Exception as exc:
             log.exception("launch of %s failed", job_id)
-            J.transition(job_id, "failed", f"launch failed: {exc}", expect=("starting",), store=self.store,
-                         gpus=[])
+            if J.transition(job_id, "failed", f"launch failed: {exc}", expect=("starting",), store=self.store,
+                            gpus=[]):
+                J._drop_secrets(job_id, self.store)
             return
         running = J.transition(job_id, "running", "started", expect=("starting",), store=self.store,
                                handle=handle, launching=False)

@@ -38,6 +38,7 @@ TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
 ARCHIVE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "jobs": lambda doc: doc.get("state") in TERMINAL_JOB_STATES,
     "evaluations": lambda doc: True,  # an append-only audit log: each write touches one segment
+    "tokens": lambda doc: not doc.get("token_hash"),  # revoked run tokens
 }
 
 ARCHIVE_SEGMENT_DOCS = 1000  # a finished job's move rewrites one segment, not the whole history
@@ -250,7 +251,10 @@ class Table:
             if target is part:
                 self._replace(part, doc_id, new)
             else:  # move: write the new home first, so a crash leaves a duplicate, never a loss
-                target.insert(Document(new, doc_id=doc_id))
+                if doc_id in target._read_table():  # a stale copy from someone's crash mid-move
+                    self._replace(target, doc_id, new)
+                else:
+                    target.insert(Document(new, doc_id=doc_id))
                 part.remove(doc_ids=[doc_id])
             return _copy(new)
 
@@ -282,8 +286,19 @@ class Table:
                     break
             return _copy(list(picked.values()))
 
-    def search(self, pred: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        return [doc for doc in self.all() if pred(doc)]
+    def search(self, pred: Callable[[dict[str, Any]], bool], *, hot_only: bool = False) -> list[dict[str, Any]]:
+        """Copies of the documents ``pred`` accepts. ``pred`` sees the cached documents and must
+        not modify them; only matches are copied, so a search over a long history stays cheap."""
+        with self._mem:
+            parts = [self._hot] if hot_only else self._parts()
+            merged: dict[str, Mapping[str, Any]] = {}
+            raws = self._raw(parts)
+            for raw in [*raws[1:], raws[0]]:
+                for doc_id, doc in raw.items():
+                    seen = merged.get(doc_id)
+                    if seen is None or doc.get(REV, 0) > seen.get(REV, 0):
+                        merged[doc_id] = doc
+            return _copy([doc for doc in merged.values() if pred(doc)])  # type: ignore[arg-type]
 
     def hot(self) -> list[dict[str, Any]]:
         """Only the documents that are not archived (for jobs: the unfinished ones). Cheap."""

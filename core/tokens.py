@@ -1,7 +1,9 @@
 """Run tokens: the credential a job shows the referee. Only a sha256 hash is ever stored.
 
-One token document per run (``run_id``): re-issuing (a retry) rotates the hash and carries the
-remaining evaluation budget over, so a job cannot refill its budget by failing and being retried.
+One token document per run, whose id is the run id: re-issuing (a retry) rotates the hash and
+carries the remaining evaluation budget over, so a job cannot refill its budget by failing and
+being retried. Revoked tokens (finished runs) move to the tokens archive, so looking a live token
+up scans only the live ones.
 """
 
 from __future__ import annotations
@@ -27,18 +29,19 @@ def issue_run_token(store: Store, run_id: str, budget: int) -> str:
     token = "w2s-run-" + secrets.token_urlsafe(24)
     digest = hash_token(token)
     table = store.table(TABLE)
-    existing = [doc for doc in table.all() if doc.get("run_id") == run_id]
-    if existing:
+    if table.get(run_id) is not None:
 
         def rotate(doc: dict[str, Any]) -> None:
             doc["token_hash"] = digest
             doc["remaining"] = min(int(doc.get("remaining", budget)), int(budget))
             doc["rotated"] = time.time()
+            doc.pop("revoked", None)
 
-        table.update(existing[0]["id"], rotate)
+        table.update(run_id, rotate)
     else:
         table.insert(
             {
+                "id": run_id,
                 "run_id": run_id,
                 "token_hash": digest,
                 "budget": int(budget),
@@ -55,14 +58,18 @@ def resolve_token(store: Store, token: str) -> dict[str, Any] | None:
     if not token:
         return None
     digest = hash_token(token)
-    found = store.table(TABLE).search(lambda doc: secrets.compare_digest(doc.get("token_hash", ""), digest))
+    found = store.table(TABLE).search(
+        lambda doc: secrets.compare_digest(doc.get("token_hash", ""), digest), hot_only=True
+    )
     return found[0] if found else None
 
 
 def consume_evaluation(store: Store, token_hash: str) -> bool:
     """Atomically take one evaluation from the budget; False (nothing changed) when none is left."""
     table = store.table(TABLE)
-    found = table.search(lambda doc: doc.get("token_hash") == token_hash)
+    if not token_hash:
+        return False
+    found = table.search(lambda doc: doc.get("token_hash") == token_hash, hot_only=True)
     if not found:
         return False
     granted = False
@@ -83,6 +90,6 @@ def consume_evaluation(store: Store, token_hash: str) -> bool:
 def revoke_run_tokens(store: Store, run_id: str) -> None:
     """Invalidate the run's token (the budget record stays for the audit trail)."""
     table = store.table(TABLE)
-    for doc in table.all():
-        if doc.get("run_id") == run_id and doc.get("token_hash"):
-            table.update(doc["id"], {"token_hash": "", "revoked": time.time()})
+    doc = table.get(run_id)
+    if doc is not None and doc.get("token_hash"):
+        table.update(run_id, {"token_hash": "", "revoked": time.time()})

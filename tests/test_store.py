@@ -121,10 +121,22 @@ def test_newer_schema_and_corrupt_file_are_refused(tmp_path):
 
 
 def test_files_are_private_and_schema_stamped(tmp_path):
-    Store(tmp_path).table("tokens").insert({"x": 1})
-    data = orjson.loads((tmp_path / "tokens.json").read_bytes())
+    Store(tmp_path).table("ideas").insert({"x": 1})
+    data = orjson.loads((tmp_path / "ideas.json").read_bytes())
     assert data["_schema"] == 1
-    assert oct(os.stat(tmp_path / "tokens.json").st_mode & 0o777) == "0o600"
+    assert oct(os.stat(tmp_path / "ideas.json").st_mode & 0o777) == "0o600"
+
+
+def test_search_copies_only_matches_and_can_skip_the_archive(tmp_path):
+    jobs = Store(tmp_path).table("jobs")
+    live = jobs.insert({"state": "running", "tag": "x"})
+    done = jobs.insert({"state": "running", "tag": "x"})
+    jobs.update(done, {"state": "succeeded"})
+    assert {d["id"] for d in jobs.search(lambda d: d.get("tag") == "x")} == {live, done}
+    assert [d["id"] for d in jobs.search(lambda d: d.get("tag") == "x", hot_only=True)] == [live]
+    found = jobs.search(lambda d: d["id"] == live)
+    found[0]["tag"] = "mutated"
+    assert jobs.get(live)["tag"] == "x"
 
 
 def test_bad_table_name(tmp_path):
