@@ -67,9 +67,13 @@ def test_referee_refusals_over_http(service):
         assert ok.json()["budget_left"] == 19 - i
     spent = c.post("/api/evaluate", json=body, headers=auth(token))
     assert spent.status_code == 429 and "budget spent" in spent.json()["error"]
-    log = c.get("/api/evaluations", params={"run": "runA"}).json()["evaluations"]
-    assert sum(1 for e in log if e["status"] == 200) == 20
-    assert {e["status"] for e in log} == {200, 400, 429}
+    assert c.get("/api/evaluations").status_code == 401
+    log = c.get("/api/evaluations", params={"run": "runA"}, headers=auth(service["operator"])).json()
+    assert sum(1 for e in log["evaluations"] if e["status"] == 200) == 20
+    assert {e["status"] for e in log["evaluations"]} == {200, 400, 429}
+    other = issue_run_token(store, "runB", 1)
+    own = c.get("/api/evaluations", params={"run": "runA"}, headers=auth(other)).json()["evaluations"]
+    assert own == []  # a run sees only its own calls
 
 
 def test_label_probing_attack_learns_no_more_than_budget(service):

@@ -1,7 +1,8 @@
 """The JSON API: read-only views of the state, the referee, the forum, and operator mutations.
 
 Who may do what:
-- ``GET`` endpoints need no token (the service binds to 127.0.0.1 by default).
+- ``GET`` endpoints need no token (the service binds to 127.0.0.1 by default), except the
+  referee's audit log (operator: all runs; a run token: its own run).
 - ``POST /api/evaluate`` and ``POST /api/submit`` need a run token (``Authorization: Bearer``).
 - Findings share/comment/vote accept the operator token or a run token (agents post as
   ``run:<id>``; one vote per voter).
@@ -261,10 +262,14 @@ def gpu():
 
 @api.get("/evaluations")
 def evaluations():
-    """The referee's audit log (optionally one run's): time, status, n and what the run was told."""
+    """The referee's audit log: time, status, n and what the run was told. The operator sees every
+    run's (``?run=ID`` filters); a run token sees only its own run's calls."""
+    who = actor()
     run = request.args.get("run")
     if run is not None:
         checked_id(run, "run")
+    if who != "operator":
+        run = who[4:]
     docs = store().table("evaluations").search(lambda d: run is None or d.get("run_id") == run)
     docs.sort(key=lambda d: str(d.get("time", "")), reverse=True)
     return jsonify({"evaluations": docs[: int_arg("limit", 200) or 200]})
