@@ -318,12 +318,23 @@ def _drop_secrets(job_id: str, store: Store | None = None) -> None:
 
 def read_progress(job: Mapping[str, Any]) -> float | None:
     """``runs/<id>/progress.json`` {"progress": 0..1, "message": str}, clamped; None when absent."""
+    return read_progress_message(job)[0]
+
+
+def read_progress_message(job: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """(progress clamped to 0..1, message cut to 200 chars) from ``progress.json``; Nones when absent."""
     try:
         data = json.loads((Path(job["run_dir"]) / "progress.json").read_text(encoding="utf-8"))
-        value = float(data.get("progress"))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return None
-    return min(1.0, max(0.0, value))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    try:
+        value: float | None = min(1.0, max(0.0, float(data.get("progress"))))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = None
+    message = data.get("message")
+    return value, (str(message)[:200] if message is not None else None)
 
 
 def read_result(job: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ DEFAULT_POLL_S = float(os.environ.get("W2S_SCHED_POLL", "1.0"))
 DEFAULT_BACKOFF_S = float(os.environ.get("W2S_RETRY_BACKOFF", "10"))
 MAX_BACKOFF_S = 600.0
 LAUNCH_GRACE_S = 30.0  # a "starting" job with no pids.json after this long is given up on
+CAPACITY_RETRIES = int(os.environ.get("W2S_CAPACITY_RETRIES", "20"))
 STALE_CLAIM_S = 10.0  # launches happen inside one tick; an older claim belongs to a dead scheduler
 
 
@@ -159,10 +160,12 @@ class Scheduler:
             job = self.store.table("jobs").update(job["id"], {"handle": result.handle})
             handle = result.handle
         if result.status == "running":
-            progress = J.read_progress(job)
+            progress, message = J.read_progress_message(job)
             changes: dict[str, Any] = {}
             if progress is not None and progress != job.get("progress"):
                 changes["progress"] = progress
+            if message is not None and message != job.get("progress_message"):
+                changes["progress_message"] = message
             if job.get("cancel_requested") and not job.get("cancel_sent"):
                 changes["cancel_sent"] = True
                 threading.Thread(target=executor.cancel, args=(job, handle, J.CANCEL_GRACE_S),
@@ -250,9 +253,9 @@ class Scheduler:
             env = self._child_env(job)
             job = self.store.table("jobs").update(job_id, {"launching": True})
             handle = executor.submit(job, command, env)
-        except CapacityError as exc:
+        except CapacityError as exc:  # not the job's fault: retried beyond max_retries, with backoff
             delay = self.backoff(int(job.get("attempt", 1)))
-            if int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)):
+            if int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)) + CAPACITY_RETRIES:
                 J.transition(job_id, "retrying", f"no capacity: {exc}; retry in {delay:.0f}s",
                              expect=("starting",), store=self.store, retry_at=time.time() + delay, gpus=[])
             else:

@@ -11,6 +11,8 @@ from core import jobs as J
 from core.jobs import get_job, submit_job
 from core.scheduler import Scheduler
 from core.store import Store
+from executors import CapacityError, register_executor
+from executors.local import LocalExecutor
 
 TIMED = 'date +%s.%N > "$W2S_RUN_DIR/t0"; sleep {s}; date +%s.%N > "$W2S_RUN_DIR/t1"'
 
@@ -144,3 +146,43 @@ def test_reconcile_after_a_crash(workspace):
     assert get_job(finished)["state"] == "succeeded"
     (requeued,) = drive(sched, [claimed])
     assert requeued["state"] == "succeeded"
+
+
+class NoCapacityTwice(LocalExecutor):
+    """A local executor whose first two launches hit "no capacity" (like a cloud with no GPUs)."""
+
+    name = "nocap"
+    refusals = 0
+
+    def submit(self, job, command, env):
+        if NoCapacityTwice.refusals < 2:
+            NoCapacityTwice.refusals += 1
+            raise CapacityError("no GPUs available right now")
+        return super().submit(job, command, env)
+
+
+def test_capacity_errors_are_retried_with_backoff(workspace):
+    register_executor("nocap", "tests.test_scheduler:NoCapacityTwice")
+    try:
+        job = submit_job("test", ["true"], executor="nocap")  # max_retries=0: capacity is not the job's fault
+        (done,) = drive(Scheduler(gpus=[], limits={"nocap": 1}, poll_interval=0.05, backoff_base=0.01), [job["id"]])
+    finally:
+        register_executor("nocap", "tests.test_scheduler:NoCapacityTwice")  # drop the cached instance
+    assert done["state"] == "succeeded" and done["attempt"] == 3
+    reasons = [h["reason"] for h in done["history"] if h["state"] == "retrying"]
+    assert len(reasons) == 2 and all("no capacity" in r for r in reasons)
+
+
+def test_progress_is_read_into_the_job(workspace):
+    script = 'echo \'{"progress": 0.5, "message": "epoch 1/2"}\' > "$W2S_RUN_DIR/progress.json"; sleep 30'
+    job = submit_job("test", ["bash", "-c", script])
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sched.tick()
+        current = get_job(job["id"])
+        if current.get("progress") == 0.5:
+            break
+        time.sleep(0.05)
+    assert current["progress"] == 0.5 and current["progress_message"] == "epoch 1/2"
+    assert J.cancel_job(job["id"], grace=2)["state"] == "cancelled"
