@@ -26,7 +26,7 @@ from tinydb import TinyDB
 from tinydb.table import Document
 from tinydb.table import Table as _TinyTable
 
-from core.store_storage import SCHEMA_VERSION, AtomicJSONStorage, FileLock, StoreError
+from core.store_storage import SCHEMA_VERSION, AtomicJSONStorage, FileLock, StoreError, no_gc
 from core.workspace import paths
 
 __all__ = ["Store", "Table", "StoreError", "SCHEMA_VERSION", "TABLES", "default_store", "new_id"]
@@ -53,7 +53,8 @@ def new_id() -> str:
 
 def _copy(obj: Any) -> Any:
     """A deep, JSON-normalized copy: callers can never mutate the cache, and non-JSON fails early."""
-    return orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
+    with no_gc():
+        return orjson.loads(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
 
 
 class _StrTable(_TinyTable):
