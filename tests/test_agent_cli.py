@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.agent import launch_agent, list_agents, resume_agent, stop_agent
+from core.agent import launch_agent, list_agents, resume_agent
 from core.agent.transcript import iter_events
 from core.errors import UserError
 from core.jobs import get_job, secrets_path, transition
@@ -26,7 +26,8 @@ KEY = "sk-cli-test-key"
 def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     agent = launch_agent(idea_md=2, budget_usd=1.5, max_turns=7, max_evals=4, start_service=False)
-    assert agent["state"] == "queued" and agent["direction"].startswith("Unsupervised elicitation by sampling")
+    assert agent["state"] == "queued"
+    assert agent["direction"].startswith("Unsupervised elicitation by sampling")
     assert agent["budgets"] == {"max_usd": 1.5, "max_turns": 7, "max_wall_s": 14400.0, "max_evals": 4}
     job = get_job(agent["job_id"])
     assert job["kind"] == "agent" and job["eval_budget"] == 4 and job["meta"]["agent_id"] == agent["id"]
@@ -82,7 +83,8 @@ def test_launcher_process_stops_cleanly_on_sigterm(workspace: Path, monkeypatch,
         agent = launch_agent("d", start_service=False)
         env = {**os.environ, "ANTHROPIC_BASE_URL": fake.url, "W2S_JOB_ID": agent["job_id"]}
         proc = subprocess.Popen([sys.executable, "-m", "core.agent.launcher", "--agent-id", agent["id"]],
-                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
         assert fake.held.wait(timeout=180), "launcher never reached turn 3"
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
