@@ -125,11 +125,13 @@ class Table:
         return self._open_segment(len(segments))
 
     def _open_segment(self, index: int) -> _StrTable:
+        """A new segment after the existing ones (reused while this write has not created it yet)."""
         seg = f"{self.name}.archive-{index:04d}.json"
         while (self.root / seg).exists():  # never overwrite an existing segment
             index += 1
             seg = f"{self.name}.archive-{index:04d}.json"
-        self._segments[seg] = self._open(self.root / seg)
+        if seg not in self._segments:
+            self._segments[seg] = self._open(self.root / seg)
         return self._segments[seg]
 
     def _write(self, fn: Callable[[], Any]) -> Any:
