@@ -216,7 +216,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
         sched = threading.Thread(target=scheduler.run, args=(stop,), name="w2s-scheduler", daemon=True)
         sched.start()
         log.info("w2s service up: pid %s, %s", me.pid, url or "scheduler only (no web app)")
-        print(f"w2s service running (pid {me.pid}) at {url or 'no HTTP (web app not installed)'}", flush=True)
+        no_http = "no HTTP (--no-web)" if not web else "no HTTP (web app not installed)"
+        print(f"w2s service running (pid {me.pid}) at {url or no_http}", flush=True)
         while not stop.wait(0.5):
             pass
         sched.join(timeout=30)
