@@ -40,8 +40,9 @@ def events(spec: AgentSpec) -> list[dict]:
     return list(iter_events(spec.transcript_path))
 
 
+THINKING = {"type": "thinking", "thinking": "plan: write, read, edit", "signature": "sig-abc"}
 SCRIPT = [
-    turn(text("I will write a note."),
+    turn(THINKING, text("I will write a note."),
          tool_use("t1", "write_file", {"path": "notes.md", "content": "hello\n"})),
     turn(tool_use("t2", "read_file", {"path": "notes.md"}), tool_use("t3", "read_file", {"path": "../x"})),
     turn(tool_use("t4", "edit_file", {"path": "notes.md", "old_text": "hello", "new_text": "bye"})),
@@ -95,6 +96,13 @@ def test_tools_rate_limits_costs_and_finish(workspace: Path, fake) -> None:
     # the tool results the model saw came back as tool_result blocks in order
     last = server.requests[-1]["messages"][-1]["content"]
     assert [b["tool_use_id"] for b in last] == ["t4"]
+    # thinking blocks go back verbatim; cache breakpoints sit on the system prompt and the newest block only
+    req = server.requests[-1]
+    assert req["messages"][1]["content"][0] == THINKING
+    assert req["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert last[-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in json.dumps(req["messages"][:-1])
+    assert "cache_control" not in spec.transcript_path.read_text()
 
 
 def test_usd_budget_stops_cleanly(workspace: Path, fake) -> None:

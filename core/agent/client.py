@@ -95,6 +95,25 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def with_cache_breakpoints(
+    system: str, messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Copies of system and messages with ``cache_control`` on the system text and on the last
+    block of the last message (the transcript keeps the plain versions)."""
+    mark = {"type": "ephemeral"}
+    system_blocks = [{"type": "text", "text": system, "cache_control": mark}]
+    if not messages:
+        return system_blocks, messages
+    last = dict(messages[-1])
+    content = last.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if isinstance(content, list) and content and isinstance(content[-1], dict):
+        content = [*content[:-1], {**content[-1], "cache_control": mark}]
+        last["content"] = content
+    return system_blocks, [*messages[:-1], last]
+
+
 class ModelCaller:
     """One ``messages.create`` with retries. ``on_wait(kind, seconds, attempt, error)`` runs before
     each sleep and ``on_recovered()`` after a success that followed a wait."""
@@ -120,6 +139,9 @@ class ModelCaller:
         self.rng = random.Random(seed)
 
     def create(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]):
+        """One model turn. The request marks the system prompt and the newest message as cache
+        breakpoints, so each turn re-reads the conversation from the prompt cache (0.1x price)."""
+        system_blocks, messages = with_cache_breakpoints(system, messages)
         rate_tries = 0
         net_tries = 0
         waited = False
@@ -128,7 +150,7 @@ class ModelCaller:
                 response = self.client.messages.create(
                     model=self.model,
                     max_tokens=self.max_tokens,
-                    system=system,
+                    system=system_blocks,
                     messages=messages,
                     tools=tools,
                 )

@@ -59,12 +59,8 @@ def block_to_dict(block: Any) -> dict[str, Any]:
     """An SDK content block as the plain dict the API accepts back in ``messages``."""
     data = block.model_dump(mode="json", exclude_none=True) if hasattr(block, "model_dump") else dict(block)
     kind = data.get("type")
-    keep = {
-        "text": ("type", "text"),
-        "tool_use": ("type", "id", "name", "input"),
-        "thinking": ("type", "thinking", "signature"),
-        "redacted_thinking": ("type", "data"),
-    }.get(kind)
+    keep = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input")}.get(kind)
+    # thinking blocks (and anything newer) go back exactly as they came: they carry signatures
     return {k: data[k] for k in keep if k in data} if keep else data
 
 
