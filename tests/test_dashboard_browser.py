@@ -51,6 +51,16 @@ def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     report = import_archive(REFERENCE_ARCHIVE, root=workspace / "cache_results")
     assert report.n_imported > 100
     store = Store()
+    # one referee-scored run, so the leaderboard shows a public/private pair
+    from core import holdout, referee
+    from tests.test_referee import DATASET, gold, make_dataset
+
+    truth = gold(make_dataset(workspace))
+    store.table("jobs").insert({"id": "runref01", "kind": "agent", "name": "agent run", "state": "succeeded",
+                                "created": 1764000000.0, "meta": {"idea": "agent_idea",
+                                                                  "config": {"data_dir": f"data/{DATASET}"}}})
+    layout = holdout.layout(DATASET)
+    referee.final_score(store, "runref01", DATASET, {i: truth[i] for i in layout.ids})
     run_dir = workspace / "runs" / "job00001"
     run_dir.mkdir(parents=True)
     (run_dir / "stdout.log").write_text("epoch 1 loss 0.69\nepoch 2 loss 0.52\n")
@@ -104,6 +114,8 @@ def test_every_page_in_headless_chromium(dashboard, tmp_path: Path):
         assert len(ideas) == len(expected_rows)
         assert {"vanilla_w2s", "critic", "train_only_on_confident_labels", "ue_zeroshot"} <= set(ideas)
         assert page.locator("#baselines tbody tr").count() >= 6
+        referee_row = page.locator("tr.lb-row[data-idea=agent_idea]")
+        assert "1.000 / 1.000" in referee_row.inner_text() and "referee" in referee_row.inner_text()
         page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
         page.goto(url + "/leaderboard?dataset=math")
         page.wait_for_selector("tr.lb-row")

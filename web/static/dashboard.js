@@ -126,7 +126,8 @@ function queuePage() {
   poll(async () => {
     const data = await api("GET", "/api/jobs");
     fillRows(tbody, data.jobs, (j) => {
-      const cancel = el("button", "cancel", "cancel");
+      const active = ["queued", "starting", "running", "retrying"].includes(j.state);
+      const cancel = active ? el("button", "cancel", "cancel") : el("span", "");
       cancel.dataset.id = j.id;
       const progress = (j.progress === null || j.progress === undefined) ? "–" : Math.round(j.progress * 100) + "%";
       const tr = row([j.id, j.name, j.kind, stateBadge(j.state), progress, (j.gpus || []).join(",") || "–",
