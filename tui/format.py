@@ -110,3 +110,17 @@ def shorten(text: Any, width: int) -> str:
     """One line, at most ``width`` cells (ellipsis when cut)."""
     s = " ".join(str(text or "").split())
     return s if len(s) <= width else s[: max(width - 1, 0)] + "…"
+
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float] | tuple[float, ...], width: int, top: float = 100.0) -> str:
+    """A one-line sparkline on a fixed 0..``top`` scale (so 3% never looks like 87%), newest on the
+    right, left-padded with spaces while there are fewer samples than ``width``."""
+    recent = list(values)[-width:]
+    chars = []
+    for v in recent:
+        f = min(max(float(v) / top, 0.0), 1.0) if top else 0.0
+        chars.append(SPARK_CHARS[min(int(f * len(SPARK_CHARS)), len(SPARK_CHARS) - 1)])
+    return " " * (width - len(chars)) + "".join(chars)

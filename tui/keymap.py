@@ -30,32 +30,32 @@ class Action:
     id: str
     key: str
     action: str
-    description: str
+    description: str  # the long form: help screen and command palette
+    footer: str = ""  # a short label in the footer; empty: not in the footer
     mutating: bool = False  # launches or cancels something: off in --readonly
-    show: bool = True  # in the footer
     key_display: str | None = None
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action("pane_agents", "1", "show_pane('agents')", "Agents pane"),
-    Action("pane_jobs", "2", "show_pane('jobs')", "Jobs pane"),
-    Action("pane_gpu", "3", "show_pane('gpu')", "GPU pane"),
-    Action("pane_leaderboard", "4", "show_pane('leaderboard')", "Leaderboard pane"),
-    Action("zoom", "z", "toggle_zoom", "Zoom the current pane", show=False),
-    Action("launch_run", "r", "launch_run", "Launch a run", mutating=True),
-    Action("launch_agent", "a", "launch_agent", "Launch an agent", mutating=True),
-    Action("cancel_job", "c", "cancel_job", "Cancel the selected job", mutating=True),
-    Action("retry_job", "R", "retry_job", "Retry the selected job", mutating=True, show=False),
-    Action("stop_agent", "x", "stop_agent", "Stop the selected agent", mutating=True, show=False),
-    Action("follow", "f", "toggle_follow", "Follow / pause the log tail", show=False),
-    Action("search", "slash", "search", "Search the log, transcript or leaderboard", key_display="/"),
-    Action("close_search", "escape", "close_search", "Clear the search", show=False),
-    Action("next_dataset", "d", "next_dataset", "Leaderboard: next dataset", show=False),
-    Action("sort", "s", "cycle_sort", "Leaderboard: next sort column", show=False),
-    Action("open_dashboard", "o", "open_dashboard", "Open the web dashboard URL", show=False),
-    Action("refresh", "g", "refresh_now", "Refresh everything now", show=False),
-    Action("help", "question_mark", "help", "Help: every key", key_display="?"),
-    Action("quit", "q", "quit", "Quit (jobs keep running)"),
+    Action("pane_agents", "1", "show_pane('agents')", "Show the Agents pane"),
+    Action("pane_jobs", "2", "show_pane('jobs')", "Show the Jobs pane"),
+    Action("pane_gpu", "3", "show_pane('gpu')", "Show the GPU pane"),
+    Action("pane_leaderboard", "4", "show_pane('leaderboard')", "Show the Leaderboard pane"),
+    Action("zoom", "z", "toggle_zoom", "Zoom the current pane / show all four"),
+    Action("launch_run", "r", "launch_run", "Launch a run (idea, dataset, seeds)", "Run", mutating=True),
+    Action("launch_agent", "a", "launch_agent", "Launch a research agent", "Agent", mutating=True),
+    Action("cancel_job", "c", "cancel_job", "Cancel the selected job", "Cancel", mutating=True),
+    Action("retry_job", "R", "retry_job", "Retry the selected job", mutating=True),
+    Action("stop_agent", "x", "stop_agent", "Stop the selected agent", mutating=True),
+    Action("follow", "f", "toggle_follow", "Follow / pause the job log tail"),
+    Action("search", "slash", "search", "Search the log, transcript or leaderboard", "Search", key_display="/"),
+    Action("close_search", "escape", "close_search", "Clear the search"),
+    Action("next_dataset", "d", "next_dataset", "Leaderboard: next dataset"),
+    Action("sort", "s", "cycle_sort", "Leaderboard: next sort column"),
+    Action("open_dashboard", "o", "open_dashboard", "Show (and copy) the web dashboard URL"),
+    Action("refresh", "g", "refresh_now", "Refresh everything now"),
+    Action("help", "question_mark", "help", "Help: every key", "Help", key_display="?"),
+    Action("quit", "q", "quit", "Quit (jobs and agents keep running)", "Quit"),
 )
 
 ACTIONS_BY_ID = {a.id: a for a in ACTIONS}
@@ -64,7 +64,8 @@ ACTIONS_BY_ID = {a.id: a for a in ACTIONS}
 def bindings() -> list[Binding]:
     """The app's bindings; each has an ``id`` so a keymap can remap it."""
     return [
-        Binding(a.key, a.action, a.description, show=a.show, id=a.id, key_display=a.key_display)
+        Binding(a.key, a.action, a.footer or a.description, show=bool(a.footer), id=a.id,
+                key_display=a.key_display, tooltip=a.description)
         for a in ACTIONS
     ]
 

@@ -20,7 +20,7 @@ from tui.widgets.keyed_table import KeyedTable
 AGENT_COLUMNS = [
     ("id", "id", 8),
     ("state", "state", 22),
-    ("direction", "direction", 30),
+    ("direction", "direction", 22),
     ("turns", "turns", 5),
     ("cost", "cost", 7),
 ]
@@ -41,6 +41,8 @@ BUDGETS = {
     "wall_s": (("wall_s", "elapsed_s"), lambda v: f"{float(v) / 60:.0f}m"),
     "tokens": (("tokens",), lambda v: str(int(v))),
 }
+
+BUDGET_LABELS = {"usd": "USD", "wall_s": "time", "evals": "evals", "turns": "turns"}
 
 
 def agent_usage(agent: dict[str, Any], name: str) -> float | None:
@@ -68,7 +70,8 @@ def budget_lines(agent: dict[str, Any]) -> list[str]:
             text = f"{show(used or 0)} / {show(limit)}"
         except (TypeError, ValueError, ZeroDivisionError):
             fraction, text = 0.0, f"{used} / {limit}"
-        out.append(f"{name:<6} {bar(fraction, 12)} {text}")
+        label = BUDGET_LABELS.get(name, name)
+        out.append(f"{label:<6} {bar(fraction, 12)} {text}")
     return out
 
 
@@ -78,7 +81,7 @@ def agent_cells(agent: dict[str, Any]) -> tuple[str, ...]:
     return (
         escape(str(agent.get("id", ""))),
         AGENT_STATE_STYLE.get(state, escape(state)),
-        escape(shorten(agent.get("direction", ""), 30)),
+        escape(shorten(agent.get("direction", ""), 22)),
         "-" if turns is None else str(int(turns)),
         money(agent_usage(agent, "usd")),
     )
@@ -168,6 +171,11 @@ class AgentsPane(Vertical):
     @property
     def table(self) -> KeyedTable:
         return self.query_one("#agents-table", KeyedTable)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Transcript records of the shown agent received so far."""
+        return list(self._events)
 
     @property
     def selected_agent(self) -> dict[str, Any] | None:

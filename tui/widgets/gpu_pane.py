@@ -7,13 +7,13 @@ from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static
 
 from tui import data
-from tui.format import shorten
+from tui.format import shorten, spark
 
-HISTORY = 40  # samples kept per device; fixed length so the sparkline scale never jumps
+HISTORY = 30  # samples kept (and characters drawn) per sparkline
 
 
 def _pick(d: dict[str, Any], *names: str) -> Any:
@@ -51,22 +51,20 @@ def _mem_text(used: Any, total: Any) -> str:
 
 
 class GpuCard(Vertical):
-    """Header line, then utilisation and memory sparklines side by side."""
+    """Name and holder, the numbers, then utilisation and memory sparklines on a fixed 0-100% scale."""
 
     def __init__(self, gpu: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(classes="gpu-card", **kwargs)
         self.index = gpu["index"]
         self._first = gpu
-        self.util_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
-        self.mem_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+        # only real samples: a sparkline never pretends to know the past
+        self.util_history: deque[float] = deque(maxlen=HISTORY)
+        self.mem_history: deque[float] = deque(maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="gpu-head")
-        with Horizontal(classes="gpu-sparks"):
-            yield Static("util", classes="spark-label")
-            yield Sparkline([0.0] * HISTORY, classes="spark-util")
-            yield Static("mem", classes="spark-label")
-            yield Sparkline([0.0] * HISTORY, classes="spark-mem")
+        yield Static("", classes="gpu-stats")
+        yield Static("", classes="gpu-sparks")
 
     def on_mount(self) -> None:
         self.update_gpu(self._first)
@@ -78,17 +76,17 @@ class GpuCard(Vertical):
             mem_frac = float(gpu["mem_used"]) / float(gpu["mem_total"]) * 100
         self.util_history.append(util)
         self.mem_history.append(mem_frac)
-        self.query_one(".spark-util", Sparkline).data = list(self.util_history)
-        self.query_one(".spark-mem", Sparkline).data = list(self.mem_history)
-        temp = f"{float(gpu['temp']):.0f}°C" if gpu["temp"] is not None else "-°C"
-        power = f"{float(gpu['power']):.0f}W" if gpu["power"] is not None else "-W"
-        if gpu["power_limit"]:
-            power += f"/{float(gpu['power_limit']):.0f}W"
-        holder = f"job {gpu['holder']}" if gpu["holder"] else "free"
-        head = (
-            f"[b]{gpu['index']}[/] {escape(shorten(gpu['name'], 24))} · util {util:.0f}% · "
-            f"{_mem_text(gpu['mem_used'], gpu['mem_total'])} · {temp} · {power} · {escape(str(holder))}"
+        self.query_one(".gpu-sparks", Static).update(
+            f"util [cyan]{spark(self.util_history, HISTORY)}[/]  mem [magenta]{spark(self.mem_history, HISTORY)}[/]"
         )
+        temp = f"{float(gpu['temp']):.0f}°C" if gpu["temp"] is not None else "-°C"
+        power = f"{float(gpu['power']):.0f}" if gpu["power"] is not None else "-"
+        power += f"/{float(gpu['power_limit']):.0f} W" if gpu["power_limit"] else " W"
+        holder = f"[b]job {escape(str(gpu['holder']))}[/]" if gpu["holder"] else "[dim]free[/]"
+        name = escape(shorten(str(gpu["name"]).removeprefix("NVIDIA "), 28))
+        head = f"[b]GPU {gpu['index']}[/] {name} · {holder}"
+        stats = f"util {util:3.0f}% · {_mem_text(gpu['mem_used'], gpu['mem_total'])} · {temp} · {power}"
+        self.query_one(".gpu-stats", Static).update(stats)
         self.query_one(".gpu-head", Static).update(head)
 
 

@@ -28,12 +28,12 @@ STATE_STYLE = {
     "cancelled": "[magenta]cancelled[/]",
 }
 LIVE_STATES = {"queued", "starting", "running", "retrying"}
-JOB_COLUMNS = [
+JOB_COLUMNS = [  # fits an 80-column pane (cells are padded by one on each side)
     ("id", "id", 8),
-    ("name", "name", 24),
+    ("name", "name", 16),
     ("state", "state", 9),
-    ("executor", "exec", 6),
-    ("gpu", "gpu", 4),
+    ("executor", "exec", 5),
+    ("gpu", "gpu", 3),
     ("elapsed", "elapsed", 7),
     ("progress", "progress", 11),
 ]
@@ -44,7 +44,7 @@ def job_cells(job: dict[str, Any], now: float) -> tuple[str, ...]:
     name = job.get("name") or job.get("kind") or ""
     return (
         escape(str(job.get("id", ""))),
-        escape(shorten(name, 24)),
+        escape(shorten(name, 16)),
         STATE_STYLE.get(state, escape(state)),
         escape(str(job.get("executor", ""))),
         escape(gpus_cell(job.get("gpus"))),

@@ -14,11 +14,11 @@ from tui.format import num, pgr_cell, shorten
 from tui.widgets.keyed_table import KeyedTable
 
 LB_COLUMNS = [
-    ("idea", "idea", 22),
+    ("idea", "idea", 16),
     ("pgr", "PGR ± CI95", 14),
     ("n", "n", 3),
     ("transfer", "transfer", 8),
-    ("weak", "weak", 6),
+    ("weak", "weak", 5),
     ("strong", "ceiling", 7),
     ("source", "source", 9),
     ("key", "key", 28),
@@ -46,7 +46,7 @@ def row_key(row: dict[str, Any]) -> str:
 
 def lb_cells(row: dict[str, Any]) -> tuple[str, ...]:
     return (
-        escape(shorten(row.get("idea", ""), 22)),
+        escape(shorten(row.get("idea", ""), 16)),
         pgr_cell(row.get("pgr_mean"), row.get("pgr_ci95")),
         str(row.get("n_seeds", "-")),
         num(row.get("transfer_acc")),

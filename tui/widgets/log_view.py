@@ -24,7 +24,7 @@ class LogView(Log):
         self.auto_scroll = follow
         if follow:
             self.unseen = 0
-            self.scroll_end(animate=False)
+            self.scroll_end(animate=False, x_axis=False, force=True)
 
     def add_lines(self, lines: list[str]) -> None:
         """Append one batch; the batch is cut to what the view keeps before any work is done on it."""
@@ -41,7 +41,14 @@ class LogView(Log):
             lines = [line for line in lines if needle in line.lower()]
             if not lines:
                 return
-        self.write_lines(lines)
+        self.write_lines(lines, scroll_end=False)
+        if self.auto_scroll:
+            # force: with overflow auto, scrolling is "not allowed" until the next layout shows a scrollbar
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def on_resize(self) -> None:
+        if self.auto_scroll:
+            self.scroll_end(animate=False, x_axis=False, force=True)
 
     def reset(self) -> None:
         self.retained.clear()
@@ -58,5 +65,6 @@ class LogView(Log):
         else:
             shown = list(self.retained)
         if shown:
-            self.write_lines(shown, scroll_end=True)
+            self.write_lines(shown, scroll_end=False)
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         return len(shown)
