@@ -229,3 +229,21 @@ def test_gpu_and_leaderboard_and_limits(service, monkeypatch):
     token = issue_run_token(service["store"], "runBig", 1)
     assert c.post("/api/evaluate", content=huge, headers=auth(token)).status_code == 413
     assert c.get("/api/nothing").status_code == 404
+
+
+def test_agent_launch_and_stop_need_the_operator(service, monkeypatch):
+    c, op = service["client"], auth(service["operator"])
+    assert c.post("/api/agents", json={"direction": "try entropy filtering"}).status_code == 401
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    no_key = c.post("/api/agents", json={"direction": "try entropy filtering"}, headers=op)
+    assert no_key.status_code == 400 and "ANTHROPIC_API_KEY" in no_key.json()["error"]
+    assert c.post("/api/agents", json={"direction": 5}, headers=op).status_code == 400
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-real")
+    made = c.post("/api/agents", json={"direction": "try entropy filtering", "max_evals": 3}, headers=op)
+    assert made.status_code == 201, made.text
+    agent = made.json()
+    assert agent["budgets"]["max_evals"] == 3 and agent["job_id"]
+    assert "sk-test-not-real" not in json.dumps(c.get("/api/jobs").json())
+    assert c.post(f"/api/agents/{agent['id']}/stop").status_code == 401
+    stopped = c.post(f"/api/agents/{agent['id']}/stop", headers=op)
+    assert stopped.status_code == 200 and stopped.json()["stop_requested"] is True

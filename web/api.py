@@ -456,3 +456,49 @@ def retry(job_id: str):
         return jsonify(retry_job(job_id))
     except ValueError as exc:  # JobError: not failed or cancelled
         raise ApiError(409, str(exc)) from None
+
+
+# --------------------------------------------------------------------------------------------- agents
+
+
+@api.post("/agents")
+def launch_agent():
+    """Start a research agent: ``{"direction": text | "idea_md": N, "budget_usd"?, "max_turns"?,
+    "max_evals"?, "max_wall_s"?}`` (operator only; the Anthropic key comes from the service's
+    environment, never from the request)."""
+    require_operator()
+    data = body()
+    from core.agent.launcher import launch_agent as launch
+    from core.errors import UserError
+
+    kwargs: dict[str, Any] = {}
+    for name, kind in (("budget_usd", float), ("max_turns", int), ("max_evals", int), ("max_wall_s", float)):
+        if name in data:
+            value = data[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ApiError(400, f"field '{name}': expected a positive number")
+            kwargs[name] = kind(value)
+    direction, idea_md = data.get("direction"), data.get("idea_md")
+    if direction is not None and (not isinstance(direction, str) or len(direction) > 4000):
+        raise ApiError(400, "field 'direction': expected text up to 4000 characters")
+    if idea_md is not None and (isinstance(idea_md, bool) or not isinstance(idea_md, int)):
+        raise ApiError(400, "field 'idea_md': expected a direction number from Idea.md")
+    try:
+        doc = launch(direction, idea_md=idea_md, store=store(), start_service=False, **kwargs)
+    except UserError as exc:
+        raise ApiError(400, str(exc)) from None
+    return jsonify(doc), 201
+
+
+@api.post("/agents/<agent_id>/stop")
+def stop_agent(agent_id: str):
+    require_operator()
+    from core.agent.launcher import stop_agent as stop
+    from core.errors import UserError
+
+    if not store().table("agents").get(checked_id(agent_id, "agent")):
+        raise ApiError(404, f"no agent {agent_id!r}")
+    try:
+        return jsonify(stop(agent_id, store()))
+    except UserError as exc:
+        raise ApiError(409, str(exc)) from None
