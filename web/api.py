@@ -162,9 +162,11 @@ def leaderboard():
 
 @api.get("/jobs")
 def jobs():
+    """Unfinished jobs plus the newest finished ones, ``limit`` in all (default 200; 0 = every job)."""
     from core.jobs import list_jobs
 
-    return jsonify({"jobs": list_jobs()})
+    limit = int_arg("limit", 200)
+    return jsonify({"jobs": list_jobs(store(), limit=limit or None)})
 
 
 @api.get("/jobs/<job_id>")

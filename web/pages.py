@@ -76,7 +76,7 @@ def leaderboard():
 def queue():
     from core.jobs import list_jobs
 
-    return _render("queue.html", jobs=list_jobs())
+    return _render("queue.html", jobs=list_jobs(_store(), limit=200))
 
 
 @pages.get("/agents")
