@@ -98,9 +98,10 @@ class JobsPane(Vertical):
         if feed.total == 0:
             summary.update("No jobs yet. Press [b]r[/] to launch a run (idea, dataset, seeds).")
         else:
-            parts = [f"{n} {s}" for s, n in sorted(counts.items())]
-            shown = f"showing {len(feed.items)} of {feed.total}" if feed.total > len(feed.items) else ""
-            summary.update(escape(" · ".join(p for p in [*parts, shown] if p)))
+            order = ["running", "starting", "retrying", "queued", "failed", "cancelled", "succeeded"]
+            parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+            parts += [f"{n} {s}" for s, n in sorted(counts.items()) if s not in order]
+            summary.update(escape(" · ".join(parts)))
         rows = [(str(j.get("id")), job_cells(j, now)) for j in feed.items]
         self.last_sync = self.table.sync(rows)
         if self.tailed_job is None and rows:
