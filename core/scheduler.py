@@ -30,9 +30,9 @@ log = logging.getLogger("w2s.scheduler")
 DEFAULT_POLL_S = float(os.environ.get("W2S_SCHED_POLL", "1.0"))
 DEFAULT_BACKOFF_S = float(os.environ.get("W2S_RETRY_BACKOFF", "10"))
 MAX_BACKOFF_S = 600.0
-LAUNCH_GRACE_S = 30.0  # a "starting" job with no pids.json after this long is given up on
+LAUNCH_GRACE_S = 60.0  # a "starting" job with no pids.json after this long is given up on
 CAPACITY_RETRIES = int(os.environ.get("W2S_CAPACITY_RETRIES", "20"))
-STALE_CLAIM_S = 10.0  # launches happen inside one tick; an older claim belongs to a dead scheduler
+STALE_CLAIM_S = 30.0  # a launch takes one tick; an older claim belongs to a scheduler that died
 
 
 def gpu_inventory() -> list[int]:
@@ -95,8 +95,8 @@ class Scheduler:
         """Bring every starting/running job in line with reality (run once at service start)."""
         for job in J.list_jobs(self.store, active_only=True):
             try:
-                if job["state"] == "starting":
-                    self._reconcile_starting(job)
+                if job["state"] == "starting" and self._claim_age(job) > STALE_CLAIM_S:
+                    self._reconcile_starting(job)  # younger claims are re-checked by later ticks
                 elif job["state"] == "running":
                     self._poll_one(job, reconciling=True)
             except Exception as exc:  # one broken job must not stop the service

@@ -140,6 +140,9 @@ def test_reconcile_after_a_crash(workspace):
 
     sched = Scheduler(gpus=[], poll_interval=0.05)
     sched.reconcile()
+    assert get_job(claimed)["state"] == "starting"  # may belong to a live scheduler: wait and see
+    table.update(claimed, lambda job: job["history"][-1].update(time=time.time() - 60))
+    sched.reconcile()
     assert get_job(claimed)["state"] == "queued"
     assert get_job(lost)["state"] == "failed"
     assert "without recording an exit status" in get_job(lost)["history"][-1]["reason"]
