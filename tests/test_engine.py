@@ -224,3 +224,19 @@ def test_registry_and_defaults() -> None:
     eff = strong.effective_config(RunConfig(lr=5e-5))
     assert eff.lr == 5e-5 and eff.epochs == strong.recommended["epochs"]
     assert logging.getLogger("w2s.engine") is not None
+
+
+def test_chat_template_choice_follows_model_kind_and_override() -> None:
+    from transformers import AutoTokenizer
+
+    from core.engine.hf_backend import wants_chat_template
+    from core.engine.models import ModelSpec
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    chat, base = ModelSpec("c", "Qwen/Qwen1.5-0.5B-Chat"), ModelSpec("b", "Qwen/Qwen3-4B-Base")
+    assert not wants_chat_template(chat, tok, RunConfig())  # no template, nothing to apply
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert wants_chat_template(chat, tok, RunConfig())
+    assert not wants_chat_template(base, tok, RunConfig())
+    assert wants_chat_template(base, tok, RunConfig(extra={"chat_template": "on"}))
+    assert not wants_chat_template(chat, tok, RunConfig(extra={"chat_template": "off"}))

@@ -209,16 +209,18 @@ def load(
                 lm_kwargs: dict[str, Any] = {
                     "config": mcfg, "local_files_only": spec.local_only, "dtype": dtype,
                 }
+                if device.type == "cuda":
+                    lm_kwargs["device_map"] = {"": device.index or 0}  # load straight onto the GPU
                 if cfg.load_in_4bit:
                     lm_kwargs.update(_four_bit(device, log))
                 lm = AutoModelForCausalLM.from_pretrained(spec.path, **lm_kwargs)
                 if cfg.extra.get("gradient_checkpointing"):
-                    lm.gradient_checkpointing_enable()
+                    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
                 if uses_lora:
                     from peft import get_peft_model
 
                     lm = get_peft_model(lm, lora_config(cfg, "CAUSAL_LM"))
-            chat = bool(getattr(tok, "chat_template", None)) and not cfg.extra.get("no_chat_template")
+            chat = wants_chat_template(spec, tok, cfg)
             module = CausalLabelScorer(lm, label_token_ids(tok, fmt, chat))
     if not uses_lora and lm_loader is None:
         for p in module.parameters():
@@ -229,6 +231,21 @@ def load(
         pad = tok.eos_token_id if tok.eos_token_id is not None else 0
     enc = PromptEncoder(tok, fmt, max_len_for(cfg, tok, mcfg), causal=kind == "causal", use_chat_template=chat)
     return Loaded(spec, kind, tok, enc, module, device, dtype, int(pad), uses_lora)
+
+
+def wants_chat_template(spec: ModelSpec, tokenizer: Any, cfg: RunConfig) -> bool:
+    """Chat models get their chat template. ``extra.chat_template``: auto (default) | on | off; auto
+    means the tokenizer has a template and the checkpoint's name does not say ``base`` (base models
+    such as Qwen3-4B-Base ship a template they were not tuned on)."""
+    mode = str(cfg.extra.get("chat_template", "auto")).lower()
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if mode in ("off", "false", "0", "no"):
+        return False
+    if mode in ("on", "true", "1", "yes"):
+        if not has:
+            raise ValueError(f"chat_template=on but {spec.name} has no chat template")
+        return True
+    return has and "base" not in spec.path.rstrip("/").split("/")[-1].lower()
 
 
 def _four_bit(device: torch.device, log: LogFn) -> dict[str, Any]:

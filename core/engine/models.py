@@ -8,7 +8,6 @@ because e.g. LoRA on a small encoder needs a much higher learning rate than LoRA
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -98,8 +97,3 @@ def default_models(dataset: str, has_cuda: bool, cfg: RunConfig | None = None) -
     cfg = cfg or RunConfig()
     return cfg.weak_model or RunConfig().weak_model or "demo-weak", cfg.strong_model
 
-
-def checkpoint_config(spec: ModelSpec) -> dict[str, Any] | None:
-    """The raw config.json of a local checkpoint (None for hub ids); cheap, no transformers import."""
-    p = Path(spec.path) / "config.json"
-    return json.loads(p.read_text()) if p.is_file() else None
