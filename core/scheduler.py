@@ -95,8 +95,8 @@ class Scheduler:
         """Bring every starting/running job in line with reality (run once at service start)."""
         for job in J.list_jobs(self.store, active_only=True):
             try:
-                if job["state"] == "starting" and self._claim_age(job) > STALE_CLAIM_S:
-                    self._reconcile_starting(job)  # younger claims are re-checked by later ticks
+                if job["state"] == "starting":
+                    self._reconcile_starting(job)
                 elif job["state"] == "running":
                     self._poll_one(job, reconciling=True)
             except Exception as exc:  # one broken job must not stop the service
@@ -109,10 +109,12 @@ class Scheduler:
         executor = self._executor(job["executor"])
         adopt = getattr(executor, "adopt", None)
         handle = adopt(job, None) if adopt else None
-        if handle:
+        if handle:  # the wrapper runs: adopting it never launches anything, so do it at once
             J.transition(job["id"], "running", "re-attached after service restart", expect=("starting",),
                          store=self.store, handle=handle)
             return
+        if self._claim_age(job) <= STALE_CLAIM_S:
+            return  # may belong to a live scheduler mid-launch: look again on a later tick
         if not job.get("launching"):  # claimed, but the executor was never called: safe to requeue
             J.transition(job["id"], "queued", "service stopped before launch; requeued", expect=("starting",),
                          store=self.store, gpus=[])
@@ -129,8 +131,8 @@ class Scheduler:
             try:
                 if job["state"] == "running":
                     self._poll_one(job)
-                elif job["state"] == "starting" and self._claim_age(job) > STALE_CLAIM_S:
-                    self._reconcile_starting(job)  # claimed by a scheduler that died mid-launch
+                elif job["state"] == "starting":
+                    self._reconcile_starting(job)  # claimed by a scheduler that died mid-launch?
             except Exception:
                 log.exception("poll %s failed", job["id"])
         self._launch_ready()
