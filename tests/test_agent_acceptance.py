@@ -162,7 +162,7 @@ def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, ser
     from core.store import Store
 
     shared = findings.list_findings(Store())
-    assert [f["author"] for f in shared] == [f"agent:{agent['id']}"]
+    assert [(f["author"], f["run"]) for f in shared] == [(f"run:{job_id}", job_id)]
     evaluations = Store().table("evaluations").all()
     assert len(evaluations) >= 1
 

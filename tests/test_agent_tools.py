@@ -115,3 +115,21 @@ def test_template_copy(ctx: ToolContext) -> None:
     assert (ctx.folder / "run.py").is_file()
     again = call(ctx, "start_from_template")
     assert again.is_error and "already exists" in again.text
+
+
+def test_findings_leaderboard_and_foreign_jobs(ctx: ToolContext) -> None:
+    from core.jobs import submit_job
+
+    shared = call(ctx, "share_finding", title="Soft labels help", summary="3 seeds: 0.31, 0.28, 0.35",
+                  metrics={"pgr_mean": 0.31})
+    assert not shared.is_error, shared.text
+    listed = call(ctx, "list_findings", query="soft labels")
+    assert "Soft labels help" in listed.text and "agent:t" in listed.text
+    bad = call(ctx, "share_finding", title="x", summary="y", metrics={"pgr": "high"})
+    assert bad.is_error
+    assert call(ctx, "leaderboard").text == "(no leaderboard rows yet)"
+    other = submit_job("idea", ["true"], meta={"agent_id": "someone_else"})
+    for name in ("job_status", "job_log"):
+        out = call(ctx, name, job_id=other["id"])
+        assert out.is_error and "no job" in out.text
+    assert call(ctx, "run_idea").is_error  # no run.py yet

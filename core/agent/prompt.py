@@ -77,7 +77,7 @@ def first_message(direction: str, idea_name: str, budgets: Budgets, folder: Path
         f"Your research direction:\n\n{direction.strip()}\n\n"
         f"Your idea is named `{idea_name}`; its folder is `ideas/{idea_name}/` "
         f"({folder}). All file paths you give are relative to it.\n"
-        f"Datasets available: {datasets}.\n"
+        f"Datasets available: {datasets} (label-free; shell commands find them under $W2S_DATA).\n"
         f"Your budgets: ${budgets.max_usd:.2f} of model usage, {budgets.max_turns} turns, "
         f"{hours:.2f} hours of wall time, {budgets.max_evals} referee evaluations.\n\n"
         "Begin by reading the direction's entry in Idea.md if it helps, then copy TEMPLATE, "

@@ -457,6 +457,10 @@ def share_finding(
     config: dict[str, Any] | None = None,
     job_id: str | None = None,
 ) -> str:
+    """Post to the forum through the service with the run token (the service names the author
+    ``run:<job id>``); without a service, write it directly as ``agent:<id>``."""
+    import httpx
+
     from core import findings
     from core.store import Store
 
@@ -464,15 +468,22 @@ def share_finding(
         raise ToolError("title and summary are required")
     if job_id:
         _own_job(ctx, job_id)
-    doc = findings.share(
-        Store(),
-        title=str(title)[:200],
-        summary=str(summary)[:20_000],
-        metrics=metrics or {},
-        config=config or {},
-        run=job_id or ctx.run_dir.name,
-        author=f"agent:{ctx.agent_id}",
-    )
+    payload = {"title": str(title)[:200], "summary": str(summary)[:20_000], "metrics": metrics or {},
+               "config": config or {}, "run": job_id or ctx.run_dir.name}
+    if ctx.service_url and ctx.run_token:
+        try:
+            resp = httpx.post(ctx.service_url.rstrip("/") + "/api/findings", json=payload,
+                              headers={"Authorization": f"Bearer {ctx.run_token}"}, timeout=60)
+        except httpx.HTTPError as exc:
+            raise ToolError(f"forum unreachable: {exc}") from None
+        if resp.status_code not in (200, 201):
+            raise ToolError(f"forum answered HTTP {resp.status_code}: {resp.text[:1000]}")
+        doc = resp.json()
+    else:
+        try:
+            doc = findings.share(Store(), **payload, author=f"agent:{ctx.agent_id}")
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
     return f"shared finding {doc.get('id')}: {title}"
 
 
