@@ -49,6 +49,8 @@ def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatc
         launch_agent(idea_md=11, start_service=False)
     assert run_cli("agent", "launch", "--direction", "x", "--budget-usd", "0") == 1
     assert "budgets" in capsys.readouterr().err
+    assert run_cli("agent", "launch", "--direction", "x", "--executor", "nope") == 1
+    assert "not queued" in capsys.readouterr().err and len(list_agents()) == 1
 
     assert run_cli("agent", "stop", agent["id"][:5]) == 0
     stopped = next(a for a in list_agents() if a["id"] == agent["id"])

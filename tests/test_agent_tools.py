@@ -133,3 +133,12 @@ def test_findings_leaderboard_and_foreign_jobs(ctx: ToolContext) -> None:
         out = call(ctx, name, job_id=other["id"])
         assert out.is_error and "no job" in out.text
     assert call(ctx, "run_idea").is_error  # no run.py yet
+
+
+def test_idea_jobs_get_secrets_blanked(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-x")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-x")
+    monkeypatch.setenv("W2S_RUN_TOKEN", "w2s-run-x")
+    blanked = tools._blanked_secrets()
+    assert blanked["ANTHROPIC_API_KEY"] == "" and blanked["RUNPOD_API_KEY"] == ""
+    assert "W2S_RUN_TOKEN" not in blanked and "PATH" not in blanked
