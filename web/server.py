@@ -21,8 +21,13 @@ class BackgroundServer:
     url: str
 
     def stop(self) -> None:
-        self.server.close()
+        """Close every socket from inside the server's own loop (closing them from this thread races
+        its ``select``), let the loop end, then stop the worker threads."""
+        from waitress import wasyncore
+
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
         self.thread.join(timeout=5)
+        self.server.task_dispatcher.shutdown()
 
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, threads: int = 8) -> BackgroundServer:
