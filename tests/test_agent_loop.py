@@ -132,6 +132,10 @@ def test_turn_budget_and_nudges(workspace: Path, fake) -> None:
     loop2, spec2 = make_loop(workspace / "b", server2.url, Budgets(max_usd=5, max_turns=3, max_wall_s=600))
     assert loop2.run().startswith("max_turns")
     assert len(server2.requests) == 3
+    server3 = fake([turn()])  # an empty reply must not be sent back as an empty message
+    loop3, _ = make_loop(workspace / "c", server3.url)
+    assert loop3.run().startswith("no_tool_use")
+    assert all(m["content"] for m in server3.requests[-1]["messages"])
 
 
 def test_bad_key_fails_fast(workspace: Path, fake) -> None:

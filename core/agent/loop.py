@@ -269,6 +269,8 @@ class AgentLoop:
                 return self.stop("stopped", reason)
             response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.TOOL_SPECS)
             content = [block_to_dict(b) for b in response.content]
+            if not content:  # the API refuses an empty assistant message when it is sent back
+                content = [{"type": "text", "text": "(empty response)"}]
             usage = usage_to_dict(getattr(response, "usage", None))
             cost = self.price.cost(usage)
             self.usage.turns += 1
