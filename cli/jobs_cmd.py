@@ -23,6 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--all", action="store_true", help="every job ever (slower with a long history)")
     lst.set_defaults(func=_list)
 
+    submit = verbs.add_parser("submit", help="queue any command as a job: w2s jobs submit [opts] -- CMD ...")
+    submit.add_argument("--name", default="")
+    submit.add_argument("--kind", default="command")
+    submit.add_argument("--gpus", type=int, default=0, help="whole GPUs to assign (CUDA_VISIBLE_DEVICES)")
+    submit.add_argument("--retries", type=int, default=0, help="retries for transient failures (exit 75)")
+    submit.add_argument("--executor", default="local")
+    submit.add_argument("command", nargs=argparse.REMAINDER)
+    submit.set_defaults(func=_submit)
+
     show = verbs.add_parser("show", help="one job in full (JSON)")
     show.add_argument("id")
     show.set_defaults(func=_show)
@@ -82,6 +91,23 @@ def _list(args: argparse.Namespace, unknown: list[str]) -> int:
         return 0
     for job in jobs:
         print(_row(job))
+    return 0
+
+
+def _submit(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.jobs import submit_job
+    from core.service import is_service_running
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UserError("jobs submit: give the command after --, e.g. w2s jobs submit -- python train.py")
+    try:
+        job = submit_job(args.kind, command, name=args.name, executor=args.executor, gpus=args.gpus,
+                         max_retries=args.retries)
+    except ValueError as exc:
+        raise UserError(f"jobs submit: {exc}") from None
+    print(f"{job['id']}: queued" + ("" if is_service_running() else " (no service running: start one with "
+                                    "`w2s serve --detach`)"))
     return 0
 
 

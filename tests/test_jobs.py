@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from core import jobs as J
 from core.jobs import (
     JobError,
     cancel_job,
@@ -142,3 +143,15 @@ def test_jobs_cli(workspace, capsys):
     err = capsys.readouterr().err
     assert err.startswith("w2s: error: no job") and err.count("\n") == 1
     assert run_cli("jobs", "retry", job["id"]) == 1
+
+
+def test_jobs_submit_cli(workspace, capsys):
+    assert run_cli("jobs", "submit", "--name", "hello", "--gpus", "0", "--", "echo", "--flag", "x") == 0
+    out = capsys.readouterr().out
+    assert "queued" in out and "no service running" in out
+    (job,) = list_jobs()
+    assert job["name"] == "hello" and job["kind"] == "command"
+    assert J.job_command(job) == ["echo", "--flag", "x"]
+    assert run_cli("jobs", "submit") == 1
+    assert run_cli("jobs", "submit", "--gpus", "-1", "--", "true") == 1
+    assert "gpus" in capsys.readouterr().err
