@@ -39,7 +39,12 @@ def gpu_inventory() -> list[int]:
     """GPU indices the scheduler may hand out: ``W2S_GPUS=0,1`` (or empty) overrides the probe."""
     override = os.environ.get("W2S_GPUS")
     if override is not None:
-        return [int(x) for x in override.replace(" ", "").split(",") if x != ""]
+        parts = [x for x in override.replace(" ", "").split(",") if x != ""]
+        if not all(x.isdigit() for x in parts):
+            from core.errors import UserError
+
+            raise UserError(f"W2S_GPUS={override!r}: expected GPU indices like 0,1 (or empty for none)")
+        return [int(x) for x in parts]
     from core.gpu import probe
 
     return [g.index for g in probe()]

@@ -59,3 +59,13 @@ def test_bad_fake_feed_is_a_user_error(workspace, monkeypatch, capsys, tmp_path)
     monkeypatch.setenv(gpu.FAKE_ENV, str(tmp_path / "missing.json"))
     assert run_cli("gpu") == 1
     assert "W2S_FAKE_GPUS" in capsys.readouterr().err
+
+
+def test_bad_gpu_override_is_a_user_error(workspace, monkeypatch):
+    import pytest
+
+    from core.errors import UserError
+
+    monkeypatch.setenv("W2S_GPUS", "zero")
+    with pytest.raises(UserError, match="W2S_GPUS"):
+        Scheduler()
