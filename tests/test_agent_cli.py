@@ -57,6 +57,8 @@ def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatc
     assert stopped["state"] == "stopped" and get_job(agent["job_id"])["state"] == "cancelled"
     assert not secrets_path(job["id"]).exists()
     assert run_cli("agent", "stop", "nope") == 1
+    picked = launch_agent("4. W2S combined with elicitation", start_service=False)  # the TUI's picker
+    assert picked["direction"].startswith("W2S combined with elicitation\n\nUse the weak labels")
     assert run_cli("agent", "transcript", agent["id"]) == 0  # no transcript yet: prints nothing
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import anthropic
 
-API_KEY_ENV = "ANTHROPIC_API_KEY"
-BASE_URL_ENV = "ANTHROPIC_BASE_URL"
+from core.agent.prices import API_KEY_ENV, BASE_URL_ENV
+
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "FatalAPIError", "ModelCaller", "RetriesExhausted", "RetryPolicy",
+           "make_client"]
 RATE_LIMITED = "rate_limited"
 NETWORK = "network"
 

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S, Budgets
-from core.agent.client import API_KEY_ENV, BASE_URL_ENV, FatalAPIError, ModelCaller, RetryPolicy, make_client
-from core.agent.loop import AgentLoop, AgentSpec, StopRequested
-from core.agent.prices import DEFAULT_MAX_TOKENS, DEFAULT_MODEL
+from core.agent.prices import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_TOKENS, DEFAULT_MODEL
 from core.agent.tools import idea_md_path, idea_md_sections
 from core.agent.transcript import TRANSCRIPT_NAME
 from core.atomic import atomic_write_bytes
@@ -50,6 +48,19 @@ def direction_from_idea_md(number: int) -> str:
     return f"{title}\n\n{body}"
 
 
+def expand_direction(text: str) -> str:
+    """A direction given as an Idea.md heading ("3. Title" or "Title", as the TUI's picker sends
+    it) becomes the whole entry, so the agent gets the paragraph and not just the title."""
+    path = idea_md_path()
+    if not path.is_file():
+        return text
+    wanted = text.strip()
+    for number, (title, body) in enumerate(idea_md_sections(path.read_text(encoding="utf-8")), 1):
+        if wanted in (title, f"{number}. {title}"):
+            return f"{title}\n\n{body}"
+    return text
+
+
 def launch_agent(
     direction: str | None = None,
     *,
@@ -76,7 +87,7 @@ def launch_agent(
         raise UserError("give exactly one of --direction TEXT or --idea-md N")
     if idea_md is not None:
         direction = direction_from_idea_md(int(idea_md))
-    direction = (direction or "").strip()
+    direction = expand_direction((direction or "").strip())
     if not direction:
         raise UserError("--direction: must not be empty")
     try:
@@ -225,7 +236,9 @@ def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
     return doc
 
 
-def retry_policy_from_env() -> RetryPolicy:
+def retry_policy_from_env() -> Any:
+    from core.agent.client import RetryPolicy
+
     base = RetryPolicy()
     return RetryPolicy(
         base_s=float(os.environ.get("W2S_AGENT_BACKOFF_BASE_S", base.base_s)),
@@ -248,6 +261,9 @@ def _service_url() -> str | None:
 
 def run_agent(agent_id: str, store: Any = None) -> tuple[int, str]:
     """Run or resume one agent in this process; returns (exit code, stop reason)."""
+    from core.agent.client import FatalAPIError, ModelCaller, make_client
+    from core.agent.loop import AgentLoop, AgentSpec
+
     store = _store(store)
     table = store.table(TABLE)
     doc = table.get(agent_id)
@@ -294,6 +310,8 @@ def run_agent(agent_id: str, store: Any = None) -> tuple[int, str]:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    from core.agent.loop import StopRequested
+
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean stop; a second signal is ignored
     raise StopRequested
 
@@ -303,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run one research agent.")
     parser.add_argument("--agent-id", required=True)
     args = parser.parse_args(argv)
+    from core.agent.loop import StopRequested  # also loads the SDK before the handler is armed
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code, reason = run_agent(args.agent_id)

@@ -15,6 +15,8 @@ from typing import Any
 
 from core.workspace import paths
 
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+BASE_URL_ENV = "ANTHROPIC_BASE_URL"
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_MAX_TOKENS = 8192
 PRICES_FILE = "agent_prices.json"
