@@ -110,3 +110,13 @@ def test_cancel_escalates_to_sigkill_after_the_grace_period(workspace):
     assert time.monotonic() - t0 >= 1.0
     gone, alive = psutil.wait_procs(procs, timeout=5)
     assert not alive
+
+
+def test_a_killed_wrapper_is_reported_not_hidden(workspace):
+    job = start(["bash", "-c", "sleep 1.5"])
+    os.kill(job["handle"]["wrapper_pid"], 9)
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    sched.tick()
+    assert get_job(job["id"])["state"] == "running"  # the job itself still runs
+    done = wait_for(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] == "failed" and get_job(job["id"]))
+    assert "without recording an exit status" in done["history"][-1]["reason"]
