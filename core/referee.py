@@ -20,8 +20,10 @@ Rules (the contract the API documents):
   write, made before the answer is sent). A retried job keeps its run id, so its budget is not
   refilled. A call is scored first and charged last, so refused calls (400, 429) cost nothing.
 - PGR is measured against the fixed baselines (``core.pgr``) of the run's own configuration
-  when its job records one (``meta.config``); otherwise of the default ``RunConfig`` for the
-  dataset, and failing that of the offline demo models (``demo-weak``/``demo-strong``).
+  when its job records one (``meta.config``, as ``core.runner.prepare_config`` runs it); otherwise
+  of the dataset's default ``RunConfig`` (the reference archive's keys), failing that of the config
+  a default run trains with here (the demo models on ``demo-*`` datasets). The answer names the
+  baseline keys and models used; ``pgr`` is null with a ``pgr_reason`` when none are cached.
 - Every authenticated call, accepted or not, is stored in the ``evaluations`` table
   (run_id, time, status, n, and the numbers the run was shown or the error).
 - ``final_score`` scores a run once on both parts and writes its leaderboard result
@@ -54,7 +56,6 @@ MIN_SUBSET_ROWS = 30
 MIN_SCORED_ROWS = 100
 SOURCE = "referee"
 SCORED_SPLIT = "test"
-DEMO_MODELS = ("demo-weak", "demo-strong")
 DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 IDEA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BASELINE_TTL_S = 5.0
@@ -155,29 +156,39 @@ def _load_run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
     return cfg if cfg.dataset == dataset else cfg.replace(data_dir=f"data/{dataset}")
 
 
+def _prepared(cfg: RunConfig) -> RunConfig:
+    """The config a run really trains with (``core.runner.prepare_config``: the demo model pair on
+    demo datasets or without a GPU, the model's recommended hyperparameters), so the baseline keys
+    match what the runner cached."""
+    try:
+        from core.gpu import probe
+        from core.runner import prepare_config
+
+        return prepare_config(cfg, cuda=bool(probe()))
+    except Exception:  # noqa: BLE001 - fall back to the config as given
+        return cfg
+
+
 def baselines_for(dataset: str, cfg: RunConfig | None) -> tuple[Baselines, RunConfig]:
-    """Fixed baselines for the run's config, else the dataset's default, else the demo models."""
+    """Fixed baselines for the run's own (prepared) config when its job recorded one; otherwise the
+    dataset's default ``RunConfig`` (the reference archive's keys), else the config a default run
+    trains with here (the demo models on demo datasets)."""
     memo_key = (dataset, cfg.to_json() if cfg else "")
     hit = _baseline_memo.get(memo_key)
     if hit and time.monotonic() - hit[0] < _BASELINE_TTL_S:
         return hit[1], hit[2]
-    candidates = [cfg] if cfg else []
     default = RunConfig(data_dir=f"data/{dataset}")
-    candidates += [default, default.replace(weak_model=DEMO_MODELS[0], strong_model=DEMO_MODELS[1])]
+    candidates = [_prepared(cfg)] if cfg else [default, _prepared(default)]
     chosen: tuple[Baselines, RunConfig] | None = None
     for candidate in candidates:
         base = fixed_baselines(dataset, candidate)
-        if chosen is None:
+        if chosen is None or (base.n_weak and base.n_strong):
             chosen = (base, candidate)
         if base.n_weak and base.n_strong:
-            chosen = (base, candidate)
             break
-        if cfg is not None:
-            break  # a run with a known config is measured against its own baselines or none
     assert chosen is not None
     _baseline_memo[memo_key] = (time.monotonic(), *chosen)
     return chosen
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +511,8 @@ def final_score(
     """Score a run's final predictions on the public part and the private holdout, once per run,
     and write its leaderboard result (``w2s_source: "referee"``); the private accuracy counts.
 
-    ``idea`` and ``cfg`` default to what the run's job recorded (``meta.idea``, ``meta.config``).
+    ``idea`` and ``cfg`` default to what the run's job recorded (``meta.idea``, ``meta.config``);
+    the config is taken as the runner runs it (see :func:`baselines_for`), which names the row's key.
     Raises RefereeError: 400 for a bad submission, 409 when the run already has a final score.
     """
     layout = _check_dataset(dataset).layout
@@ -519,7 +531,7 @@ def final_score(
         raise RefereeError(400, "field 'idea': expected an idea name (letters, digits, '_', '.', '-')")
     if idea in (WEAK_ARTIFACTS, TRAIN_CEILING):
         raise RefereeError(400, f"field 'idea': {idea!r} is reserved for baselines")
-    cfg = cfg or run_config(store, run_id, dataset) or RunConfig(data_dir=f"data/{dataset}")
+    baselines, cfg = baselines_for(dataset, cfg or run_config(store, run_id, dataset))
     if final_submission(store, run_id):
         raise RefereeError(409, f"run {run_id} already has its final score; one final submission per run")
     public_ids, private_ids = layout.public_ordered, layout.private_ordered
@@ -529,7 +541,6 @@ def final_score(
         if private_ids
         else {"accuracy": None, "total": 0}
     )
-    baselines = fixed_baselines(dataset, cfg)
     pgr, reason = compute_pgr(private["accuracy"], baselines)
     pgr_public, _ = compute_pgr(public["accuracy"], baselines)
     key = result_key(cfg)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import holdout, referee
-from core.cache import ceiling_key, read_result, result_key, weak_artifacts_key, write_result
+from core.cache import ceiling_key, read_result, weak_artifacts_key, write_result
 from core.config import RunConfig
 from core.store import Store
 from core.tokens import issue_run_token
@@ -151,8 +151,7 @@ def test_final_score_writes_referee_row_once(setup):
     assert out["public_acc"] == 1.0
     assert out["private_acc"] == pytest.approx(1 - 10 / len(layout.private))
     assert out["transfer_acc"] == out["private_acc"] and out["w2s_source"] == "referee"
-    cfg = RunConfig(data_dir="data/tiny")
-    stored = read_result(DATASET, "my_idea", result_key(cfg), cfg.seed)
+    stored = read_result(DATASET, "my_idea", out["hyperparam_config_key"], out["seed"])
     assert stored is not None and stored["n_private"] == len(layout.private)
     assert "label_distribution" not in json.dumps(stored)
     with pytest.raises(referee.RefereeError) as err:
