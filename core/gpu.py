@@ -17,6 +17,7 @@ from typing import Any
 FAKE_ENV = "W2S_FAKE_GPUS"
 _NVML_LOCK = threading.Lock()
 _last_error: str | None = None
+_nvml_ready = False
 
 
 @dataclass
@@ -66,12 +67,15 @@ def _nvml() -> list[GpuInfo]:
     except ImportError:
         _last_error = "nvidia-ml-py is not installed"
         return []
+    global _nvml_ready
     with _NVML_LOCK:
-        try:
-            pynvml.nvmlInit()
-        except Exception as exc:  # no driver / no libnvidia-ml.so: the normal state on a CPU box
-            _last_error = f"NVML unavailable ({exc.__class__.__name__})"
-            return []
+        if not _nvml_ready:  # init once per process: it can take 100+ ms, and UIs probe every second
+            try:
+                pynvml.nvmlInit()
+            except Exception as exc:  # no driver / no libnvidia-ml.so: the normal state on a CPU box
+                _last_error = f"NVML unavailable ({exc.__class__.__name__})"
+                return []
+            _nvml_ready = True
         try:
             gpus = []
             for i in range(pynvml.nvmlDeviceGetCount()):
@@ -100,8 +104,11 @@ def _nvml() -> list[GpuInfo]:
                 ))
             _last_error = None if gpus else "no NVIDIA GPU found by NVML"
             return gpus
-        finally:
+        except Exception as exc:  # e.g. the driver went away: report, re-init next time
+            _last_error = f"NVML error ({exc.__class__.__name__})"
             _call(pynvml.nvmlShutdown)
+            _nvml_ready = False
+            return []
 
 
 def _holders(store: Any = None) -> dict[int, str]:
