@@ -148,6 +148,10 @@ def test_every_page_in_headless_chromium(dashboard, tmp_path: Path):
         page.click("form.comment button")
         page.wait_for_selector(".comments li")
         page.screenshot(path=str(shots / "findings.png"), full_page=True)
+        page.click(".finding h3 a")
+        page.wait_for_url(f"**/findings/{dashboard['finding']['id']}")
+        assert "reproduced on 2 more seeds" in page.locator(".comments").inner_text()
+        page.screenshot(path=str(shots / "finding.png"), full_page=True)
         browser.close()
     fid = dashboard["finding"]["id"]
     from core.findings import get
@@ -157,5 +161,5 @@ def test_every_page_in_headless_chromium(dashboard, tmp_path: Path):
     assert stored["comments"][0]["text"] == "reproduced on 2 more seeds"
     assert not problems, problems
     assert sorted(p.name for p in shots.iterdir()) == [
-        "agents.png", "findings.png", "gpu.png", "leaderboard.png", "queue.png"
+        "agents.png", "finding.png", "findings.png", "gpu.png", "leaderboard.png", "queue.png"
     ]
