@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -335,50 +335,6 @@ def _check_split(split: Any) -> None:
         raise RefereeError(400, f"field 'split': only 'test' is scored (got {split!r})")
 
 
-def align(
-    layout: holdout.HoldoutLayout, predictions: Any, ids: Any = None
-) -> dict[str, int]:
-    """Map row ids to classes (0/1), or RefereeError(400) naming counts and ids, never a label.
-
-    Without ``ids`` the list must cover every test row in file order; with ``ids`` any set of
-    distinct test rows is accepted (holdout rows among them are ignored when scoring).
-    """
-    if not isinstance(predictions, list):
-        raise RefereeError(400, "field 'predictions': expected a list")
-    n = len(layout.ids)
-    if ids is None:
-        if len(predictions) != n:
-            raise RefereeError(
-                400,
-                f"field 'predictions': expected {n} predictions (one per row of test, in file order), "
-                f"got {len(predictions)}; or send 'ids' with the predictions",
-            )
-        ordered: Sequence[str] = layout.ids
-    else:
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise RefereeError(400, "field 'ids': expected a list of row id strings")
-        if len(ids) != len(predictions):
-            raise RefereeError(
-                400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions"
-            )
-        seen: set[str] = set()
-        known = layout.public | layout.private
-        for rid in ids:
-            if rid in seen:
-                raise RefereeError(400, f"field 'ids': id {rid[:40]!r} appears twice")
-            seen.add(rid)
-            if rid not in known:
-                raise RefereeError(400, f"field 'ids': {rid[:40]!r} is not a row of test")
-        ordered = ids
-    out: dict[str, int] = {}
-    for index, (rid, value) in enumerate(zip(ordered, predictions, strict=True)):
-        try:
-            out[rid] = to_class(value)
-        except (ValueError, TypeError) as exc:
-            raise RefereeError(400, f"field 'predictions[{index}]': {exc}") from None
-    return out
-
-
 def min_public_rows(layout: holdout.HoldoutLayout) -> int:
     """Fewest public rows one call must score: small calls would read out labels too directly."""
     return min(MIN_SCORED_ROWS, len(layout.public))
@@ -515,15 +471,19 @@ def final_score(
     the config is taken as the runner runs it (see :func:`baselines_for`), which names the row's key.
     Raises RefereeError: 400 for a bad submission, 409 when the run already has a final score.
     """
-    layout = _check_dataset(dataset).layout
+    gold = _check_dataset(dataset)
+    layout = gold.layout
     if not isinstance(predictions_by_id, Mapping):
         raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
-    keys = list(predictions_by_id)
-    classes = align(layout, [predictions_by_id[k] for k in keys], [str(k) for k in keys])
-    if len(classes) != len(layout.ids):
-        missing = len(layout.ids) - len(classes)
-        raise RefereeError(400, f"predictions: a final submission must cover all {len(layout.ids)} test rows "
-                                f"({missing} missing)")
+    keys = [str(k) for k in predictions_by_id]
+    values = list(predictions_by_id.values())
+    positions_of(gold, values, keys)  # 400 for unknown ids
+    if len(keys) != len(layout.ids):
+        raise RefereeError(
+            400, f"predictions: a final submission must cover all {len(layout.ids)} test rows "
+            f"({len(layout.ids) - len(keys)} missing)"
+        )
+    classes = dict(zip(keys, classes_of(values).tolist(), strict=True))
     job = run_job(store, run_id) or {}
     meta = job.get("meta") or {}
     idea = idea or meta.get("idea")
