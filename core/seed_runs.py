@@ -53,8 +53,11 @@ class SeedRun:
         try:
             lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
-            return ""
-        return lines[-1] if lines else ""
+            lines = []
+        last = lines[-1] if lines else ""
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"killed by signal {-self.exit_code}" + (f" (last log line: {last})" if last else "")
+        return last
 
 
 Event = Callable[[SeedRun], None]
