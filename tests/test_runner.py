@@ -110,3 +110,20 @@ def test_run_cli_user_errors(workspace, capsys):
     assert "--seeds" in capsys.readouterr().err
     assert run_cli("run", "--idea", "ghost", "--data-dir", "data/tiny") == 1
     assert "unknown idea" in capsys.readouterr().err
+
+
+def test_seeds_become_service_jobs(workspace):
+    from core.jobs import get_job
+    from core.seed_runs import run_as_jobs
+
+    cfg = prepare_config(tiny_config())
+    runs = run_as_jobs("vanilla_w2s", cfg, [42, 43], gpus=0, wait=False)
+    assert [r.seed for r in runs] == [42, 43]
+    for run in runs:
+        job = get_job(run.job_id)
+        assert job["kind"] == "idea_run" and job["state"] == "queued"
+        assert job["meta"]["seed"] == run.seed and job["meta"]["idea"] == "vanilla_w2s"
+        cmd = json.loads((Path(job["run_dir"]) / "command.json").read_text())["command"]
+        assert cmd[1:5] == ["-m", "core.runner", "--idea", "vanilla_w2s"]
+        assert json.loads(cmd[cmd.index("--config-json") + 1])["seed"] == run.seed
+        assert run.log_path == Path(job["run_dir"]) / "stdout.log"
