@@ -38,6 +38,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ from core.datasets import load_split
 from core.pgr import Baselines, compute_pgr, fixed_baselines
 from core.referee_ledger import Entry, ledger_for
 from core.scoring import score_predictions, to_class
+from core.store_storage import FileLock
 from core.workspace import paths
 
 ACCURACY_STEP = 0.01
@@ -492,6 +494,15 @@ def final_score(
     if idea in (WEAK_ARTIFACTS, TRAIN_CEILING):
         raise RefereeError(400, f"field 'idea': {idea!r} is reserved for baselines")
     baselines, cfg = baselines_for(dataset, cfg or run_config(store, run_id, dataset))
+    with FileLock(Path(store.root) / "referee-final.lock"):  # one final per run, even when raced
+        return _final_locked(store, run_id, dataset, layout, classes, idea, cfg, baselines)
+
+
+def _final_locked(
+    store: Any, run_id: str, dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int],
+    idea: str, cfg: RunConfig, baselines: Baselines,
+) -> dict[str, Any]:
+    """Score both parts and write the run's result; the caller holds the finals lock."""
     if final_submission(store, run_id):
         raise RefereeError(409, f"run {run_id} already has its final score; one final submission per run")
     public_ids, private_ids = layout.public_ordered, layout.private_ordered

@@ -220,3 +220,26 @@ def test_holdout_keeps_consistency_groups_together():
     for q in range(300):
         assert len({side[f"q{q}-c{c}"] for c in range(3)}) == 1
     assert 0.12 < len(private) / len(rows) < 0.28
+
+
+def test_racing_final_submissions_score_once(setup):
+    import threading
+
+    ws, rows, store, token = setup
+    truth = gold(rows)
+    store.table("jobs").insert({"id": "run1", "meta": {"idea": "race_idea"}})
+    preds = {i: truth[i] for i in holdout.layout(DATASET).ids}
+    outcomes: list[object] = []
+
+    def submit() -> None:
+        try:
+            outcomes.append(referee.final_score(Store(), "run1", DATASET, preds)["private_acc"])
+        except referee.RefereeError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes, key=str) == [1.0, 409, 409, 409]
