@@ -12,8 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from scipy import stats
-
 
 def _distribution(values: Sequence[int]) -> dict[str, int]:
     counts = Counter(int(v) for v in values)
@@ -77,5 +75,7 @@ def seed_stats(values: Sequence[float | None]) -> dict[str, Any]:
         return {"n": 1, "mean": mean, "sd": None, "sem": None, "ci95": None}
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     sem = sd / math.sqrt(n)
+    from scipy import stats  # imported here: scipy.stats costs seconds at CLI start-up
+
     half = float(stats.t.ppf(0.975, n - 1)) * sem
     return {"n": n, "mean": mean, "sd": sd, "sem": sem, "ci95": (mean - half, mean + half)}
