@@ -203,6 +203,26 @@ async def test_launching_an_agent_without_an_api_key_says_so(workspace, monkeypa
         assert not (workspace / ".w2s" / "agents.json").exists() or not J.list_jobs()
 
 
+async def test_launching_an_agent_with_a_key_queues_its_job(workspace, monkeypatch):
+    from core.store import Store
+    from tui.screens.launch_agent import LaunchAgentScreen
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+    (workspace / "Idea.md").write_text("# Menu\n\n## 1. Reweight weak labels\n\nBy confidence.\n")
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("a")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, LaunchAgentScreen), 20)
+        await pilot.press("ctrl+s")
+        assert await wait_for(pilot, lambda: len(Store().table("agents").all()) == 1, 60)
+        agent = Store().table("agents").all()[0]
+        assert agent["direction"] == "Reweight weak labels\n\nBy confidence."
+        assert agent["budgets"]["max_usd"] == 2.0 and agent["budgets"]["max_turns"] == 40
+        job = J.get_job(agent["job_id"])
+        assert job["kind"] == "agent" and "sk-test" not in " ".join(J.job_command(job))
+        assert await wait_for(pilot, lambda: agent["id"] in app.agents_pane.agents, 20)
+
+
 async def test_readonly_refuses_launch_and_cancel(workspace):
     job = J.submit_job("demo", [sys.executable, "-c", "pass"], name="never-run")
     app = make_app(readonly=True)

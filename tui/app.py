@@ -371,8 +371,8 @@ class W2SApp(App):
         def submit() -> Done:
             if self.start_service:
                 data.ensure_service()
-            data.launch_agent(req.direction, req.executor, req.budgets)
-            return Done(f"Agent launched: {req.direction}")
+            agent = data.launch_agent(req.direction, req.executor, req.budgets, start_service=self.start_service)
+            return Done(f"Agent {agent.get('id', '')} launched: {req.direction.splitlines()[0][:60]}")
 
         self._in_thread(submit)
 

@@ -133,8 +133,12 @@ def log_path(job_id: str) -> Path:
     return paths().runs / job_id / "stdout.log"
 
 
-def read_log_bytes(job_id: str, offset: int, max_bytes: int = 8 << 20) -> tuple[bytes, int]:
-    """New bytes of a job's log from ``offset``; the run folder is the source of truth for local jobs."""
+def read_log_bytes(job_id: str, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes, int]:
+    """New bytes of a job's log from ``offset``; the run folder is the source of truth for local jobs.
+
+    At most ``max_bytes`` per call (the reading thread lets the UI thread run between reads); when the
+    file is more than that ahead, it jumps to the last ``max_bytes`` (the pane keeps only the end).
+    """
     path = log_path(job_id)
     try:
         with open(path, "rb") as fh:
@@ -240,7 +244,7 @@ def api_key_problem() -> str | None:
     return None
 
 
-def launch_agent(direction: str, executor: str, budgets: dict[str, Any]) -> Any:
+def launch_agent(direction: str, executor: str, budgets: dict[str, Any], start_service: bool = True) -> Any:
     problem = api_key_problem()
     if problem:
         raise UserError(problem)
@@ -249,19 +253,23 @@ def launch_agent(direction: str, executor: str, budgets: dict[str, Any]) -> Any:
     if fn is None:
         raise UserError("core.agent has no launch_agent() yet")
     kwargs = {k: v for k, v in budgets.items() if v is not None}
-    return fn(direction=direction, executor=executor, **kwargs)
+    return fn(direction=direction, executor=executor, start_service=start_service, **kwargs)
 
 
-def idea_directions() -> list[str]:
-    """Research directions from Idea.md (workspace copy first, else the packaged one): its ## headings."""
+def idea_directions() -> list[tuple[str, str]]:
+    """``(title, direction)`` per ``## N. Title`` section of Idea.md (the workspace's copy first, else the
+    packaged menu); the direction is "Title" plus its paragraph, as ``w2s agent launch --idea-md N`` sends."""
     for candidate in (paths().root / "Idea.md", REPO_ROOT / "Idea.md"):
         try:
             text = candidate.read_text(encoding="utf-8")
         except OSError:
             continue
-        heads = [m.group(1).strip() for m in re.finditer(r"^#{2,3}\s+(.+)$", text, re.MULTILINE)]
-        if heads:
-            return heads
+        out = []
+        for part in re.split(r"^## +", text, flags=re.MULTILINE)[1:]:
+            title, _, body = part.partition("\n")
+            title = re.sub(r"^\d+\.\s*", "", title.strip())
+            out.append((title, f"{title}\n\n{body.strip()}".strip()))
+        return out
     return []
 
 

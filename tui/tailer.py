@@ -32,20 +32,37 @@ class Tailer:
         self.offset = 0
         self.lines_read = 0
         self.dropped = 0
+        self.skipped_bytes = 0
         self.wake: Callable[[], None] | None = None  # called when the buffer goes from empty to non-empty
 
     def stop(self) -> None:
         self._stopped.set()
 
     @property
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
     def poll_once(self) -> int:
-        """Read what is new; returns the number of complete lines added."""
-        data, self.offset = self._read(self.offset)
+        """Read what is new; returns the number of complete lines added.
+
+        ``read`` may skip ahead when the file ran far past us (it returns an offset further on than
+        ``offset + len(data)``): the skipped bytes are counted and the torn first line is dropped.
+        """
+        old = self.offset
+        data, self.offset = self._read(old)
         if not data:
             return 0
+        start = self.offset - len(data)
+        if start > old:
+            self.skipped_bytes += start - old
+            self._partial = b""
+            cut = data.find(b"\n")
+            data = data[cut + 1 :] if cut >= 0 else b""
         data = self._partial + data
         cut = data.rfind(b"\n")
         if cut < 0:

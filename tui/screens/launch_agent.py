@@ -43,12 +43,13 @@ class LaunchAgentScreen(ModalScreen[AgentRequest | None]):
         Binding("ctrl+s", "submit", "Launch", id="launch_agent_submit"),
     ]
 
-    def __init__(self, directions: list[str], executors: list[str], key_problem: str | None) -> None:
+    def __init__(self, directions: list[tuple[str, str]], executors: list[str], key_problem: str | None) -> None:
         super().__init__()
         self.directions, self.executors, self.key_problem = directions, executors, key_problem
 
     def compose(self) -> ComposeResult:
-        options = [(d, d) for d in self.directions] + [("free text (below)", FREE_TEXT)]
+        options = [(f"{i}. {title}", text) for i, (title, text) in enumerate(self.directions, start=1)]
+        options.append(("free text (below)", FREE_TEXT))
         with Vertical(classes="dialog"):
             yield Static("[b]Launch a research agent[/]  [dim](ctrl+s: launch · esc: cancel)[/]",
                          classes="dialog-title")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.markup import escape
@@ -27,6 +28,7 @@ STATE_STYLE = {
     "failed": "[bold red]failed[/]",
     "cancelled": "[magenta]cancelled[/]",
 }
+DRAIN_INTERVAL = 1 / 30  # seconds between log writes while lines pour in (about one per frame)
 LIVE_STATES = {"queued", "starting", "running", "retrying"}
 JOB_COLUMNS = [  # fits an 80-column pane (cells are padded by one on each side)
     ("id", "id", 8),
@@ -67,6 +69,8 @@ class JobsPane(Vertical):
         self.tailed_job: str | None = None
         self._tailer: Tailer | None = None
         self.last_sync = SyncStats()
+        self._last_drain = 0.0
+        self._drain_scheduled = False
 
     def compose(self) -> ComposeResult:
         yield Static("loading jobs…", id="jobs-summary", classes="pane-note")
@@ -134,6 +138,16 @@ class JobsPane(Vertical):
         tailer.run(lambda: worker.is_cancelled)
 
     def on_jobs_pane_log_batch(self, _: LogBatch) -> None:
+        """Drain at most once per frame budget: a fast producer gets one write per refresh, not one per read."""
+        wait = self._last_drain + DRAIN_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self.drain_log()
+        elif not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.set_timer(wait, self._scheduled_drain)
+
+    def _scheduled_drain(self) -> None:
+        self._drain_scheduled = False
         self.drain_log()
 
     def drain_log(self) -> int:
@@ -141,6 +155,7 @@ class JobsPane(Vertical):
         tailer = self._tailer
         if tailer is None:
             return 0
+        self._last_drain = time.monotonic()
         lines = tailer.drain()
         job = self.jobs.get(self.tailed_job or "")
         if job is not None and str(job.get("state")) not in LIVE_STATES:
@@ -194,6 +209,9 @@ class JobsPane(Vertical):
         if view.filter_text:
             shown = matches if matches is not None else "…"
             text += f" · filter {view.filter_text!r}: {shown} lines (/ to change)"
-        if self._tailer is not None and self._tailer.dropped:
-            text += f" · {self._tailer.dropped} lines skipped (fast output)"
+        if self._tailer is not None and (self._tailer.dropped or self._tailer.skipped_bytes):
+            skipped = f"{self._tailer.dropped} lines" if self._tailer.dropped else ""
+            if self._tailer.skipped_bytes:
+                skipped += (" + " if skipped else "") + f"{self._tailer.skipped_bytes / 1e6:.1f} MB"
+            text += f" · skipped {skipped} of fast output (full log: runs/{self.tailed_job}/stdout.log)"
         status.update(escape(text))
