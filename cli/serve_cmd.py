@@ -48,7 +48,27 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
         info = service.service_info() or {}
         print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
         print(f"log: {service.log_file()}; stop with `w2s serve --stop`")
+        _print_operator_token()
         return 0
+    if not args.no_web:
+        _print_operator_token()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = service.DEFAULT_PORT if args.port is None else args.port
     return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web)
+
+
+def _print_operator_token() -> None:
+    """Show the operator token (needed for launch/cancel over HTTP) on a terminal only.
+
+    Piped or redirected output (a log file) gets the token's path instead, so the secret never
+    lands in a log.
+    """
+    import sys
+
+    from core.operator_token import ensure_operator_token, token_path
+
+    token = ensure_operator_token()
+    if sys.stdout.isatty():
+        print(f"operator token: {token}  (also in {token_path()}, mode 0600)", flush=True)
+    else:
+        print(f"operator token: in {token_path()} (mode 0600)", flush=True)
