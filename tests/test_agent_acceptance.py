@@ -152,7 +152,7 @@ def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, ser
     assert assistants[-1]["total_cost_usd"] == pytest.approx(7 * 0.0045 + 0.3)
     assert evs[-1]["type"] == "stop" and final["cost_usd"] == pytest.approx(0.3315)
 
-    idea_jobs = [j for j in list_jobs() if j["kind"] == "idea"]
+    idea_jobs = [j for j in list_jobs() if j["kind"] == "idea_run"]
     assert len(idea_jobs) == 1 and idea_jobs[0]["meta"]["agent_id"] == agent["id"]
     assert idea_jobs[0]["state"] == "succeeded"
     assert KEY not in (Path(idea_jobs[0]["run_dir"]) / "stdout.log").read_text()

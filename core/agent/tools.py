@@ -276,6 +276,7 @@ def run_idea(
     call: a resumed call finds the jobs it already submitted instead of submitting twice."""
     from core.config import RunConfig
     from core.jobs import list_jobs, submit_job
+    from core.seed_runs import runner_command, visible_gpus
 
     if not (ctx.folder / "run.py").is_file():
         raise ToolError(f"ideas/{ctx.idea_name}/run.py does not exist yet (start_from_template first)")
@@ -303,23 +304,25 @@ def run_idea(
     }
     if any(s not in existing for s in seeds):
         _ensure_service()
+    gpus = 1 if visible_gpus() else 0
     lines = []
     for seed in seeds:
         job = existing.get(seed)
         if job is None:
             cfg = base.replace(seed=seed)
-            job = submit_job(
-                "idea",
-                [sys.executable, "-m", "core.runner", "--idea", ctx.idea_name,
-                 "--config-json", cfg.to_json()],
+            job = submit_job(  # the same job shape as `w2s run` (kind, command, meta.config)
+                "idea_run",
+                runner_command(ctx.idea_name, cfg),
                 env=_blanked_secrets(),
-                name=f"{ctx.idea_name} seed {seed}",
+                name=f"{ctx.idea_name} {cfg.dataset} seed {seed}",
+                gpus=gpus,
                 meta={
                     "agent_id": ctx.agent_id,
                     "tool_use_id": tool_use_id,
                     "idea": ctx.idea_name,
                     "seed": seed,
                     "dataset": cfg.dataset,
+                    "config": cfg.to_dict(),
                 },
             )
         lines.append(f"seed {seed}: job {job['id']} ({job.get('state')})")
