@@ -189,6 +189,12 @@ async def test_cancel_asks_first_and_then_kills_the_job(workspace):
             await pilot.press("c")  # a finished job is not offered for cancelling
             await pilot.pause(0.2)
             assert not isinstance(app.screen, ConfirmScreen)
+            await pilot.press("R")  # but it can be retried, again after a question
+            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+            assert "Retry" in app.screen.question
+            await pilot.press("y")
+            assert await wait_for(pilot, lambda: job_state(app, job["id"]) in ("queued", "starting", "running"), 30)
+            J.cancel_job(job["id"])
 
 
 async def test_launching_an_agent_without_an_api_key_says_so(workspace, monkeypatch):
@@ -221,6 +227,36 @@ async def test_launching_an_agent_with_a_key_queues_its_job(workspace, monkeypat
         job = J.get_job(agent["job_id"])
         assert job["kind"] == "agent" and "sk-test" not in " ".join(J.job_command(job))
         assert await wait_for(pilot, lambda: agent["id"] in app.agents_pane.agents, 20)
+        await pilot.press("1", "x")
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+        assert agent["id"] in app.screen.question
+        await pilot.press("y")
+        assert await wait_for(pilot, lambda: Store().table("agents").get(agent["id"])["state"] == "stopped", 30)
+        assert J.get_job(agent["job_id"])["state"] == "cancelled"
+
+
+async def test_leaderboard_switches_dataset_sorts_and_filters(workspace):
+    from core.cache import write_result
+    from tests.test_tui_snapshots import populate
+
+    populate(workspace)
+    write_result("demo-chat", "vanilla_w2s", "k", 42, {"transfer_acc": 0.5, "seed": 42})
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        lb = app.leaderboard_pane
+        assert await wait_for(pilot, lambda: lb.table.row_count == 1 and lb.dataset == "demo-chat", 60)
+        await pilot.press("4", "d")
+        assert lb.dataset == "demo-math" and lb.table.row_count == 2
+        assert [k.split("|")[1] for k in lb.table.order] == ["vanilla_w2s", "train_only_on_confident_labels"]
+        assert "baselines: weak 0.600 (3 seeds) · ceiling 0.900 (3 seeds)" in str(
+            lb.query_one("#lb-baselines").render())
+        await pilot.press("s", "s", "s")  # pgr -> transfer -> seeds -> idea (alphabetical)
+        assert lb.sort_name == "idea"
+        assert [k.split("|")[1] for k in lb.table.order] == ["train_only_on_confident_labels", "vanilla_w2s"]
+        await pilot.press("slash", *"vanilla", "enter")
+        assert [k.split("|")[1] for k in lb.table.order] == ["vanilla_w2s"]
+        await pilot.press("escape")
+        assert lb.table.row_count == 2
 
 
 async def test_readonly_refuses_launch_and_cancel(workspace):
