@@ -42,8 +42,14 @@ SAVE_PREDS = '''    out = experiment.transfer(cfg, data, rows, targets, sample_w
 RETURN_LINE = "    return experiment.transfer(cfg, data, rows, targets, sample_weights=weights)"
 
 
-def _job_id(request: dict) -> str:
-    found = re.findall(r"job ([0-9a-f]{8})", " ".join(tool_results(request).values()))
+def _job_id(request: dict, turn_index: int | None = None) -> str:
+    """The idea job's id, from the last tool results or from those answering turn ``turn_index``."""
+    if turn_index is None:
+        texts = tool_results(request).values()
+    else:
+        msg = request["messages"][2 * turn_index + 2]
+        texts = [str(b.get("content")) for b in msg["content"] if b.get("type") == "tool_result"]
+    found = re.findall(r"job ([0-9a-f]{8})", " ".join(texts))
     return found[0] if found else "missing"
 
 
@@ -65,7 +71,7 @@ def script(i: int, req: dict) -> dict:
                     tool_use("c4a", "read_file", {"path": "../../labeled_data/demo-math/test.jsonl"}),
                     tool_use("c4b", "list_files", {}))
     if i == 5:
-        ask = {"dataset": "demo-math", "predictions_file": "preds/seed_42.json"}
+        ask = {"dataset": "demo-math", "predictions_file": "preds/seed_42.json", "job_id": _job_id(req, 3)}
         return turn(tool_use("c5", "evaluate", ask))
     if i == 6:
         return turn(tool_use("c6", "share_finding", {
@@ -143,6 +149,7 @@ def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, ser
     assert by_id["c4a"]["is_error"] and "refused" in by_id["c4a"]["content"]
     assert "succeeded" in by_id["c3"]["content"]
     assert '"accuracy"' in by_id["c5"]["content"] and by_id["c5"]["evaluation"]
+    assert '"pgr": null' not in by_id["c5"]["content"], by_id["c5"]["content"]  # the run's own baselines
     assert [e["type"] for e in evs].count("resume") == 1
     assert {r["kind"] for r in evs if r["type"] == "api_retry"} == {"rate_limited"}
     assert sum(1 for e in evs if e["type"] == "api_retry") == 2

@@ -399,7 +399,23 @@ def _load_predictions(ctx: ToolContext, predictions_file: str) -> tuple[list[str
     raise ToolError(f"{predictions_file}: expected {{id: P(class 1)}} or {{ids: [...], predictions: [...]}}")
 
 
-def evaluate(ctx: ToolContext, dataset: str, predictions_file: str) -> ToolOutcome:
+def _measure_against(ctx: ToolContext, job_id: str) -> None:
+    """The referee measures PGR against the baselines of the token's own job config
+    (``meta.config``); point it at the config of the run that made these predictions."""
+    from core.store import Store
+
+    config = (_own_job(ctx, job_id).get("meta") or {}).get("config")
+    agent_job = ctx.run_dir.name
+    if not isinstance(config, dict) or agent_job == job_id:
+        return
+
+    def apply(job: dict[str, Any]) -> None:
+        job.setdefault("meta", {})["config"] = config
+
+    Store().table("jobs").update(agent_job, apply)
+
+
+def evaluate(ctx: ToolContext, dataset: str, predictions_file: str, job_id: str | None = None) -> ToolOutcome:
     """Score predictions on ``test`` through the referee; spends one evaluation."""
     import httpx
 
@@ -412,6 +428,8 @@ def evaluate(ctx: ToolContext, dataset: str, predictions_file: str) -> ToolOutco
     ids, preds = _load_predictions(ctx, predictions_file)
     if not ctx.service_url or not ctx.run_token:
         raise ToolError("no referee configured for this run (W2S_SERVICE_URL / W2S_RUN_TOKEN missing)")
+    if job_id:
+        _measure_against(ctx, job_id)
     body = {"dataset": dataset, "split": "test", "ids": ids, "predictions": preds}
     try:
         resp = httpx.post(
@@ -604,8 +622,10 @@ TOOL_SPECS: list[dict[str, Any]] = [
     {
         "name": "evaluate",
         "description": "Ask the referee to score test predictions (a JSON file in your folder: "
-        "{row_id: P(class 1)}). Returns accuracy and PGR; spends one evaluation from your budget.",
-        "input_schema": _schema({"dataset": _S, "predictions_file": _S}, ["dataset", "predictions_file"]),
+        "{row_id: P(class 1)}). job_id names the run that made them, so PGR uses that run's baselines. "
+        "Returns accuracy and PGR; spends one evaluation from your budget.",
+        "input_schema": _schema({"dataset": _S, "predictions_file": _S, "job_id": _S},
+                                ["dataset", "predictions_file"]),
     },
     {
         "name": "leaderboard",
