@@ -100,6 +100,13 @@ def service(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("W2S_CANCEL_GRACE", "2")
     url = svc.start_service_detached(port=0, timeout=180)
     yield url
+    from core.jobs import JobError, cancel_job
+
+    for job in list_jobs(active_only=True):  # a failed run leaves no agent or training behind
+        try:
+            cancel_job(job["id"], grace=1)
+        except JobError:
+            pass
     svc.stop_service()
 
 
