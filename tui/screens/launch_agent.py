@@ -51,26 +51,34 @@ class LaunchAgentScreen(ModalScreen[AgentRequest | None]):
         options = [(f"{i}. {title}", text) for i, (title, text) in enumerate(self.directions, start=1)]
         options.append(("free text (below)", FREE_TEXT))
         with Vertical(classes="dialog"):
-            yield Static("[b]Launch a research agent[/]  [dim](ctrl+s: launch · esc: cancel)[/]",
+            yield Static("[b]Launch a research agent[/]  [dim](enter or ctrl+s: launch · esc: cancel)[/]",
                          classes="dialog-title")
             if self.key_problem:
                 yield Static(escape(self.key_problem), id="agent-key-problem", classes="dialog-error")
-            yield Label("direction (from Idea.md)")
-            yield Select(options, value=options[0][1], id="agent-direction", allow_blank=False)
-            yield Label("or free text")
-            yield Input(placeholder="e.g. try confidence-weighted losses", id="agent-text")
-            yield Label("executor")
-            yield Select([(x, x) for x in self.executors], value=self.executors[0], id="agent-executor",
-                         allow_blank=False)
-            with Horizontal(classes="dialog-row"):
-                yield Input(value="2.00", id="agent-usd", placeholder="max USD")
-                yield Input(value="40", id="agent-turns", placeholder="max turns")
-                yield Input(value="20", id="agent-evals", placeholder="max evals")
-            yield Static("budgets: max USD · max turns · max evaluations", classes="pane-note")
+            with Horizontal(classes="form-row"):
+                yield Label("direction")
+                yield Select(options, value=options[0][1], id="agent-direction", allow_blank=False, compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("or text")
+                yield Input(placeholder="free text, e.g. try confidence-weighted losses", id="agent-text",
+                            compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("executor")
+                yield Select([(x, x) for x in self.executors], value=self.executors[0], id="agent-executor",
+                             allow_blank=False, compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("max USD")
+                yield Input(value="2.00", id="agent-usd", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("max turns")
+                yield Input(value="40", id="agent-turns", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("max evals")
+                yield Input(value="20", id="agent-evals", compact=True)
             yield Static("", id="agent-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Launch", id="launch", variant="success")
-                yield Button("Cancel", id="cancel")
+                yield Button("Launch", id="launch", variant="success", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def request(self) -> AgentRequest:
         text = self.query_one("#agent-text", Input).value.strip()

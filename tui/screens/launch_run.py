@@ -45,25 +45,33 @@ class LaunchRunScreen(ModalScreen[RunRequest | None]):
             self.datasets[0] if self.datasets else Select.NULL
         )
         with Vertical(classes="dialog"):
-            yield Static("[b]Launch a run[/]  [dim](one job per seed · ctrl+s or enter: launch · esc: cancel)[/]",
+            yield Static("[b]Launch a run[/]  [dim](one job per seed · enter or ctrl+s: launch · esc: cancel)[/]",
                          classes="dialog-title")
-            yield Label("idea")
-            yield Select([(i, i) for i in self.ideas], value=idea, id="run-idea", prompt="no ideas found",
-                         allow_blank=not self.ideas)
-            yield Label("dataset (data/<name>/)")
-            yield Select([(x, x) for x in self.datasets], value=ds, id="run-dataset",
-                         prompt="no datasets in data/ (w2s data prepare)", allow_blank=not self.datasets)
-            yield Label("seeds (42,43,44 or 42-44)")
-            yield Input(value=str(d.get("seeds", "42")), id="run-seeds")
-            yield Label("executor")
-            yield Select([(x, x) for x in self.executors], value=self.executors[0], id="run-executor",
-                         allow_blank=False)
-            yield Label("options (RunConfig flags, e.g. --epochs 1 --train-size 64 --test-size 64)")
-            yield Input(value=str(d.get("options", "")), id="run-options")
+            with Horizontal(classes="form-row"):
+                yield Label("idea")
+                yield Select([(i, i) for i in self.ideas], value=idea, id="run-idea", prompt="no ideas found",
+                             allow_blank=not self.ideas, compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("dataset")
+                yield Select([(x, x) for x in self.datasets], value=ds, id="run-dataset",
+                             prompt="none in data/ (w2s data prepare)", allow_blank=not self.datasets,
+                             compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("seeds")
+                yield Input(value=str(d.get("seeds", "42")), id="run-seeds", compact=True,
+                            placeholder="42,43,44 or 42-44")
+            with Horizontal(classes="form-row"):
+                yield Label("executor")
+                yield Select([(x, x) for x in self.executors], value=self.executors[0], id="run-executor",
+                             allow_blank=False, compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("options")
+                yield Input(value=str(d.get("options", "")), id="run-options", compact=True,
+                            placeholder="RunConfig flags: --epochs 1 --train-size 64")
             yield Static("", id="run-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Launch", id="launch", variant="success")
-                yield Button("Cancel", id="cancel")
+                yield Button("Launch", id="launch", variant="success", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-seeds", Input).focus()

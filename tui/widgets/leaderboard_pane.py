@@ -78,11 +78,14 @@ def baselines_text(dataset: str, rows: list[dict[str, Any]], baselines: list[dic
             ))
     parts = []
     for weak, n_weak, strong, n_strong in seen[:2]:
-        part = f"weak {num(weak)}" + (f" ({n_weak} seeds)" if n_weak else "")
-        part += f" · ceiling {num(strong)}" + (f" ({n_strong} seeds)" if n_strong else "")
+        part = f"weak {num(weak)}{_seeds(n_weak)} · ceiling {num(strong)}{_seeds(n_strong)}"
         parts.append(part)
     more = f" (+{len(seen) - 2} more settings)" if len(seen) > 2 else ""
     return "baselines: " + (" | ".join(parts) + more if parts else "none cached yet")
+
+
+def _seeds(n: Any) -> str:
+    return "" if not n else f" ({n} seed{'s' if n != 1 else ''})"
 
 
 class LeaderboardPane(Vertical):
