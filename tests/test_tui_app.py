@@ -102,6 +102,35 @@ async def test_four_panes_side_by_side_when_wide_and_one_at_a_time_when_narrow(w
         await pilot.press("1")
         await pilot.pause(0.1)
         assert app.query_one("#agents").region.area > 0
+        await pilot.resize_terminal(160, 48)
+        await pilot.press("z")  # zoom works when wide too, and toggles back
+        await pilot.pause(0.2)
+        assert app.query_one("#agents").region.area > 0 and app.query_one("#jobs").region.area == 0
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        assert app.query_one("#jobs").region.area > 0
+
+
+async def test_a_fresh_workspace_gets_the_demo_leaderboard(workspace, tmp_path, monkeypatch):
+    import tarfile
+
+    import core.cache_archive
+    from tests.test_tui_snapshots import populate
+
+    source = tmp_path / "source"
+    source.mkdir()
+    monkeypatch.setenv("W2S_WORKSPACE", str(source))
+    populate(source)
+    archive = tmp_path / "demo.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cache_results", arcname="cache_results")
+    monkeypatch.setattr(core.cache_archive, "DEMO_ARCHIVE", archive)
+    monkeypatch.setenv("W2S_WORKSPACE", str(workspace))
+    app = make_app(demo_cache=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        assert await wait_for(pilot, lambda: app.leaderboard_pane.table.row_count == 2, 60)
+        assert (workspace / "cache_results").is_dir()
+        assert "No jobs yet" in str(app.query_one("#jobs-summary").render())
 
 
 async def test_first_run_with_no_state_shows_hints_and_no_gpu(workspace):

@@ -118,6 +118,14 @@ def test_keymap_file_remaps_by_binding_id_and_names_mistakes(tmp_path: Path):
     assert len({a.id for a in keymap.ACTIONS}) == len(keymap.ACTIONS)
 
 
+def test_the_workspace_keymap_file_is_found(workspace):
+    (workspace / ".w2s").mkdir()
+    (workspace / ".w2s" / "keymap.toml").write_text('[keys]\nquit = "ctrl+q"\n')
+    assert keymap.find_keymap_file() == workspace / ".w2s" / "keymap.toml"
+    assert keymap.load_keymap() == {"quit": "ctrl+q"}
+    assert keymap.resolved_keys(keymap.load_keymap())["quit"] == "ctrl+q"
+
+
 def test_tui_main_reports_a_bad_keymap_in_one_line(tmp_path, capsys, monkeypatch):
     from tui.app import main
 

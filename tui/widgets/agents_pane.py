@@ -18,11 +18,11 @@ from tui.format import bar, money, shorten
 from tui.widgets.keyed_table import KeyedTable
 
 AGENT_COLUMNS = [
-    ("id", "id", 8),
     ("state", "state", 22),
-    ("direction", "direction", 22),
-    ("turns", "turns", 5),
     ("cost", "cost", 7),
+    ("turns", "turns", 5),
+    ("direction", "direction", 22),
+    ("id", "id", 8),
 ]
 AGENT_STATE_STYLE = {
     "running": "[bold cyan]running[/]",
@@ -79,11 +79,11 @@ def agent_cells(agent: dict[str, Any]) -> tuple[str, ...]:
     state = str(agent.get("state", "?"))
     turns = agent_usage(agent, "turns")
     return (
-        escape(str(agent.get("id", ""))),
         AGENT_STATE_STYLE.get(state, escape(state)),
-        escape(shorten(agent.get("direction", ""), 22)),
-        "-" if turns is None else str(int(turns)),
         money(agent_usage(agent, "usd")),
+        "-" if turns is None else str(int(turns)),
+        escape(shorten(agent.get("direction", ""), 22)),
+        escape(str(agent.get("id", ""))),
     )
 
 

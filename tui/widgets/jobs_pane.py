@@ -30,14 +30,14 @@ STATE_STYLE = {
 }
 DRAIN_INTERVAL = 1 / 30  # seconds between log writes while lines pour in (about one per frame)
 LIVE_STATES = {"queued", "starting", "running", "retrying"}
-JOB_COLUMNS = [  # fits an 80-column pane (cells are padded by one on each side)
-    ("id", "id", 8),
-    ("name", "name", 16),
+JOB_COLUMNS = [  # most telling first: a narrow pane cuts from the right (cells are padded by one each side)
     ("state", "state", 9),
-    ("executor", "exec", 5),
-    ("gpu", "gpu", 3),
+    ("name", "name", 16),
     ("elapsed", "elapsed", 7),
     ("progress", "progress", 11),
+    ("gpu", "gpu", 3),
+    ("executor", "exec", 5),
+    ("id", "id", 8),
 ]
 
 
@@ -45,13 +45,13 @@ def job_cells(job: dict[str, Any], now: float) -> tuple[str, ...]:
     state = str(job.get("state", "?"))
     name = job.get("name") or job.get("kind") or ""
     return (
-        escape(str(job.get("id", ""))),
-        escape(shorten(name, 16)),
         STATE_STYLE.get(state, escape(state)),
-        escape(str(job.get("executor", ""))),
-        escape(gpus_cell(job.get("gpus"))),
+        escape(shorten(name, 16)),
         elapsed(job.get("started"), job.get("finished"), now),
         progress_cell(job.get("progress")),
+        escape(gpus_cell(job.get("gpus"))),
+        escape(str(job.get("executor", ""))),
+        escape(str(job.get("id", ""))),
     )
 
 
