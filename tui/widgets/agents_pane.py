@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Any
 
 from rich.markup import escape
@@ -17,6 +18,7 @@ from tui import data
 from tui.format import bar, money, shorten
 from tui.widgets.keyed_table import KeyedTable
 
+MAX_EVENTS = 5000  # transcript records kept for re-filtering; the file keeps everything
 AGENT_COLUMNS = [
     ("state", "state", 22),
     ("cost", "cost", 7),
@@ -158,7 +160,8 @@ class AgentsPane(Vertical):
         self.agents: dict[str, dict[str, Any]] = {}
         self.shown_agent: str | None = None
         self.filter_text = ""
-        self._events: list[dict[str, Any]] = []
+        self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self._tail_path: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("loading agents…", id="agents-summary", classes="pane-note")
@@ -198,6 +201,8 @@ class AgentsPane(Vertical):
         selected = self.table.selected_key
         if selected and selected != self.shown_agent:
             self.show_agent(selected)
+        elif self.shown_agent in self.agents and self._tail_path is None:
+            self._start_tail(self.shown_agent)  # its job (and transcript) may exist only now
         self._update_budgets()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -208,13 +213,18 @@ class AgentsPane(Vertical):
         if agent_id == self.shown_agent:
             return
         self.shown_agent = agent_id
-        self._events = []
+        self._events.clear()
+        self._tail_path = None
         self.query_one("#transcript", RichLog).clear()
+        self._start_tail(agent_id)
+        self._update_budgets()
+
+    def _start_tail(self, agent_id: str) -> None:
         agent = self.agents.get(agent_id)
         path = data.transcript_path(agent) if agent else None
         if path is not None:
+            self._tail_path = str(path)
             self._tail_transcript(agent_id, str(path))
-        self._update_budgets()
 
     @work(thread=True, group="transcript-tail", exclusive=True, exit_on_error=False)
     def _tail_transcript(self, agent_id: str, path: str) -> None:
