@@ -282,8 +282,12 @@ class Scheduler:
                              daemon=True).start()
 
     def _child_env(self, job: dict[str, Any]) -> dict[str, str]:
-        """The service's environment + the job's env + w2s variables; secrets travel only here."""
-        env = dict(os.environ)
+        """The service's environment (minus its secrets) + the job's env + w2s variables.
+
+        A key exported where the service was started (``ANTHROPIC_API_KEY``, cloud credentials)
+        reaches only the jobs that were submitted with it; secrets travel only here.
+        """
+        env = {k: v for k, v in os.environ.items() if not J.is_secret_name(k)}
         env.update(J.job_env(job))
         token = issue_run_token(self.store, job["id"], int(job.get("eval_budget", 20)))
         env.update({
