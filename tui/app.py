@@ -93,6 +93,7 @@ class W2SApp(App):
         self._ticks = 0
         self.polls: dict[str, int] = {}
         self.main_screen: Any = None
+        self.last_run: dict[str, str] = {"idea": "vanilla_w2s", "dataset": "demo-math"}
 
     # ------------------------------------------------------------ layout
 
@@ -313,30 +314,36 @@ class W2SApp(App):
                     timeout=8 if message.error else 4)
         self.poll_all()
 
+    def _in_background(self, fn: Callable[[], None]) -> None:
+        """Gather a dialog's choices off the UI thread; only a failure is reported."""
+
+        def job() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                self.post_message(Done(f"{type(exc).__name__}: {exc}", error=True))
+
+        self.run_worker(job, thread=True, group="actions", exit_on_error=False)
+
     def action_launch_run(self) -> None:
         if self._refuse_readonly():
             return
 
-        def choices() -> Done:
+        def choices() -> None:
             ideas, datasets, executors = data.list_ideas(), data.list_datasets(), data.executors()
             self.call_from_thread(self._open_launch_run, ideas, datasets, executors)
-            return Done("")
 
-        self.run_worker(partial(self._quiet, choices), thread=True, group="actions", exit_on_error=False)
-
-    def _quiet(self, fn: Callable[[], Done]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            self.post_message(Done(f"{type(exc).__name__}: {exc}", error=True))
+        self._in_background(choices)
 
     def _open_launch_run(self, ideas: list[str], datasets: list[str], executors: list[str]) -> None:
-        defaults = {"idea": "vanilla_w2s", "dataset": "demo-math"}
-        self.push_screen(LaunchRunScreen(ideas, datasets, executors, **defaults), self._submit_run)
+        self.push_screen(LaunchRunScreen(ideas, datasets, executors, **self.last_run), self._submit_run)
 
     def _submit_run(self, req: RunRequest | None) -> None:
         if req is None:
             return
+        # the next dialog starts from this one
+        self.last_run = {"idea": req.idea, "dataset": req.dataset, "options": req.options,
+                         "seeds": ",".join(map(str, req.seeds))}
 
         def submit() -> Done:
             if self.start_service:
@@ -355,14 +362,13 @@ class W2SApp(App):
             self.notify(f"Cannot launch an agent: {problem}", severity="error", timeout=10)
             return
 
-        def choices() -> Done:
+        def choices() -> None:
             directions, executors = data.idea_directions(), data.executors()
             self.call_from_thread(
-                self.push_screen, LaunchAgentScreen(directions, executors, None), self._submit_agent
+                self.push_screen, LaunchAgentScreen(directions, executors), self._submit_agent
             )
-            return Done("")
 
-        self.run_worker(partial(self._quiet, choices), thread=True, group="actions", exit_on_error=False)
+        self._in_background(choices)
 
     def _submit_agent(self, req: AgentRequest | None) -> None:
         if req is None:

@@ -43,9 +43,9 @@ class LaunchAgentScreen(ModalScreen[AgentRequest | None]):
         Binding("ctrl+s", "submit", "Launch", id="launch_agent_submit"),
     ]
 
-    def __init__(self, directions: list[tuple[str, str]], executors: list[str], key_problem: str | None) -> None:
+    def __init__(self, directions: list[tuple[str, str]], executors: list[str]) -> None:
         super().__init__()
-        self.directions, self.executors, self.key_problem = directions, executors, key_problem
+        self.directions, self.executors = directions, executors
 
     def compose(self) -> ComposeResult:
         options = [(f"{i}. {title}", text) for i, (title, text) in enumerate(self.directions, start=1)]
@@ -53,8 +53,6 @@ class LaunchAgentScreen(ModalScreen[AgentRequest | None]):
         with Vertical(classes="dialog"):
             yield Static("[b]Launch a research agent[/]  [dim](enter or ctrl+s: launch · esc: cancel)[/]",
                          classes="dialog-title")
-            if self.key_problem:
-                yield Static(escape(self.key_problem), id="agent-key-problem", classes="dialog-error")
             with Horizontal(classes="form-row"):
                 yield Label("direction")
                 yield Select(options, value=options[0][1], id="agent-direction", allow_blank=False, compact=True)
