@@ -24,8 +24,8 @@ class HelpScreen(ModalScreen[None]):
         lines = ["[b]w2s control center: keys[/]", ""]
         for action in ACTIONS:
             key = display_key(self.keys.get(action.id, action.key))
-            note = " [dim](off: --readonly)[/]" if self.readonly and action.mutating else ""
-            lines.append(f"  [b]{escape(key):>8}[/]  {escape(action.description)}{note}  [dim]{action.id}[/]")
+            text = action.description + (" (off: --readonly)" if self.readonly and action.mutating else "")
+            lines.append(f"  [b]{escape(key):>8}[/]  {escape(text):<44} [dim]{action.id}[/]")
         lines += [
             "",
             "  [b]  ctrl+p[/]  Command palette (every action by name)",
