@@ -426,26 +426,34 @@ def parse_run_options(text: str) -> Any:
 
 
 def runner_command(idea: str, cfg: Any) -> list[str]:
+    seed_runs = optional_module("core.seed_runs")
+    if seed_runs is not None and hasattr(seed_runs, "runner_command"):
+        return list(seed_runs.runner_command(idea, cfg))
     return [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", cfg.to_json()]
 
 
 def submit_runs(idea: str, dataset: str, seeds: list[int], executor: str, options: str = "") -> list[str]:
-    """One job per seed through the job system (the control service schedules them)."""
+    """One ``idea_run`` job per seed through the job system, shaped like ``w2s run``'s (name, meta,
+    one GPU each when the box has any); the control service schedules them. The runner itself picks
+    the demo model pair and the idea's defaults (``core.runner.prepare_config``)."""
     if not idea:
         raise UserError("idea: choose an idea")
     if not dataset:
         raise UserError("dataset: choose a dataset")
     jobs_mod = _require("core.jobs", "submitting runs")
     base = parse_run_options(options).replace(data_dir=f"data/{dataset}")
+    seed_runs = optional_module("core.seed_runs")
+    gpus = 1 if seed_runs is not None and seed_runs.visible_gpus() else 0
     ids = []
     for seed in seeds:
         cfg = base.replace(seed=seed)
         job = jobs_mod.submit_job(
             "idea_run",
             runner_command(idea, cfg),
-            name=f"{idea} {dataset} s{seed}",
+            name=f"{idea} {dataset} seed {seed}",
             executor=executor,
-            meta={"idea": idea, "dataset": dataset, "seed": seed, "source": "tui"},
+            gpus=gpus,
+            meta={"idea": idea, "dataset": dataset, "seed": seed, "config": cfg.to_dict(), "source": "tui"},
         )
         ids.append(str(as_dict(job).get("id")))
     return ids
