@@ -164,36 +164,18 @@ def read_log_bytes(job_id: str, offset: int, max_bytes: int = 1 << 20) -> tuple[
 # ---------------------------------------------------------------- agents
 
 
-AGENT_FINAL_STATES = ("finished", "stopped", "failed")
-
-
 def load_agents() -> Feed:
-    """Agents newest first, straight from the store's agents table.
-
-    Not through ``core.agent.list_agents``: importing that package loads the Anthropic SDK, seconds of
-    work on a busy box for a table read. Like it, an agent whose job ended under it shows the job's fate.
-    """
+    """Agents newest first, through ``core.agent.list_agents`` (it shows the job's fate for an agent
+    whose job died under it). Skipped entirely while the workspace has no agents table yet."""
     if importlib.util.find_spec("core.agent") is None:
         return Feed(False, note=_missing("core.agent (research agents)"))
     if not (paths().state / "agents.json").exists():
         return Feed(True, [], total=0)
-    store_mod = optional_module("core.store")
-    jobs_mod = optional_module("core.jobs")
-    if store_mod is None:
-        return Feed(False, note=_missing("core.store"))
     try:
-        store = store_mod.Store()
-        agents = [as_dict(a) for a in store.table("agents").all()]
-        for agent in agents:
-            if agent.get("state") in AGENT_FINAL_STATES or not agent.get("job_id") or jobs_mod is None:
-                continue
-            job = jobs_mod.get_job(agent["job_id"], store)
-            if job and job.get("state") in ("succeeded", "failed", "cancelled"):
-                agent["state"] = "stopped" if job["state"] == "cancelled" else "failed"
-                agent["stop_reason"] = agent.get("stop_reason") or f"job {job['state']}"
+        agent_mod = importlib.import_module("core.agent")
+        agents = [as_dict(a) for a in agent_mod.list_agents(store=shared_store())]
     except Exception as exc:
         return Feed(False, note=f"agents unreadable: {exc}")
-    agents.sort(key=lambda a: (_sort_time(a.get("created")), str(a.get("id", ""))), reverse=True)
     return Feed(True, agents, total=len(agents))
 
 
