@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from tui import data
 from tui.format import num, pgr_cell, shorten
@@ -53,8 +53,21 @@ def lb_cells(row: dict[str, Any]) -> tuple[str, ...]:
         num(row.get("weak_acc")),
         num(row.get("strong_acc")),
         escape(str(row.get("source", ""))),
-        escape(shorten(row.get("key", ""), 28)),
+        escape(tail(str(row.get("key", "")), 28)),
     )
+
+
+def tail(text: str, width: int) -> str:
+    """Keys share long model prefixes; their ends (training settings, idea parameters) tell them apart."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def row_details(row: dict[str, Any]) -> str:
+    seeds = ",".join(str(s) for s in row.get("seeds") or [])
+    parts = [f"key {row.get('key')}", f"seeds {seeds or row.get('n_seeds', '-')}"]
+    if row.get("pgr_reason"):
+        parts.append(f"PGR n/a: {row['pgr_reason']}")
+    return " · ".join(parts)
 
 
 def baselines_text(dataset: str, rows: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> str:
@@ -105,6 +118,7 @@ class LeaderboardPane(Vertical):
         yield Static("", id="lb-baselines", classes="pane-note")
         yield Input(placeholder="filter ideas (enter: apply, esc: clear)", id="lb-search", classes="hidden")
         yield KeyedTable(LB_COLUMNS, id="lb-table")
+        yield Static("", id="lb-details", classes="pane-note")
 
     @property
     def table(self) -> KeyedTable:
@@ -161,6 +175,16 @@ class LeaderboardPane(Vertical):
         rows = self.visible_rows()
         self.query_one("#lb-baselines", Static).update(escape(baselines_text(self.dataset, rows, self.baselines)))
         self.table.sync([(row_key(r), lb_cells(r)) for r in rows])
+        self._show_details()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "lb-table":
+            self._show_details()
+
+    def _show_details(self) -> None:
+        key = self.table.selected_key
+        row = next((r for r in self.rows if row_key(r) == key), None) if key else None
+        self.query_one("#lb-details", Static).update(escape(row_details(row)) if row else "")
 
     def open_search(self) -> None:
         box = self.query_one("#lb-search", Input)
