@@ -7,8 +7,10 @@ Both sides start from the same freshly loaded model (LoRA r=32 on all linear lay
 --lora-r 0) and the same token ids (the engine's prompt encoder), so the difference is the
 engine's own overhead: batching, collation, loss, scheduler, clipping, progress reporting.
 The bare loop pads each batch to its longest row too (dynamic padding) and uses plain AdamW.
-Runs alternate (engine, bare, engine, bare, ...) and the median is reported, because a shared
-machine's load drifts.
+Runs alternate (engine, bare, engine, bare, ...). Two figures per side: the best wall-clock rate of
+the repeats, and the rate per CPU-second of this process (``time.process_time``), which a shared,
+oversubscribed machine disturbs far less than wall time; set ``W2S_TORCH_THREADS=1`` to make the CPU
+figure cleaner still (no spin-waiting worker threads).
 """
 
 from __future__ import annotations
@@ -48,13 +50,23 @@ def bench_rows(n: int) -> tuple[str, list[dict]]:
     return "binary", rows
 
 
+class Clock:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self) -> Clock:
+        self.w, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.w, time.process_time() - self.c
+
+
 def bare_train(module: torch.nn.Module, seqs: list[list[int]], targets: torch.Tensor, pad: int,
-               bs: int, lr: float, epochs: int) -> float:
+               bs: int, lr: float, epochs: int) -> None:
     """The reference loop: batches in order, forward, cross-entropy, backward, AdamW step."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     module.train()
-    t0 = time.perf_counter()
     for _ in range(epochs):
         for s in range(0, len(seqs), bs):
             ids, mask = collate(seqs[s : s + bs], pad, torch.device("cpu"))
@@ -63,17 +75,14 @@ def bare_train(module: torch.nn.Module, seqs: list[list[int]], targets: torch.Te
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-    return len(seqs) * epochs / (time.perf_counter() - t0)
 
 
-def bare_score(module: torch.nn.Module, seqs: list[list[int]], pad: int, bs: int) -> float:
+def bare_score(module: torch.nn.Module, seqs: list[list[int]], pad: int, bs: int) -> None:
     module.eval()
-    t0 = time.perf_counter()
     with torch.inference_mode():
         for s in range(0, len(seqs), bs):
             ids, mask = collate(seqs[s : s + bs], pad, torch.device("cpu"))
             torch.softmax(module(ids, mask), -1)
-    return len(seqs) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -92,31 +101,43 @@ def main() -> None:
     spec = resolve_model(args.model)
     quiet = lambda m: None  # noqa: E731
     targets = torch.tensor([float(r.get("label", 0)) for r in rows])
-    res: dict[str, list[float]] = {"engine_train": [], "bare_train": [], "engine_score": [], "bare_score": []}
+    names = ("engine_train", "bare_train", "engine_score", "bare_score")
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+
+    def record(name: str, clock: Clock, n: int) -> None:
+        wall[name].append(n / clock.wall)
+        cpu[name].append(n / max(clock.cpu, 1e-9))
+
+    n_train = args.rows * cfg.epochs
     for rep in range(args.repeats):
         loaded = load(spec, cfg, fmt, quiet)
         seqs = loaded.encoder.encode_many(rows)
         bar = Progress(3 * len(seqs) * cfg.epochs, None, "bench")
-        summary = train(loaded, seqs, targets.numpy(), None, cfg, bar, quiet)
-        res["engine_train"].append(summary["train_examples_per_s"])
-        t0 = time.perf_counter()
-        predict(loaded, seqs, args.batch_size)
-        res["engine_score"].append(len(seqs) / (time.perf_counter() - t0))
+        with Clock() as c:
+            train(loaded, seqs, targets.numpy(), None, cfg, bar, quiet)
+        record("engine_train", c, n_train)
+        with Clock() as c:
+            predict(loaded, seqs, args.batch_size)
+        record("engine_score", c, len(seqs))
         loaded = load(spec, cfg, fmt, quiet)
-        res["bare_train"].append(bare_train(loaded.module, seqs, targets, loaded.pad_id, args.batch_size,
-                                            cfg.lr, cfg.epochs))
-        res["bare_score"].append(bare_score(loaded.module, seqs, loaded.pad_id, args.batch_size))
-        print(f"repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in res.items()), flush=True)
-    med = {k: statistics.median(v) for k, v in res.items()}
+        with Clock() as c:
+            bare_train(loaded.module, seqs, targets, loaded.pad_id, args.batch_size, cfg.lr, cfg.epochs)
+        record("bare_train", c, n_train)
+        with Clock() as c:
+            bare_score(loaded.module, seqs, loaded.pad_id, args.batch_size)
+        record("bare_score", c, len(seqs))
+        print(f"repeat {rep + 1} (wall ex/s): " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in wall.items()), flush=True)
     lengths = [len(s) for s in seqs]
     print(f"model {args.model} ({'LoRA r=' + str(args.lora_r) if args.lora_r else 'full'}), {len(rows)} {fmt} rows "
           f"(mean {np.mean(lengths):.0f} tokens), batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} cores")
-    print(f"training examples/s: engine {med['engine_train']:.1f}  bare {med['bare_train']:.1f}  "
-          f"ratio {med['engine_train'] / med['bare_train']:.2f}x")
-    print(f"scoring  examples/s: engine {med['engine_score']:.1f}  bare {med['bare_score']:.1f}  "
-          f"ratio {med['engine_score'] / med['bare_score']:.2f}x")
-
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    for what in ("train", "score"):
+        e, b = f"engine_{what}", f"bare_{what}"
+        we, wb = max(wall[e]), max(wall[b])
+        ce, cb = statistics.median(cpu[e]), statistics.median(cpu[b])
+        print(f"{what:5s} examples/s  best wall: engine {we:.1f} bare {wb:.1f} ratio {we / wb:.2f}x | "
+              f"per CPU-second (median): engine {ce:.1f} bare {cb:.1f} ratio {ce / cb:.2f}x")
 
 if __name__ == "__main__":
     main()
