@@ -33,7 +33,7 @@ def run_experiment(cfg):
     data = experiment.load_label_free(cfg)
     for step in range(30):
         print(f"quick step {step}", flush=True)
-        time.sleep(0.03)
+        time.sleep(0.05)
     return {"test_predictions": {r["id"]: (0.9 if i % 2 else 0.2) for i, r in enumerate(data.test)}}
 '''
 
@@ -175,18 +175,22 @@ async def test_launch_a_run_from_the_keyboard_and_watch_it_finish(workspace):
         assert await wait_for(pilot, lambda: job_state(app, job_id) == "queued", 20)
 
         seen: list[str] = []
+        pane = app.query_one(JobsPane)
+        lines_while_running: list[int] = []
 
         def note_state() -> bool:
             state = job_state(app, job_id)
             if state and (not seen or seen[-1] != state):
                 seen.append(state)
+            if state == "running":
+                lines_while_running.append(sum(ln.startswith("quick step") for ln in pane.log_view.lines))
             return state in ("succeeded", "failed")
 
         with SchedulerThread():
             assert await wait_for(pilot, note_state, 150, step=0.05), seen
         assert seen[0] == "queued" and "running" in seen and seen[-1] == "succeeded", seen
+        assert max(lines_while_running) > 0  # the tail was live, not read after the fact
 
-        pane = app.query_one(JobsPane)
         assert pane.tailed_job == job_id
         assert await wait_for(pilot, lambda: any("quick step 29" in line for line in pane.log_view.lines), 10)
         assert len([ln for ln in pane.log_view.lines if ln.startswith("quick step")]) == 30
