@@ -82,8 +82,26 @@ def test_causal_lm_trains_and_scores_through_train_and_predict(tiny_llama: Path)
     rows = binary_rows(16)
     y = np.array([float(r["label"]) for r in rows])
     cfg = RunConfig(**TINY, lora_r=4, lora_alpha=8, seed=3, backend="hf")
-    out = train_and_predict(str(tiny_llama), "binary", rows, y, {"test": rows[:5]}, cfg, log=lambda m: None)
+    seen: list[tuple[float, str]] = []
+    out = train_and_predict(str(tiny_llama), "binary", rows, y, {"test": rows[:5]}, cfg, log=lambda m: None,
+                            progress=lambda f, m: seen.append((f, m)))
     assert out["test"].shape == (5,) and np.all((out["test"] > 0) & (out["test"] < 1))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert seen[0][1].startswith("train epoch 1/1") and seen[-1][1] == "score test"
+
+
+def test_wandb_only_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.engine.tracking import wandb_run
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_run("x", {}) is None
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        assert wandb_run("x", {}) is None  # configured but not installed: silently off
 
 
 def test_truncation_keeps_every_row_and_the_label_cue() -> None:
