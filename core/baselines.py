@@ -11,6 +11,7 @@ reused when present. Neither depends on the idea's loss or extra parameters (the
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,31 @@ def _labeled_split(dataset: str, split: str) -> Split:
     if not loaded.has_labels:
         raise UserError(f"{path}: some rows have no label")
     return loaded
+
+
+def data_fingerprint(dataset: str) -> str:
+    """sha256 of the labeled splits: a cached baseline built from other data must not be reused."""
+    digest = hashlib.sha256()
+    for split in ("train_label", "train_unlabel", "test"):
+        path = paths().labeled_data / dataset / f"{split}.jsonl"
+        digest.update(split.encode())
+        if path.is_file():
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _reusable(cached: dict[str, Any] | None, dataset: str, log: LogFn | None) -> bool:
+    """Cached and built from the same data (files without a fingerprint, e.g. imported, are trusted)."""
+    if cached is None:
+        return False
+    stored = cached.get("data_fingerprint")
+    if stored is None or stored == data_fingerprint(dataset):
+        return True
+    if log:
+        log(f"{dataset}: labeled data changed since {cached.get('idea_name')} seed {cached.get('seed')} was cached; rebuilding")
+    return False
 
 
 def _rows_without_labels(split: Split, limit: int | None = None) -> list[dict[str, Any]]:
@@ -123,6 +149,7 @@ def build_weak_artifacts(
         "cached_at": _stamp(),
         "idea_name": WEAK_ARTIFACTS,
         "hyperparam_config_key": key,
+        "data_fingerprint": data_fingerprint(ds),
         "w2s_source": SOURCE,
     }
 
@@ -157,6 +184,7 @@ def build_ceiling(cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn
         "seed": cfg.seed,
         "hyperparam_config_key": ceiling_key(cfg),
         "dataset_name": ds,
+        "data_fingerprint": data_fingerprint(ds),
         "w2s_source": SOURCE,
     }
 
@@ -167,7 +195,7 @@ def ensure_weak_artifacts(
     """The cached weak artifacts for ``cfg.seed``, built first when missing. -> (result, path, built)."""
     key = weak_artifacts_key(cfg)
     cached = read_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed)
-    if cached is not None:
+    if _reusable(cached, cfg.dataset, log):
         return cached, result_path(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed), False
     result = build_weak_artifacts(cfg, progress, log)
     return result, write_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed, result), True
@@ -179,17 +207,19 @@ def ensure_ceiling(
     """The cached ceiling for ``cfg.seed``, built first when missing. -> (result, path, built)."""
     key = ceiling_key(cfg)
     cached = read_result(cfg.dataset, TRAIN_CEILING, key, cfg.seed)
-    if cached is not None:
+    if _reusable(cached, cfg.dataset, log):
         return cached, result_path(cfg.dataset, TRAIN_CEILING, key, cfg.seed), False
     result = build_ceiling(cfg, progress, log)
     return result, write_result(cfg.dataset, TRAIN_CEILING, key, cfg.seed, result), True
 
 
 def missing_baselines(cfg: RunConfig) -> list[str]:
-    """Which producers still have to run for ``cfg.seed`` (for progress planning)."""
+    """Which producers still have to run for ``cfg.seed`` (absent, or built from other data)."""
     out = []
-    if cfg.weak_model and read_result(cfg.dataset, WEAK_ARTIFACTS, weak_artifacts_key(cfg), cfg.seed) is None:
+    if cfg.weak_model and not _reusable(
+        read_result(cfg.dataset, WEAK_ARTIFACTS, weak_artifacts_key(cfg), cfg.seed), cfg.dataset, None
+    ):
         out.append(WEAK_ARTIFACTS)
-    if read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(cfg), cfg.seed) is None:
+    if not _reusable(read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(cfg), cfg.seed), cfg.dataset, None):
         out.append(TRAIN_CEILING)
     return out

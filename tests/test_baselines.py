@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core import experiment
-from core.baselines import ensure_ceiling, ensure_weak_artifacts, missing_baselines
+from core.baselines import data_fingerprint, ensure_ceiling, ensure_weak_artifacts, missing_baselines
 from core.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
 from core.datasets import load_split
 from core.errors import UserError
@@ -87,6 +87,16 @@ def test_ceiling_is_built_once_and_ignores_idea_parameters(tiny):
     _, _, built_again = ensure_ceiling(tiny_config())
     assert not built_again and path.stat().st_mtime_ns == mtime
     assert read_result("tiny", "train_ceiling", path.parent.name, 42)["strong_acc"] == result["strong_acc"]
+    # regenerated ground truth under the same key: the stale ceiling is not reused
+    assert result["data_fingerprint"] == data_fingerprint("tiny")
+    test_file = tiny / "labeled_data" / "tiny" / "test.jsonl"
+    test_file.write_text(test_file.read_text().replace('"label": true', '"label": false', 1))
+    assert missing_baselines(tiny_config()) == ["weak_artifacts", "train_ceiling"]
+    # imported files carry no fingerprint and stay trusted
+    stored = json.loads(path.read_text())
+    del stored["data_fingerprint"]
+    path.write_text(json.dumps(stored))
+    assert "train_ceiling" not in missing_baselines(tiny_config())
 
 
 def test_missing_labeled_data_is_a_user_error(workspace):
