@@ -109,7 +109,7 @@ def proxy(ds: dict, fmt: str, weak_layers: int) -> dict:
     return res
 
 
-def engine(ds: dict, fmt: str, seed: int, log) -> dict:
+def engine(ds: dict, fmt: str, seed: int, log, teacher_only: bool = False) -> dict:
     """Teacher/ceiling/transfer predictions with the real training engine (demo models)."""
     from core.config import RunConfig
     from core.engine import train_and_predict
@@ -121,12 +121,16 @@ def engine(ds: dict, fmt: str, seed: int, log) -> dict:
                              {"tu": tu.rows, "te": te.rows}, cfg)
     log(f"  teacher done {time.time() - t0:.0f}s")
     teach_u = (weak["tu"] > 0.5).astype(float)
+    yu = np.array(tu.labels())
+    if teacher_only:  # quick look: the teacher alone (the student columns repeat it)
+        w = weak["te"] > 0.5
+        return {"weak_pred": w, "transfer_pred": w, "ceil_pred": w,
+                "teacher_label_acc": float(((weak["tu"] > 0.5) == yu).mean())}
     strong = train_and_predict("demo-strong", fmt, tu.rows, teach_u, {"te": te.rows}, cfg)
     log(f"  transfer done {time.time() - t0:.0f}s")
     ceil = train_and_predict("demo-strong", fmt, tu.rows, np.array(tu.labels(), dtype=float),
                              {"te": te.rows}, cfg)
     log(f"  ceiling done {time.time() - t0:.0f}s")
-    yu = np.array(tu.labels())
     return {"weak_pred": weak["te"] > 0.5, "transfer_pred": strong["te"] > 0.5, "ceil_pred": ceil["te"] > 0.5,
             "teacher_label_acc": float(((weak["tu"] > 0.5) == yu).mean())}
 
@@ -159,6 +163,7 @@ def main() -> int:
     ap.add_argument("--weak-layers", type=int, default=1)
     ap.add_argument("--unlabel", type=int, default=0, help="use only the first N train_unlabel rows")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--teacher-only", action="store_true", help="engine mode: train the teacher only")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     import torch
@@ -173,7 +178,7 @@ def main() -> int:
         if args.mode == "proxy":
             res = proxy(ds, fmt, args.weak_layers)
         else:
-            res = engine(ds, fmt, args.seed, lambda m: print(m, flush=True))
+            res = engine(ds, fmt, args.seed, lambda m: print(m, flush=True), args.teacher_only)
         summarize(name, ds, res, args.verbose)
         print(f"  ({time.time() - t0:.0f}s)", flush=True)
     return 0

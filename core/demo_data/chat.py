@@ -14,9 +14,12 @@ import random
 from typing import Any
 
 from core.demo_data.common import NAMES, balanced_flags, pick, rng_for
-from core.demo_data.lexicon import LexWord, strength
+from core.demo_data.lexicon import LexWord
 
 FAMILY = "chat"
+MIN_STRENGTH = 1.4  # |VADER mean| of the verdict words
+# measured with the demo teacher (1-layer MiniLM): politeness is learnt best, relevance worst
+DIFFICULTY = {"politeness": "easy", "tone": "medium", "relevance": "hard"}
 
 TOPICS = (
     ("bake sourdough bread", "feed the starter the day before and give the dough a long, slow rise"),
@@ -64,24 +67,38 @@ RUDE_OPEN = ("Ugh, seriously?", "Not this again.", "Why would you even ask that?
 RUDE_CLOSE = ("Stop wasting my time.", "Honestly, don't bother.", "Whatever.", "Just give up.")
 CONTEXTS = (
     "I have a free {d}.", "I only have a spare {d}.", "My budget is small.", "I am a total beginner.",
-    "I tried once and failed.", "My {rel} suggested it.", "I have been putting it off for a {d}.",
+    "I tried once and failed.", "My {rel} suggested it.", "I have been putting it off for one whole {d}.",
     "I want to surprise my {rel}.", "I am doing it with my {rel}.", "It is my first time.",
 )
 DURATIONS = ("hour", "afternoon", "weekend", "week", "month", "evening", "morning", "year")
-RELATIVES = ("sister", "brother", "partner", "roommate", "neighbour", "boss", "friend", "cousin", "dad", "mum")
+RELATIVES = ("sister", "brother", "partner", "roommate", "neighbour", "boss", "friend", "cousin", "dad",
+             "mum")
 
 
-def _pair(rng: random.Random, subset: str, topic: int, pos: LexWord, neg: LexWord) -> tuple[str, str, str]:
+def _two(rng: random.Random, words: list[LexWord]) -> tuple[LexWord, LexWord]:
+    """Two different words of one polarity."""
+    w1 = pick(rng, words)
+    w2 = pick(rng, words)
+    while w2.word == w1.word:
+        w2 = pick(rng, words)
+    return w1, w2
+
+
+def _pair(
+    rng: random.Random, subset: str, topic: int, pos: tuple[LexWord, LexWord], neg: tuple[LexWord, LexWord]
+) -> tuple[str, str, str]:
     """(prompt, better, worse) for one request; the better answer is better by construction."""
+    good = f"{pos[0].word} and {pos[1].word}"
+    bad = f"{neg[0].word} and {neg[1].word}"
     task, howto = TOPICS[topic]
     context = pick(rng, CONTEXTS).format(d=pick(rng, DURATIONS), rel=pick(rng, RELATIVES))
     prompt = f"Hi, I'm {pick(rng, NAMES)}. {pick(rng, ASKS).format(t=task)} {context}"
     if subset == "politeness":
-        better = f"{pick(rng, WARM_OPEN)} That sounds {pos.word}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
-        worse = f"{pick(rng, RUDE_OPEN)} That sounds {neg.word}. {pick(rng, RUDE_CLOSE)}"
-    elif subset == "tone":
-        better = f"Honestly, that plan is {pos.word}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
-        worse = f"Honestly, that plan is {neg.word}. To {task}, {howto}. {pick(rng, RUDE_CLOSE)}"
+        better = f"{pick(rng, WARM_OPEN)} That sounds {good}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
+        worse = f"{pick(rng, RUDE_OPEN)} That sounds {bad}. {pick(rng, RUDE_CLOSE)}"
+    elif subset == "tone":  # the same advice; only the verdict words differ
+        better = f"Honestly, that plan is {good}. To {task}, {howto}."
+        worse = f"Honestly, that plan is {bad}. To {task}, {howto}."
     else:  # relevance: both polite; only one answers the question that was asked
         other_task, other_howto = TOPICS[(topic + 1 + rng.randrange(len(TOPICS) - 1)) % len(TOPICS)]
         opener = pick(rng, WARM_OPEN)
@@ -91,29 +108,30 @@ def _pair(rng: random.Random, subset: str, topic: int, pos: LexWord, neg: LexWor
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` preference rows, label A/B balanced, three subsets in turn.
+    """``n_rows`` preference rows, label A/B balanced; subsets 2:2:1 politeness, tone, relevance.
 
     ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
     appears in two splits.
     """
     rng = rng_for(FAMILY, split)
-    pos = [w for w in words if w.positive]
-    neg = [w for w in words if not w.positive]
-    subsets = ("politeness", "tone", "relevance")
+    # clear-cut words only: a pair is harder to judge than a single text
+    pos = [w for w in words if w.mean >= MIN_STRENGTH]
+    neg = [w for w in words if w.mean <= -MIN_STRENGTH]
+    subsets = ("politeness", "tone", "relevance", "politeness", "tone")
     a_first = balanced_flags(rng, n_rows)
     rows: list[dict[str, Any]] = []
     i = 0
     while len(rows) < n_rows:
         subset = subsets[i % len(subsets)]
         i += 1
-        p, n = pick(rng, pos), pick(rng, neg)
+        p, n = _two(rng, pos), _two(rng, neg)
         prompt, better, worse = _pair(rng, subset, rng.randrange(len(TOPICS)), p, n)
         if prompt in taken:
             continue
         taken.add(prompt)
         k = len(rows)
         first, second = (better, worse) if a_first[k] else (worse, better)
-        diff = "medium" if subset == "relevance" else strength(min((p, n), key=lambda w: abs(w.mean)))
+        diff = DIFFICULTY[subset]
         rows.append({
             "id": f"{FAMILY}-{split}-{k:05d}",
             "prompt": prompt,

