@@ -27,7 +27,7 @@ SLICES = ("[::2]", "[1::2]", "[:2]", "[2:]")
 VARS = ("words", "tags", "notes", "moods", "items")
 
 
-def _arrange(rng: random.Random, pos: list[str], neg: list[str], slice_: str, want_pos: bool) -> list[str]:
+def _arrange(pos: list[str], neg: list[str], slice_: str, want_pos: bool) -> list[str]:
     """Order four words so that ``words<slice_>`` yields the wanted pair."""
     chosen, other = (pos, neg) if want_pos else (neg, pos)
     if slice_ == "[::2]":
@@ -44,7 +44,7 @@ def _snippet(rng: random.Random, subset: str, pos: list[LexWord], neg: list[LexW
     var = pick(rng, VARS)
     if subset == "list_slice":
         slice_ = pick(rng, SLICES)
-        words = _arrange(rng, p, n, slice_, want_pos)
+        words = _arrange(p, n, slice_, want_pos)
         return f"{var} = {words!r}\nprint({var}{slice_})".replace("'", '"')
     mixed = [p[0], n[0], p[1], n[1]]
     rng.shuffle(mixed)
