@@ -45,18 +45,18 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     from core.seed_runs import run_local
 
     failures = []
-    for ds in datasets:
+    for seed in seeds:  # seed by seed, vanilla first: every dataset's first result comes early
         for idea in IDEAS:
-            cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
-            start = time.time()
-
-            def show(run, ds=ds, idea=idea) -> None:
-                if run.state != "running":
-                    print(f"  {ds} {idea} seed {run.seed}: {run.state} ({run.log_path})", flush=True)
-
-            runs = run_local(idea, cfg, seeds, on_event=show)
-            print(f"{ds} {idea}: {time.time() - start:.0f}s", flush=True)
-            failures += [f"{ds} {idea} seed {r.seed}: {r.error} ({r.log_path})" for r in runs if r.state != "succeeded"]
+            for ds in datasets:
+                cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
+                start = time.time()
+                runs = run_local(idea, cfg, [seed])
+                for r in runs:
+                    print(f"{ds} {idea} seed {r.seed}: {r.state} in {time.time() - start:.0f}s "
+                          f"transfer {r.result.get('transfer_acc')} pgr {r.result.get('pgr')} ({r.log_path})",
+                          flush=True)
+                    if r.state != "succeeded":
+                        failures.append(f"{ds} {idea} seed {r.seed}: {r.error} ({r.log_path})")
     return failures
 
 
