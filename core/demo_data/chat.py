@@ -108,7 +108,8 @@ def _pair(
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` preference rows, label A/B balanced; subsets 2:2:1 politeness, tone, relevance.
+    """``n_rows`` preference rows, label A/B balanced; subsets 3:1:1 politeness, tone, relevance
+    (a 1-layer teacher learns politeness; tone and relevance are where the strong model is needed).
 
     ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
     appears in two splits.
@@ -117,7 +118,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
     # clear-cut words only: a pair is harder to judge than a single text
     pos = [w for w in words if w.mean >= MIN_STRENGTH]
     neg = [w for w in words if w.mean <= -MIN_STRENGTH]
-    subsets = ("politeness", "tone", "relevance", "politeness", "tone")
+    subsets = ("politeness", "tone", "politeness", "relevance", "politeness")
     a_first = balanced_flags(rng, n_rows)
     rows: list[dict[str, Any]] = []
     i = 0
