@@ -65,7 +65,7 @@ def test_submit_writes_run_folder_and_compact_record(workspace):
 
 
 def test_secrets_reach_the_job_and_nowhere_else(workspace):
-    secret = "sk-ant-very-secret-value-123"
+    secret = "fake-secret-value-for-test-123"
     digest = hashlib.sha256(secret.encode()).hexdigest()  # the command itself must not hold the secret
     script = (
         f'test "$(printf %s "$ANTHROPIC_API_KEY" | sha256sum | cut -d" " -f1)" = {digest} && echo key-ok; '
