@@ -189,28 +189,30 @@ def build_ceiling(cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn
     }
 
 
+def _ensure(
+    producer: str, key: str, build: Callable[..., dict[str, Any]], cfg: RunConfig,
+    progress: ProgressFn | None, log: LogFn | None,
+) -> tuple[dict[str, Any], Path, bool]:
+    """Reuse the cached ``producer`` result for ``cfg.seed`` when it fits the data, else build it."""
+    cached = read_result(cfg.dataset, producer, key, cfg.seed)
+    if _reusable(cached, cfg.dataset, log):
+        return cached, result_path(cfg.dataset, producer, key, cfg.seed), False
+    result = build(cfg, progress, log)
+    return result, write_result(cfg.dataset, producer, key, cfg.seed, result), True
+
+
 def ensure_weak_artifacts(
     cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn | None = None
 ) -> tuple[dict[str, Any], Path, bool]:
     """The cached weak artifacts for ``cfg.seed``, built first when missing. -> (result, path, built)."""
-    key = weak_artifacts_key(cfg)
-    cached = read_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed)
-    if _reusable(cached, cfg.dataset, log):
-        return cached, result_path(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed), False
-    result = build_weak_artifacts(cfg, progress, log)
-    return result, write_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed, result), True
+    return _ensure(WEAK_ARTIFACTS, weak_artifacts_key(cfg), build_weak_artifacts, cfg, progress, log)
 
 
 def ensure_ceiling(
     cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn | None = None
 ) -> tuple[dict[str, Any], Path, bool]:
     """The cached ceiling for ``cfg.seed``, built first when missing. -> (result, path, built)."""
-    key = ceiling_key(cfg)
-    cached = read_result(cfg.dataset, TRAIN_CEILING, key, cfg.seed)
-    if _reusable(cached, cfg.dataset, log):
-        return cached, result_path(cfg.dataset, TRAIN_CEILING, key, cfg.seed), False
-    result = build_ceiling(cfg, progress, log)
-    return result, write_result(cfg.dataset, TRAIN_CEILING, key, cfg.seed, result), True
+    return _ensure(TRAIN_CEILING, ceiling_key(cfg), build_ceiling, cfg, progress, log)
 
 
 def missing_baselines(cfg: RunConfig) -> list[str]:
