@@ -383,24 +383,19 @@ class W2SApp(App):
         self._in_thread(submit)
 
     def action_cancel_job(self) -> None:
-        if self._refuse_readonly():
-            return
-        job = self.jobs_pane.selected_job
-        if job is None:
-            self.notify("Select a job in the Jobs pane first (2, then arrows).", severity="warning")
-            return
-        job_id = str(job.get("id"))
-        if str(job.get("state")) not in LIVE_STATES:
-            self.notify(f"Job {job_id} is already {job.get('state')}: nothing to cancel.", severity="warning")
-            return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._in_thread(lambda: (data.cancel_job(job_id), Done(f"Cancelling job {job_id}"))[1])
-
-        self.push_screen(ConfirmScreen(f"Cancel job {job_id} ({job.get('name') or job.get('kind')})?"), confirmed)
+        self._confirm_job_action(
+            "Cancel", LIVE_STATES, data.cancel_job, "Cancelling",
+            lambda job_id, state: f"Job {job_id} is already {state}: nothing to cancel.",
+        )
 
     def action_retry_job(self) -> None:
+        self._confirm_job_action(
+            "Retry", ("failed", "cancelled"), data.retry_job, "Retrying",
+            lambda job_id, state: f"Job {job_id} is {state}: only failed or cancelled jobs can be retried.",
+        )
+
+    def _confirm_job_action(self, verb: str, allowed_states, act, doing: str, refusal) -> None:
+        """Ask before acting on the selected job; the action itself runs in a thread worker."""
         if self._refuse_readonly():
             return
         job = self.jobs_pane.selected_job
@@ -408,16 +403,15 @@ class W2SApp(App):
             self.notify("Select a job in the Jobs pane first (2, then arrows).", severity="warning")
             return
         job_id = str(job.get("id"))
-        if str(job.get("state")) not in ("failed", "cancelled"):
-            self.notify(f"Job {job_id} is {job.get('state')}: only failed or cancelled jobs can be retried.",
-                        severity="warning")
+        if str(job.get("state")) not in allowed_states:
+            self.notify(refusal(job_id, job.get("state")), severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._in_thread(lambda: (data.retry_job(job_id), Done(f"Retrying job {job_id}"))[1])
+                self._in_thread(lambda: (act(job_id), Done(f"{doing} job {job_id}"))[1])
 
-        self.push_screen(ConfirmScreen(f"Retry job {job_id} ({job.get('name') or job.get('kind')})?"), confirmed)
+        self.push_screen(ConfirmScreen(f"{verb} job {job_id} ({job.get('name') or job.get('kind')})?"), confirmed)
 
     def action_stop_agent(self) -> None:
         if self._refuse_readonly():
