@@ -1,6 +1,7 @@
 """Wall time of one full demo seed on CPU: weak artifacts + ceiling + vanilla_w2s transfer.
 
     uv run python bench/demo_seed_bench.py [--dataset demo-math] [--seed 42] [--idea vanilla_w2s]
+                                           [--epochs N] [--lr X] [--batch-size N]
 
 Runs in a fresh temporary workspace (copies of the repo's data/ and labeled_data/ for the dataset)
 through ``core.runner.run_seed``, so nothing is reused from a cache. Prints each stage's wall time
@@ -26,6 +27,9 @@ def main() -> int:
     ap.add_argument("--dataset", default="demo-math")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--idea", default="vanilla_w2s")
+    ap.add_argument("--epochs", type=int, default=None, help="override the registry's demo default")
+    ap.add_argument("--lr", type=float, default=None, help="override the registry's demo default")
+    ap.add_argument("--batch-size", type=int, default=None, help="override the registry's demo default")
     args = ap.parse_args()
     ws = Path(tempfile.mkdtemp(prefix="w2s-seed-bench-"))
     for name in ("data", "labeled_data"):
@@ -47,7 +51,8 @@ def main() -> int:
             last[0] = line
 
     t0 = time.time()
-    cfg = RunConfig(data_dir=f"data/{args.dataset}", seed=args.seed)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None}
+    cfg = RunConfig(data_dir=f"data/{args.dataset}", seed=args.seed, **overrides)
     result = run_seed(args.idea, cfg, log=log)
     total = time.time() - t0
     marks = [t for t, line in stages if line.startswith("seed ")]

@@ -61,7 +61,7 @@ def test_rows_load_with_ids_and_are_balanced(name: str) -> None:
         share = sum(s.labels()) / len(s.rows)
         assert 0.48 <= share <= 0.52, (split, share)
         subsets = Counter(r["subset"] for r in s.rows)
-        assert len(subsets) >= 3 and min(subsets.values()) >= len(s.rows) // 6, subsets
+        assert len(subsets) >= 2 and min(subsets.values()) >= len(s.rows) // 6, subsets
     assert len(ids) == sum(DEFAULT_SIZES.values())
 
 
@@ -131,12 +131,10 @@ def test_chat_better_answer_is_known_by_construction() -> None:
         tasks = [t for t, _ in TOPICS if re.search(rf"\b{t}\b", r["prompt"])]
         assert len(tasks) == 1, r["prompt"]
         task = tasks[0]
-        if r["subset"] == "relevance":
-            assert f"To {task}," in better and f"To {task}," not in worse
-        else:
-            good = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", better).groups()
-            bad = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", worse).groups()
-            assert min(LEX[w].mean for w in good) > 0 > max(LEX[w].mean for w in bad)
+        assert f"To {task}," in better
+        good = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", better).groups()
+        bad = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", worse).groups()
+        assert min(LEX[w].mean for w in good) > 0 > max(LEX[w].mean for w in bad)
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -2,10 +2,10 @@
 
 For each user request the generator writes one good reply and one bad reply from templates, then
 places them at A or B (balanced). What makes the good one better is a contrast a pretrained encoder
-can see: warm and helpful vs. rude and dismissive (``politeness``), an encouraging vs. a
-discouraging verdict on the user's plan (``tone``), and an on-topic vs. an off-topic answer
-(``relevance``). Evaluative words come from the split's own VADER word pool, so the test set's
-words were never seen in train_label.
+can see: warm and helpful vs. rude and dismissive (``politeness``: tone of voice, length and the
+verdict words all agree), or the same advice under an encouraging vs. a discouraging verdict
+(``tone``: only the verdict words differ). Evaluative words come from the split's own VADER word
+pool, so the test set's words were never seen in train_label.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ from core.demo_data.lexicon import LexWord
 
 FAMILY = "chat"
 MIN_STRENGTH = 1.4  # |VADER mean| of the verdict words
-# measured with the demo teacher (1-layer MiniLM): politeness is learnt best, relevance worst
-DIFFICULTY = {"politeness": "easy", "tone": "medium", "relevance": "hard"}
+# measured with the demo teacher (1-layer MiniLM): politeness is learnt almost perfectly, tone is not
+DIFFICULTY = {"politeness": "easy", "tone": "medium"}
+# subset of row i is MIX[i % len(MIX)]: tone-led, because tone is where the strong model's knowledge
+# of unseen words can beat the teacher (bench/README.md, "Demo data"). An earlier "relevance" subset
+# (on- vs off-topic answer) was dropped: the teacher scored it below chance, so its labels there only
+# taught the student the teacher's mistakes.
+MIX = ("tone", "tone", "politeness", "tone")
 
 TOPICS = (
     ("bake sourdough bread", "feed the starter the day before and give the dough a long, slow rise"),
@@ -96,20 +101,14 @@ def _pair(
     if subset == "politeness":
         better = f"{pick(rng, WARM_OPEN)} That sounds {good}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
         worse = f"{pick(rng, RUDE_OPEN)} That sounds {bad}. {pick(rng, RUDE_CLOSE)}"
-    elif subset == "tone":  # the same advice; only the verdict words differ
+    else:  # tone: the same advice; only the verdict words differ
         better = f"Honestly, that plan is {good}. To {task}, {howto}."
         worse = f"Honestly, that plan is {bad}. To {task}, {howto}."
-    else:  # relevance: both polite; only one answers the question that was asked
-        other_task, other_howto = TOPICS[(topic + 1 + rng.randrange(len(TOPICS) - 1)) % len(TOPICS)]
-        opener = pick(rng, WARM_OPEN)
-        better = f"{opener} To {task}, {howto}."
-        worse = f"{opener} To {other_task}, {other_howto}."
     return prompt, better, worse
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` preference rows, label A/B balanced; subsets 3:1:1 politeness, tone, relevance
-    (a 1-layer teacher learns politeness; tone and relevance are where the strong model is needed).
+    """``n_rows`` preference rows, label A/B balanced; subsets 3:1 tone, politeness (``MIX``).
 
     ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
     appears in two splits.
@@ -118,7 +117,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
     # clear-cut words only: a pair is harder to judge than a single text
     pos = [w for w in words if w.mean >= MIN_STRENGTH]
     neg = [w for w in words if w.mean <= -MIN_STRENGTH]
-    subsets = ("politeness", "tone", "politeness", "relevance", "politeness")
+    subsets = MIX
     a_first = balanced_flags(rng, n_rows)
     rows: list[dict[str, Any]] = []
     i = 0

@@ -17,7 +17,9 @@ from core.config import RunConfig
 Kind = Literal["encoder", "causal"]
 
 # Recommended settings for the demo MiniLM pair, measured on 2 CPU cores (bench/README.md, "Engine").
-DEMO_RECOMMENDED: dict[str, Any] = {"lr": 1e-3, "epochs": 3, "batch_size": 16, "max_ctx": 256}
+DEMO_RECOMMENDED: dict[str, Any] = {
+    "lr": 1e-3, "epochs": 1, "batch_size": 8, "lr_schedule": "constant_with_warmup", "max_ctx": 256,
+}
 
 
 @dataclass(frozen=True)
