@@ -39,6 +39,8 @@ def _prepare_workspace(ws: Path) -> None:
 
 def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     os.environ["W2S_WORKSPACE"] = str(ws)
+    from core.baselines import missing_baselines
+    from core.cache import read_result, result_key
     from core.config import RunConfig
     from core.ideas import idea_defaults, load_idea
     from core.runner import prepare_config
@@ -49,6 +51,10 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
         for idea in IDEAS:
             for ds in datasets:
                 cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
+                cached = read_result(ds, idea, result_key(cfg), seed)
+                if cached and not missing_baselines(cfg.replace(seed=seed)):  # same data, same baselines
+                    print(f"{ds} {idea} seed {seed}: cached (transfer {cached.get('transfer_acc')})", flush=True)
+                    continue
                 start = time.time()
                 runs = run_local(idea, cfg, [seed])
                 for r in runs:
