@@ -113,6 +113,9 @@ def test_all_datasets_and_table_output(reference_ws, monkeypatch, capsys):
 
 
 def test_local_runs_na_rows_and_empty_cache(workspace, monkeypatch, capsys):
+    import core.cache_archive
+
+    monkeypatch.setattr(core.cache_archive, "DEMO_ARCHIVE", workspace / "no-demo-archive.tar.gz")
     root = workspace / "cache_results"
     assert run_cli("leaderboard") == 0
     assert "no cached results" in capsys.readouterr().out

@@ -32,7 +32,7 @@ def _idea(ws: Path, name: str, code: str) -> None:
 
 def test_run_seed_builds_baselines_once_and_caches_scored_results(workspace):
     make_dataset(workspace)
-    cfg = tiny_config()
+    cfg = prepare_config(tiny_config())  # what the seed really runs with (registry defaults filled in)
     result = run_seed("vanilla_w2s", cfg)
     path = Path(result["path"])
     assert path == result_path("tiny", "vanilla_w2s", result_key(cfg), 42)
