@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from core.demo_data.common import NAMES, balanced_flags, pick, rng_for
+from core.demo_data.common import NAMES, balanced_flags, pick, rng_for, two_distinct
 from core.demo_data.lexicon import LexWord
 
 FAMILY = "chat"
@@ -80,15 +80,6 @@ RELATIVES = ("sister", "brother", "partner", "roommate", "neighbour", "boss", "f
              "mum")
 
 
-def _two(rng: random.Random, words: list[LexWord]) -> tuple[LexWord, LexWord]:
-    """Two different words of one polarity."""
-    w1 = pick(rng, words)
-    w2 = pick(rng, words)
-    while w2.word == w1.word:
-        w2 = pick(rng, words)
-    return w1, w2
-
-
 def _pair(
     rng: random.Random, subset: str, topic: int, pos: tuple[LexWord, LexWord], neg: tuple[LexWord, LexWord]
 ) -> tuple[str, str, str]:
@@ -124,7 +115,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
     while len(rows) < n_rows:
         subset = subsets[i % len(subsets)]
         i += 1
-        p, n = _two(rng, pos), _two(rng, neg)
+        p, n = two_distinct(rng, pos), two_distinct(rng, neg)
         prompt, better, worse = _pair(rng, subset, rng.randrange(len(TOPICS)), p, n)
         if prompt in taken:
             continue

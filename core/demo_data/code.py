@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from core.demo_data.common import pick, rng_for, share_flags
+from core.demo_data.common import pick, rng_for, share_flags, two_distinct
 from core.demo_data.executor import run_snippets
 from core.demo_data.lexicon import LexWord, strength
 
@@ -66,14 +66,6 @@ def _snippet(rng: random.Random, subset: str, pos: list[LexWord], neg: list[LexW
     )
 
 
-def _two(rng: random.Random, words: list[LexWord]) -> list[LexWord]:
-    w1 = pick(rng, words)
-    w2 = pick(rng, words)
-    while w2.word == w1.word:
-        w2 = pick(rng, words)
-    return [w1, w2]
-
-
 def _choice(code: str, pair: list[LexWord]) -> str:
     """A proposed output: the pair listed as Python prints it, in the order the code holds them."""
     return repr(sorted((w.word for w in pair), key=lambda s: code.index(f'"{s}"')))
@@ -92,7 +84,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
         while len(drafts) + len(batch) < n_groups:
             g = len(drafts) + len(batch)
             subset = SUBSETS[g % len(SUBSETS)]
-            pos, neg = _two(rng, pos_pool), _two(rng, neg_pool)
+            pos, neg = list(two_distinct(rng, pos_pool)), list(two_distinct(rng, neg_pool))
             code = _snippet(rng, subset, pos, neg, not want_neg[g])
             if code in taken:  # no snippet may appear in two splits (or twice in one)
                 continue

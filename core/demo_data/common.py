@@ -77,6 +77,15 @@ def pick(rng: random.Random, seq: Sequence[Any]) -> Any:
     return seq[rng.randrange(len(seq))]
 
 
+def two_distinct(rng: random.Random, words: Sequence[LexWord]) -> tuple[LexWord, LexWord]:
+    """Two different words drawn from ``words`` (one polarity's pool)."""
+    w1 = pick(rng, words)
+    w2 = pick(rng, words)
+    while w2.word == w1.word:
+        w2 = pick(rng, words)
+    return w1, w2
+
+
 def dump_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     """Canonical JSONL text: one compact object per line, keys in insertion order, UTF-8."""
     return "".join(json.dumps(r, ensure_ascii=False, separators=(", ", ": ")) + "\n" for r in rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from core.demo_data.common import NAMES, pick, rng_for, share_flags
+from core.demo_data.common import NAMES, pick, rng_for, share_flags, two_distinct
 from core.demo_data.lexicon import LexWord, strength
 
 FAMILY = "math"
@@ -51,15 +51,6 @@ def _sign(w: LexWord) -> int:
     return 1 if w.positive else -1
 
 
-def _two(rng: random.Random, words: list[LexWord]) -> tuple[LexWord, LexWord]:
-    """Two different words of one polarity: the event the choice proposes."""
-    w1 = pick(rng, words)
-    w2 = pick(rng, words)
-    while w2.word == w1.word:
-        w2 = pick(rng, words)
-    return w1, w2
-
-
 def _question(rng: random.Random, subset: str, up: bool) -> tuple[str, int, int, int]:
     a = rng.randrange(12, 95)
     d = rng.randrange(2, 12)
@@ -87,7 +78,7 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
         if text in taken:  # no question text may appear in two splits (or twice in one)
             continue
         taken.add(text)
-        pair = [_two(rng, pos), _two(rng, neg)]
+        pair = [two_distinct(rng, pos), two_distinct(rng, neg)]
         rng.shuffle(pair)
         cid = f"{FAMILY}-{split}-q{g:04d}"
         keys = ["x", "y"]
