@@ -65,20 +65,20 @@ def test_search_sort_comment_vote(workspace: Path):
         findings.vote(store, "fnothere", "run:x", 1)
 
 
-def _voter(args: tuple[str, str, int]) -> None:
-    ws, fid, n = args
+def _voter(args: tuple[str, str, int, int]) -> None:
+    ws, fid, task, n = args
     os.environ["W2S_WORKSPACE"] = ws
     store = Store()
-    for i in range(n):
-        findings.vote(store, fid, f"voter-{os.getpid()}-{i}", 1)
-        findings.comment(store, fid, f"voter-{os.getpid()}", f"comment {i}")
+    for i in range(n):  # ids by task, not pid: one pool worker may run two tasks
+        findings.vote(store, fid, f"voter-{task}-{i}", 1)
+        findings.comment(store, fid, f"voter-{task}", f"comment {i}")
 
 
 def test_concurrent_votes_and_comments_are_not_lost(workspace: Path):
     fid = _share(Store())["id"]
     ctx = mp.get_context("spawn")
     with ctx.Pool(3) as pool:
-        pool.map(_voter, [(str(workspace), fid, 8)] * 3)
+        pool.map(_voter, [(str(workspace), fid, task, 8) for task in range(3)])
     doc = findings.get(Store(), fid)
     assert doc["score"] == 24 and len(doc["votes"]) == 24
     assert len(doc["comments"]) == 24
