@@ -3,8 +3,9 @@
 Why a generator and not hand-written files: the ground truth is computed (math by evaluating each
 problem, code by running each snippet, chat by construction), the output is byte-for-byte the same
 on every run, and the tasks are tuned so weak-to-strong generalization can show with the demo
-models (a 2-layer MiniLM teacher, a full MiniLM student). ``generate_all`` writes the ground truth
-under ``labeled_data/demo-*`` and the label-free view under ``data/demo-*``.
+models (a 1-layer MiniLM teacher, the full 6-layer MiniLM student; how far it does is measured in
+bench/README.md, "Demo results"). ``generate_all`` writes the ground truth under
+``labeled_data/demo-*`` and the label-free view under ``data/demo-*``.
 
 Regenerate with ``uv run w2s data demo`` (``--out DIR`` for another workspace); the committed files
 must equal the generator's output (tests/test_demo_data.py checks it byte for byte). The W2S

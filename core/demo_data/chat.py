@@ -108,12 +108,11 @@ def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str
     # clear-cut words only: a pair is harder to judge than a single text
     pos = [w for w in words if w.mean >= MIN_STRENGTH]
     neg = [w for w in words if w.mean <= -MIN_STRENGTH]
-    subsets = MIX
     a_first = balanced_flags(rng, n_rows)
     rows: list[dict[str, Any]] = []
     i = 0
     while len(rows) < n_rows:
-        subset = subsets[i % len(subsets)]
+        subset = MIX[i % len(MIX)]
         i += 1
         p, n = two_distinct(rng, pos), two_distinct(rng, neg)
         prompt, better, worse = _pair(rng, subset, rng.randrange(len(TOPICS)), p, n)
