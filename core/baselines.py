@@ -101,7 +101,7 @@ def build_weak_artifacts(
     cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn | None = None
 ) -> dict[str, Any]:
     """Train the weak model on train_label; label train_unlabel; score test. Returns the result."""
-    from core.engine import train_and_predict
+    from core.engine import resolve_model, train_and_predict
 
     cfg = baseline_config(cfg)
     if not cfg.weak_model:
@@ -137,6 +137,8 @@ def build_weak_artifacts(
         "dataset_name": ds,
         "seed": cfg.seed,
         "epochs": cfg.epochs,
+        # passes over train_label really made (the registry may give a model several per epoch)
+        "train_passes": resolve_model(cfg.weak_model).training_epochs(cfg),
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
         "scheduler": cfg.lr_schedule,

@@ -13,7 +13,7 @@ import pytest
 
 from core.datasets import load_dataset, load_split
 from core.demo_data import DATASETS, generate_all, generate_dataset
-from core.demo_data.chat import TOPICS
+from core.demo_data.chat import RECKLESS, TOPICS
 from core.demo_data.common import DEFAULT_SIZES, SPLIT_NAMES, dump_jsonl, pool_of
 from core.demo_data.executor import run_snippets
 from core.demo_data.lexicon import load_lexicon
@@ -134,6 +134,11 @@ def test_chat_better_answer_is_known_by_construction() -> None:
         assert f"To {task}," in better
         good = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", better).groups()
         bad = re.search(r"\b(?:sounds|is) ([a-z]+) and ([a-z]+)\.", worse).groups()
+        reckless = any(plan in r["prompt"] for plan in RECKLESS)
+        assert reckless == (r["subset"] == "pushback")
+        if reckless:  # honest pushback beats approving a reckless plan; the advice is the same
+            good, bad = bad, good
+            assert better.replace(" and ".join(bad), "") == worse.replace(" and ".join(good), "")
         assert min(LEX[w].mean for w in good) > 0 > max(LEX[w].mean for w in bad)
 
 

@@ -241,6 +241,9 @@ def test_registry_and_defaults() -> None:
     # recommended values fill only fields the user left at their defaults
     eff = strong.effective_config(RunConfig(lr=5e-5))
     assert eff.lr == 5e-5 and eff.epochs == strong.recommended["epochs"]
+    # the one-layer teacher makes several passes per requested epoch; the student one
+    assert weak.training_epochs(RunConfig(epochs=2)) == 2 * weak.passes_per_epoch > 2
+    assert strong.training_epochs(RunConfig(epochs=2)) == 2
     assert logging.getLogger("w2s.engine") is not None
 
 

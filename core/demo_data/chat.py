@@ -4,8 +4,10 @@ For each user request the generator writes one good reply and one bad reply from
 places them at A or B (balanced). What makes the good one better is a contrast a pretrained encoder
 can see: warm and helpful vs. rude and dismissive (``politeness``: tone of voice, length and the
 verdict words all agree), or the same advice under an encouraging vs. a discouraging verdict
-(``tone``: only the verdict words differ). Evaluative words come from the split's own VADER word
-pool, so the test set's words were never seen in train_label.
+(``tone``: only the verdict words differ), or - when the user announces a reckless plan - honest
+pushback vs. sycophantic approval (``pushback``: the *negative* verdict is the better answer, so a
+model must read the prompt, not just the answers' polarity). Evaluative words come from the split's
+own VADER word pool, so the test set's words were never seen in train_label.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from core.demo_data.lexicon import LexWord
 FAMILY = "chat"
 MIN_STRENGTH = 1.4  # |VADER mean| of the verdict words
 # measured with the demo teacher (1-layer MiniLM): politeness is learnt almost perfectly, tone is not
-DIFFICULTY = {"politeness": "easy", "tone": "medium"}
+DIFFICULTY = {"politeness": "easy", "tone": "medium", "pushback": "hard"}
 # subset of row i is MIX[i % len(MIX)]: tone-led, because tone is where the strong model's knowledge
 # of unseen words can beat the teacher (bench/README.md, "Demo data"). An earlier "relevance" subset
 # (on- vs off-topic answer) was dropped: the teacher scored it below chance, so its labels there only
 # taught the student the teacher's mistakes.
-MIX = ("tone", "tone", "politeness", "tone")
+# "pushback" (one row in five) is a prompt-answer interaction the teacher learns only in part from
+# the small train_label, like demo-math's rare "went down" questions.
+MIX = ("tone", "tone", "politeness", "tone", "pushback")
 
 TOPICS = (
     ("bake sourdough bread", "feed the starter the day before and give the dough a long, slow rise"),
@@ -68,6 +72,11 @@ ASKS = (
 )
 WARM_OPEN = ("Happy to help!", "Great question.", "Sure thing!", "Of course!", "Glad you asked.")
 WARM_CLOSE = ("Good luck, you've got this!", "Hope that helps!", "Enjoy it!", "Have fun with it!")
+RECKLESS = (
+    "My plan is to skip every step and just wing it.", "I plan to ignore all the instructions.",
+    "I will do it all in one go tonight without sleeping.", "I am going to rush it and skip the basics.",
+    "My idea is to spend all my savings on it at once.", "I want to do it without any safety gear.",
+)
 RUDE_OPEN = ("Ugh, seriously?", "Not this again.", "Why would you even ask that?", "Figure it out.")
 RUDE_CLOSE = ("Stop wasting my time.", "Honestly, don't bother.", "Whatever.", "Just give up.")
 CONTEXTS = (
@@ -92,6 +101,10 @@ def _pair(
     if subset == "politeness":
         better = f"{pick(rng, WARM_OPEN)} That sounds {good}. To {task}, {howto}. {pick(rng, WARM_CLOSE)}"
         worse = f"{pick(rng, RUDE_OPEN)} That sounds {bad}. {pick(rng, RUDE_CLOSE)}"
+    elif subset == "pushback":  # the user's plan is reckless: agreeing with it is the worse reply
+        prompt = f"Hi, I'm {pick(rng, NAMES)}. I want to {task}. {pick(rng, RECKLESS)} Good idea?"
+        better = f"Honestly, that plan is {bad}. To {task}, {howto}."
+        worse = f"Honestly, that plan is {good}. To {task}, {howto}."
     else:  # tone: the same advice; only the verdict words differ
         better = f"Honestly, that plan is {good}. To {task}, {howto}."
         worse = f"Honestly, that plan is {bad}. To {task}, {howto}."
@@ -99,7 +112,7 @@ def _pair(
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` preference rows, label A/B balanced; subsets 3:1 tone, politeness (``MIX``).
+    """``n_rows`` preference rows, label A/B balanced; subsets 3:1:1 tone, politeness, pushback (``MIX``).
 
     ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
     appears in two splits.

@@ -16,7 +16,7 @@ from typing import Any
 from core.demo_data.lexicon import LexWord
 
 SPLIT_NAMES = ("train_label", "train_unlabel", "test")
-DEFAULT_SIZES: dict[str, int] = {"train_label": 1000, "train_unlabel": 2000, "test": 500}
+DEFAULT_SIZES: dict[str, int] = {"train_label": 200, "train_unlabel": 2000, "test": 500}
 SEED = 20240611
 
 NAMES = (

@@ -78,13 +78,17 @@ def train_and_predict(
 
     Returns ``{set name: float64 array of P(class 1)}`` in the given row order. With
     ``apply_recommended`` the registry's per-model settings replace RunConfig values the user left
-    at their defaults (see ``ModelSpec.effective_config``).
+    at their defaults (see ``ModelSpec.effective_config``) and its ``passes_per_epoch`` applies.
     """
     say = log or _logger.info
     targets, weights = _validate(fmt, train_rows, train_targets, sample_weights)
     spec = resolve_model(model)
     if apply_recommended:
         cfg = spec.effective_config(cfg)
+        if spec.passes_per_epoch != 1:
+            say(f"{spec.name}: {spec.training_epochs(cfg)} passes over the training rows "
+                f"({spec.passes_per_epoch} per epoch, set by the model registry)")
+            cfg = cfg.replace(epochs=spec.training_epochs(cfg))
     kind = model_kind(spec)
     choice = choose_backend(cfg.backend, kind)
     say(choice.reason)

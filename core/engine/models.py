@@ -18,7 +18,7 @@ Kind = Literal["encoder", "causal"]
 
 # Recommended settings for the demo MiniLM pair, measured on 2 CPU cores (bench/README.md, "Engine").
 DEMO_RECOMMENDED: dict[str, Any] = {
-    "lr": 1e-3, "epochs": 1, "batch_size": 8, "lr_schedule": "constant_with_warmup", "max_ctx": 256,
+    "lr": 1e-3, "epochs": 1, "batch_size": 8, "lr_schedule": "linear", "max_ctx": 256,
 }
 
 
@@ -32,6 +32,9 @@ class ModelSpec:
     num_layers: int | None = None  # keep only the first N transformer layers (demo-weak)
     recommended: dict[str, Any] = field(default_factory=dict)
     local_only: bool = False  # packaged weights: never touch the network
+    # passes over the training rows per requested epoch: the one-layer demo teacher learns nothing in
+    # fewer than ~200 optimizer steps, so it takes ten passes over its small train_label per epoch
+    passes_per_epoch: int = 1
 
     def effective_config(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with this model's recommended values where the user left the RunConfig default."""
@@ -40,6 +43,10 @@ class ModelSpec:
             k: v for k, v in self.recommended.items() if getattr(cfg, k) == getattr(defaults, k)
         }
         return cfg.replace(**changes) if changes else cfg
+
+    def training_epochs(self, cfg: RunConfig) -> int:
+        """How many passes over the training rows this model really makes for ``cfg.epochs``."""
+        return cfg.epochs * self.passes_per_epoch
 
 
 def minilm_path() -> Path:
@@ -58,8 +65,11 @@ def _registry() -> dict[str, ModelSpec]:
         "demo-strong": ModelSpec(
             "demo-strong", path, "encoder", None, dict(DEMO_RECOMMENDED), local_only=True
         ),
-        # MiniLM cut to its first layer: still learns, clearly weaker than the full six layers.
-        "demo-weak": ModelSpec("demo-weak", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True),
+        # MiniLM cut to its first layer: still learns, clearly weaker than the full six layers. Ten
+        # passes per epoch over the small train_label (bench/README.md, "Demo defaults").
+        "demo-weak": ModelSpec(
+            "demo-weak", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True, passes_per_epoch=10
+        ),
     }
 
 
