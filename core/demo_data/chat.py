@@ -20,14 +20,13 @@ from core.demo_data.lexicon import LexWord
 
 FAMILY = "chat"
 MIN_STRENGTH = 1.4  # |VADER mean| of the verdict words
-# measured with the demo teacher (1-layer MiniLM): politeness is learnt almost perfectly, tone is not
+# difficulty for the demo teacher (1-layer MiniLM on 200 labelled rows)
 DIFFICULTY = {"politeness": "easy", "tone": "medium", "pushback": "hard"}
-# subset of row i is MIX[i % len(MIX)]: tone-led, because tone is where the strong model's knowledge
-# of unseen words can beat the teacher (bench/README.md, "Demo data"). An earlier "relevance" subset
-# (on- vs off-topic answer) was dropped: the teacher scored it below chance, so its labels there only
-# taught the student the teacher's mistakes.
-# "pushback" (one row in five) is a prompt-answer interaction the teacher learns only in part from
-# the small train_label, like demo-math's rare "went down" questions.
+# subset of row i is MIX[i % len(MIX)]. "pushback" (one row in five) is a prompt-answer interaction
+# the teacher learns only in part from its small train_label, like demo-math's rare "went down"
+# questions; without it the teacher reached 0.96 on 200 rows (bench/README.md, "Demo defaults").
+# An earlier "relevance" subset (on- vs off-topic answer) was dropped: the teacher scored it below
+# chance, so its labels there only taught the student the teacher's mistakes.
 MIX = ("tone", "tone", "politeness", "tone", "pushback")
 
 TOPICS = (

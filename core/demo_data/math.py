@@ -3,8 +3,8 @@
 Each question describes a quantity that moves up by ``d`` after a good event and down by ``d`` after
 a bad one, and states where it ended. Each choice proposes the event as two same-polarity words from the
 VADER lexicon. The label is computed, never typed: ``start + d * sign(words) == end`` (integers).
-A model that knows word polarity (pretraining) can see past a weak teacher's mistakes on words
-it never saw in train_label; the up/down direction makes it a real question-choice interaction.
+Test words were never seen in train_label, and the up/down direction makes it a real
+question-choice interaction that a teacher trained on 200 rows learns only in part.
 """
 
 from __future__ import annotations
