@@ -37,9 +37,25 @@ def _prepare_workspace(ws: Path) -> None:
                 shutil.copytree(src, dst)
 
 
+def _still_valid(cached: dict | None, cfg) -> bool:
+    """A cached idea result is kept only while its baselines still fit the data and it is newer than
+    both of them (idea results carry no data fingerprint: a result made before the data changed and
+    the baselines were rebuilt must be redone)."""
+    from core.baselines import missing_baselines
+    from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
+
+    if not cached or missing_baselines(cfg):
+        return False
+    made = str(cached.get("cached_at", ""))
+    for producer, key in ((WEAK_ARTIFACTS, weak_artifacts_key(cfg)), (TRAIN_CEILING, ceiling_key(cfg))):
+        base = read_result(cfg.dataset, producer, key, cfg.seed) or {}
+        if made < str(base.get("cached_at", "")):
+            return False
+    return True
+
+
 def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     os.environ["W2S_WORKSPACE"] = str(ws)
-    from core.baselines import missing_baselines
     from core.cache import read_result, result_key
     from core.config import RunConfig
     from core.ideas import idea_defaults, load_idea
@@ -52,7 +68,7 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
             for ds in datasets:
                 cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
                 cached = read_result(ds, idea, result_key(cfg), seed)
-                if cached and not missing_baselines(cfg.replace(seed=seed)):  # same data, same baselines
+                if _still_valid(cached, cfg.replace(seed=seed)):
                     print(f"{ds} {idea} seed {seed}: cached (transfer {cached.get('transfer_acc')})", flush=True)
                     continue
                 start = time.time()
