@@ -61,7 +61,7 @@ def test_rows_load_with_ids_and_are_balanced(name: str) -> None:
         share = sum(s.labels()) / len(s.rows)
         assert 0.48 <= share <= 0.52, (split, share)
         subsets = Counter(r["subset"] for r in s.rows)
-        assert len(subsets) >= 2 and min(subsets.values()) >= len(s.rows) // 6, subsets
+        assert len(subsets) >= 2 and min(subsets.values()) >= len(s.rows) // 12, subsets
     assert len(ids) == sum(DEFAULT_SIZES.values())
 
 

@@ -22,12 +22,13 @@ FAMILY = "chat"
 MIN_STRENGTH = 1.4  # |VADER mean| of the verdict words
 # difficulty for the demo teacher (1-layer MiniLM on 200 labelled rows)
 DIFFICULTY = {"politeness": "easy", "tone": "medium", "pushback": "hard"}
-# subset of row i is MIX[i % len(MIX)]. "pushback" (one row in five) is a prompt-answer interaction
+# subset of row i is MIX[i % len(MIX)]. "pushback" (one row in ten) is a prompt-answer interaction
 # the teacher learns only in part from its small train_label, like demo-math's rare "went down"
-# questions; without it the teacher reached 0.96 on 200 rows (bench/README.md, "Demo defaults").
+# questions; without it the teacher reached 0.96 on 200 rows, with one row in five it fell to ~0.6
+# and the student trained on its labels stalled once (bench/README.md, "Demo defaults").
 # An earlier "relevance" subset (on- vs off-topic answer) was dropped: the teacher scored it below
 # chance, so its labels there only taught the student the teacher's mistakes.
-MIX = ("tone", "tone", "politeness", "tone", "pushback")
+MIX = ("tone", "tone", "politeness", "tone", "pushback", "tone", "tone", "politeness", "tone", "tone")
 
 TOPICS = (
     ("bake sourdough bread", "feed the starter the day before and give the dough a long, slow rise"),
@@ -111,7 +112,7 @@ def _pair(
 
 
 def generate_split(split: str, n_rows: int, words: list[LexWord], taken: set[str]) -> list[dict[str, Any]]:
-    """``n_rows`` preference rows, label A/B balanced; subsets 3:1:1 tone, politeness, pushback (``MIX``).
+    """``n_rows`` preference rows, label A/B balanced; subsets 7:2:1 tone, politeness, pushback (``MIX``).
 
     ``taken`` holds prompts used by earlier splits (and receives this split's), so no prompt text
     appears in two splits.
