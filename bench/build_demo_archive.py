@@ -20,6 +20,10 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.config import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -37,7 +41,7 @@ def _prepare_workspace(ws: Path) -> None:
                 shutil.copytree(src, dst)
 
 
-def _still_valid(cached: dict | None, cfg) -> bool:
+def _still_valid(cached: dict | None, cfg: RunConfig) -> bool:
     """A cached idea result is kept only while its baselines still fit the data and it is newer than
     both of them (idea results carry no data fingerprint: a result made before the data changed and
     the baselines were rebuilt must be redone)."""

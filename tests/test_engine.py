@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,16 @@ def test_soft_targets_train_toward_the_target() -> None:
     lo = train_and_predict("demo-weak", "binary", rows, np.full(16, 0.1), {"t": rows[:8]}, cfg)["t"]
     assert hi.mean() > 0.6 and lo.mean() < 0.4
     assert np.all(hi < 0.995)  # soft, not pushed to 1 like a hard target would
+
+
+def test_registry_passes_per_epoch_reach_the_training_loop() -> None:
+    """demo-weak trains ``passes_per_epoch`` times over its rows per epoch; demo-strong once."""
+    rows = binary_rows(16)
+    for name, passes in (("demo-weak", resolve_model("demo-weak").passes_per_epoch), ("demo-strong", 1)):
+        lines: list[str] = []
+        train_and_predict(name, "binary", rows, np.ones(16), {"t": rows[:2]}, RunConfig(**TINY), log=lines.append)
+        steps = [int(m.group(1)) for m in map(re.compile(r"trained (\d+) steps").search, lines) if m]
+        assert steps == [2 * passes], (name, lines)
 
 
 def test_soft_xent_is_minimised_at_the_target_and_logconf_warms_up() -> None:

@@ -16,7 +16,7 @@ from core.config import RunConfig
 
 Kind = Literal["encoder", "causal"]
 
-# Recommended settings for the demo MiniLM pair, measured on 2 CPU cores (bench/README.md, "Engine").
+# Recommended settings for the demo MiniLM pair, measured on 2 CPU cores (bench/README.md, "Demo defaults").
 DEMO_RECOMMENDED: dict[str, Any] = {
     "lr": 1e-3, "epochs": 1, "batch_size": 8, "lr_schedule": "linear", "max_ctx": 256,
 }
