@@ -86,9 +86,9 @@ def train_and_predict(
     if apply_recommended:
         cfg = spec.effective_config(cfg)
         if spec.passes_per_epoch != 1:
-            say(f"{spec.name}: {spec.training_epochs(cfg)} passes over the training rows "
-                f"({spec.passes_per_epoch} per epoch, set by the model registry)")
             cfg = cfg.replace(epochs=spec.training_epochs(cfg))
+            say(f"{spec.name}: {cfg.epochs} passes over the training rows "
+                f"({spec.passes_per_epoch} per epoch, set by the model registry)")
     kind = model_kind(spec)
     choice = choose_backend(cfg.backend, kind)
     say(choice.reason)
