@@ -3,7 +3,7 @@
     uv run python bench/build_demo_archive.py            # fresh workspace, all demo datasets, seeds 42-44
 
 Runs ``vanilla_w2s`` and ``train_only_on_confident_labels`` on demo-chat, demo-code and demo-math
-through the same code path as ``w2s run`` (``core.seed_runs.run_local``: baselines built first, one
+through the same code path as ``w2s run`` (``core.app.seed_runs.run_local``: baselines built first, one
 process per seed), in a fresh workspace holding only copies of the repo's ``data/`` and
 ``labeled_data/`` (pass ``--workspace`` to resume a partial build: cached seeds are reused). The
 archive holds only ``cache_results/...`` entries of those four producers/ideas, in sorted order.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.config import RunConfig
+    from core.common.config import RunConfig
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -45,8 +45,8 @@ def _still_valid(cached: dict | None, cfg: RunConfig) -> bool:
     """A cached idea result is kept only while its baselines still fit the data and it is newer than
     both of them (idea results carry no data fingerprint: a result made before the data changed and
     the baselines were rebuilt must be redone)."""
-    from core.baselines import missing_baselines
-    from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
+    from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
+    from core.run.baselines import missing_baselines
 
     if not cached or missing_baselines(cfg):
         return False
@@ -60,11 +60,11 @@ def _still_valid(cached: dict | None, cfg: RunConfig) -> bool:
 
 def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     os.environ["W2S_WORKSPACE"] = str(ws)
-    from core.cache import read_result, result_key
-    from core.config import RunConfig
-    from core.ideas import idea_defaults, load_idea
-    from core.runner import prepare_config
-    from core.seed_runs import run_local
+    from core.app.seed_runs import run_local
+    from core.common.config import RunConfig
+    from core.results.cache import read_result, result_key
+    from core.run.ideas import idea_defaults, load_idea
+    from core.run.runner import prepare_config
 
     failures = []
     for seed in seeds:  # seed by seed, vanilla first: every dataset's first result comes early

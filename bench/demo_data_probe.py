@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core.datasets import load_dataset  # noqa: E402
+from core.data.datasets import load_dataset  # noqa: E402
 
 
 def _texts(rows: list[dict], fmt: str) -> list[str]:
@@ -111,7 +111,7 @@ def proxy(ds: dict, fmt: str, weak_layers: int) -> dict:
 
 def engine(ds: dict, fmt: str, seed: int, log, teacher_only: bool = False) -> dict:
     """Teacher/ceiling/transfer predictions with the real training engine (demo models)."""
-    from core.config import RunConfig
+    from core.common.config import RunConfig
     from core.engine import train_and_predict
 
     cfg = RunConfig(seed=seed)

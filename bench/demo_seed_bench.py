@@ -4,7 +4,7 @@
                                            [--epochs N] [--lr X] [--batch-size N]
 
 Runs in a fresh temporary workspace (copies of the repo's data/ and labeled_data/ for the dataset)
-through ``core.runner.run_seed``, so nothing is reused from a cache. Prints each stage's wall time
+through ``core.run.runner.run_seed``, so nothing is reused from a cache. Prints each stage's wall time
 and the accuracies. Goal (issue P2): <= 3 minutes on 2 CPU cores. Figures are printed, not asserted.
 """
 
@@ -38,8 +38,8 @@ def main() -> int:
 
     import torch
 
-    from core.config import RunConfig
-    from core.runner import run_seed
+    from core.common.config import RunConfig
+    from core.run.runner import run_seed
 
     stages: list[tuple[float, str]] = []
     last = [""]

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.config import RunConfig  # noqa: E402
+from core.common.config import RunConfig  # noqa: E402
 from core.engine.hf_backend import Progress, collate, load, predict, set_threads, train  # noqa: E402
 from core.engine.models import resolve_model  # noqa: E402
 
@@ -37,7 +37,7 @@ def bench_rows(n: int) -> tuple[str, list[dict]]:
     """Rows of the demo-math set when present, else synthetic ones of a similar length."""
     path = Path("labeled_data/demo-math/train_unlabel.jsonl")
     if path.is_file():
-        from core.datasets import load_split
+        from core.data.datasets import load_split
 
         split = load_split(path)
         return split.fmt, split.rows[:n]

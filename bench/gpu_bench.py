@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core.config import RunConfig  # noqa: E402
+from core.common.config import RunConfig  # noqa: E402
 from core.engine.hf_backend import CausalLabelScorer, lora_config  # noqa: E402
 from core.engine.losses import soft_xent  # noqa: E402
 

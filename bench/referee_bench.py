@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 def build_workspace(ws: Path, rows: int) -> str:
     """A dataset named ``bench`` with ``rows`` test rows and cached baselines; returns its name."""
-    from core.cache import ceiling_key, weak_artifacts_key, write_result
-    from core.config import RunConfig
+    from core.common.config import RunConfig
+    from core.results.cache import ceiling_key, weak_artifacts_key, write_result
 
     rng = random.Random(0)
     name = "bench"
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         ws = Path(tmp)
         os.environ["W2S_WORKSPACE"] = str(ws)
         dataset = build_workspace(ws, args.rows)
-        from core.store import Store
-        from core.tokens import issue_run_token
+        from core.control.store import Store
+        from core.control.tokens import issue_run_token
 
         token = issue_run_token(Store(), "bench-run", 10**9)
         child = subprocess.Popen(

@@ -1,7 +1,7 @@
 """Store latency at 10k jobs: p50/p99 of add, update, finish (archive move), list, cold load.
 
 Usage: ``uv run python bench/store_bench.py [--jobs 10000] [--ops 300] [--no-split]``.
-Job documents are shaped like the ones ``core.jobs.submit_job`` writes (history included).
+Job documents are shaped like the ones ``core.control.jobs.submit_job`` writes (history included).
 ``--no-split`` keeps every job in the hot file, to show what the archive split buys.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from core import store as store_mod
-from core.store import Store
+from core.control import store as store_mod
+from core.control.store import Store
 
 
 def job_doc(i: int, state: str) -> dict:

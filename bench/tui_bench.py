@@ -146,7 +146,7 @@ async def bench_log_widget_baseline(lines: int) -> float:
 
 
 def _submit_logger_job() -> tuple[str, Path]:
-    from core import jobs as J
+    from core.control import jobs as J
 
     job = J.submit_job("bench", [sys.executable, "-c", "pass"], name="log bench")
     return job["id"], Path(job["run_dir"]) / "stdout.log"
@@ -269,7 +269,7 @@ async def bench_log_ingest(lines: int, paced_rate: int, paced_seconds: float) ->
 
 
 def populate_jobs(n: int, running: int) -> None:
-    from core.store import Store
+    from core.control.store import Store
 
     now = time.time()
     docs = []
@@ -290,7 +290,7 @@ def populate_jobs(n: int, running: int) -> None:
 
 
 async def bench_refresh(n_jobs: int, running: int, refreshes: int) -> dict[str, float]:
-    from core.store import Store
+    from core.control.store import Store
     from tui import data
     from tui.widgets.jobs_pane import JobsPane
     from tui.widgets.keyed_table import KeyedTable

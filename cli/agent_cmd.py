@@ -12,6 +12,7 @@ from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAUL
 from core.agent.launcher import FINAL_STATES
 from core.agent.prices import DEFAULT_MAX_TOKENS
 from core.agent.transcript import format_event
+from web.launcher import ensure_service
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +66,7 @@ def _launch(args: argparse.Namespace, unknown: list[str]) -> int:
         model=args.model,
         max_tokens=args.max_tokens,
     )
+    ensure_service()  # queued jobs start only under `w2s serve`
     print(f"agent {doc['id']} queued as job {doc['job_id']} (idea folder ideas/{doc['idea']}/)")
     print(f"follow it: w2s agent transcript {doc['id']} -f")
     return 0
@@ -100,6 +102,7 @@ def _stop(args: argparse.Namespace, unknown: list[str]) -> int:
 
 def _resume(args: argparse.Namespace, unknown: list[str]) -> int:
     doc = resume_agent(args.id)
+    ensure_service()
     print(f"agent {doc['id']}: re-queued as job {doc['job_id']}; it resumes from its transcript")
     return 0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cache import cache_root
-from core.cache_archive import export_archive, import_archive
+from core.results.archive import export_archive, import_archive
+from core.results.cache import cache_root
 
 
 def register(sub: argparse._SubParsersAction) -> None:

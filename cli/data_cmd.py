@@ -6,10 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from core.dataset_check import check_path
-from core.datasets import SPLITS, load_split, prepare_dataset
-from core.errors import UserError
-from core.workspace import paths
+from core.common.errors import UserError
+from core.common.workspace import paths
+from core.data.check import check_path
+from core.data.datasets import SPLITS, load_split
+from core.data.prepare import prepare_dataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +95,7 @@ def _list(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _demo(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.demo_data import generate_all
+    from core.data.demo import generate_all
 
     root = (args.out or paths().root).resolve()
     summary = generate_all(root)

@@ -17,8 +17,8 @@ def _fmt(value: float | None, unit: str, digits: int = 0) -> str:
 
 
 def _gpu(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.errors import UserError
-    from core.gpu import no_gpu_reason, probe
+    from core.common.errors import UserError
+    from core.control.gpu import no_gpu_reason, probe
 
     try:
         gpus = probe()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.ideas import list_ideas, new_idea
-from core.workspace import paths
+from core.common.workspace import paths
+from core.run.ideas import list_ideas, new_idea
 
 
 def register(sub: argparse._SubParsersAction) -> None:

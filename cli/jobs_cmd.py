@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resolve(prefix: str) -> str:
-    from core.jobs import JobError, resolve_job_id
+    from core.control.jobs import JobError, resolve_job_id
 
     try:
         return resolve_job_id(prefix)
@@ -78,7 +78,7 @@ def _row(job: dict[str, Any]) -> str:
 
 
 def _list(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import list_jobs
+    from core.control.jobs import list_jobs
 
     if args.limit < 1:
         raise UserError(f"--limit: must be at least 1, got {args.limit}")
@@ -95,8 +95,8 @@ def _list(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _submit(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import submit_job
-    from core.service import is_service_running
+    from core.control.jobs import submit_job
+    from core.control.service import is_service_running
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -112,14 +112,14 @@ def _submit(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _show(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import get_job
+    from core.control.jobs import get_job
 
     print(json.dumps(get_job(_resolve(args.id)), indent=2))
     return 0
 
 
 def _cancel(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import JobError, cancel_job
+    from core.control.jobs import JobError, cancel_job
 
     job_id = _resolve(args.id)
     try:
@@ -131,7 +131,7 @@ def _cancel(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _retry(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import JobError, retry_job
+    from core.control.jobs import JobError, retry_job
 
     job_id = _resolve(args.id)
     try:
@@ -143,7 +143,7 @@ def _retry(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _logs(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.jobs import TERMINAL_STATES, get_job, read_log
+    from core.control.jobs import TERMINAL_STATES, get_job, read_log
 
     job_id = _resolve(args.id)
     offset = 0

@@ -1,7 +1,7 @@
 """``w2s leaderboard``: PGR per (dataset, idea, key) against fixed baselines.
 
 ``--json`` prints ``{"rows": [...], "baselines": [...]}``: ``rows`` as
-``core.leaderboard.leaderboard_rows`` (keys ``dataset, idea, key, n_seeds, pgr_mean, pgr_sem,
+``core.results.leaderboard.leaderboard_rows`` (keys ``dataset, idea, key, n_seeds, pgr_mean, pgr_sem,
 pgr_ci95, transfer_acc, weak_acc, strong_acc, source`` plus details), ``baselines`` one entry per
 (dataset, producer, key) with ``n_seeds, acc_mean, acc_sd, acc_sem``.
 """
@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.cache import cache_root, parse_key
-from core.cache_archive import ensure_demo_cache
-from core.leaderboard import leaderboard
+from core.results.archive import ensure_demo_cache
+from core.results.cache import cache_root, parse_key
+from core.results.leaderboard import leaderboard
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 # (module, purpose) — every verb a user can type lives in one of these.
 COMMAND_MODULES = (

@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from core.config import RunConfig, add_run_config_arguments, run_config_from_args
-from core.errors import UserError
+from core.common.config import RunConfig, add_run_config_arguments, run_config_from_args
+from core.common.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,23 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
 
-def parse_seeds(text: str | None, fallback: int) -> list[int]:
-    if text is None:
-        return [fallback]
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            seeds.append(int(part))
-        except ValueError:
-            raise UserError(f"--seeds: {part!r} is not an integer (expected e.g. 42,43,44)") from None
-    if not seeds:
-        raise UserError("--seeds: no seeds given")
-    if len(set(seeds)) != len(seeds):
-        raise UserError("--seeds: a seed is listed twice")
-    return seeds
 
 
 def _config(args: argparse.Namespace, unknown: list[str]) -> RunConfig:
@@ -59,7 +42,7 @@ def _config(args: argparse.Namespace, unknown: list[str]) -> RunConfig:
 
 def _service_running() -> bool:
     try:
-        from core.service import is_service_running
+        from core.control.service import is_service_running
     except ImportError:
         return False
     try:
@@ -111,7 +94,7 @@ def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
         from rich.console import Console
 
         from cli.leaderboard_cmd import render
-        from core.leaderboard import leaderboard
+        from core.results.leaderboard import leaderboard
     except ImportError:
         return []
     doc = leaderboard(dataset=dataset)
@@ -128,26 +111,30 @@ def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.experiment import resolve_data_dir
-    from core.ideas import idea_defaults, load_idea
-    from core.runner import prepare_config
-    from core.seed_runs import run_as_jobs, run_local, visible_gpus
+    from core.app.seed_runs import run_as_jobs, run_local
+    from core.control.gpu import visible_gpus
+    from core.control.submit import check_dataset, parse_seeds, resolve_run_config
+    from core.run.ideas import idea_defaults, load_idea
+    from core.run.runner import prepare_config
 
     cfg = _config(args, unknown)
-    seeds = parse_seeds(args.seeds, cfg.seed)
-    folder = resolve_data_dir(cfg.data_dir)
-    if not (folder / "test.jsonl").is_file():
-        raise UserError(f"{folder}: no test.jsonl (is --data-dir a prepared dataset folder?)")
+    try:
+        seeds = parse_seeds(args.seeds, cfg.seed)
+    except UserError as exc:
+        raise UserError(f"--{exc}") from None
+    check_dataset(cfg)
     module = load_idea(args.idea)
     try:
-        from core.cache_archive import ensure_demo_cache
+        from core.results.archive import ensure_demo_cache
 
         ensure_demo_cache()
     except ImportError:
         pass
     gpus = visible_gpus()
-    cfg = prepare_config(cfg, idea_defaults(module), cuda=bool(gpus))
     use_service = _service_running() and not args.local
+    # jobs record the config every front end resolves; a local run also shows the idea's DEFAULTS
+    cfg = resolve_run_config(cfg, cuda=bool(gpus)) if use_service else prepare_config(
+        cfg, idea_defaults(module), cuda=bool(gpus))
     display = _Display(seeds, enabled=not args.json)
     if not args.json:
         how = "as service jobs" if use_service else (f"on GPUs {','.join(gpus)}" if gpus else "on CPU, one at a time")

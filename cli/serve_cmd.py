@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from core.errors import UserError
+from core.common.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,39 +21,40 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core import service
+    from core.control import service as discovery
+    from web import launcher, service
 
     if args.port is not None and not 0 <= args.port <= 65535:
         raise UserError(f"--port: {args.port} is not a port number (0-65535)")
     if args.stop:
-        if service.stop_service():
+        if launcher.stop_service():
             print("w2s service stopped (jobs keep running)")
             return 0
         print("no w2s service is running for this workspace")
         return 1
     if args.status:
-        info = service.service_info()
+        info = discovery.service_info()
         if not info:
             print("no w2s service is running for this workspace")
             return 1
         print(f"w2s service running (pid {info['pid']}) at {info.get('url') or 'no HTTP'}")
         return 0
     if args.detach:
-        info = service.service_info()
+        info = discovery.service_info()
         if info:
             raise UserError(f"a w2s service is already running for this workspace (pid {info['pid']}, "
                             f"{info.get('url') or 'no HTTP'})")
-        url = service.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard,
+        url = launcher.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard,
                                              web=not args.no_web)
-        info = service.service_info() or {}
+        info = discovery.service_info() or {}
         print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
-        print(f"log: {service.log_file()}; stop with `w2s serve --stop`")
+        print(f"log: {discovery.log_file()}; stop with `w2s serve --stop`")
         _print_operator_token()
         return 0
     if not args.no_web:
         _print_operator_token()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    port = service.DEFAULT_PORT if args.port is None else args.port
+    port = discovery.DEFAULT_PORT if args.port is None else args.port
     return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web)
 
 
@@ -65,7 +66,7 @@ def _print_operator_token() -> None:
     """
     import sys
 
-    from core.operator_token import ensure_operator_token, token_path
+    from core.control.operator_token import ensure_operator_token, token_path
 
     token = ensure_operator_token()
     if sys.stdout.isatty():

@@ -19,10 +19,11 @@ from typing import Any
 
 import psutil
 
+from core.common.files import read_log_file
+from core.common.process import CTIME_TOLERANCE_S, process_alive
 from executors.base import Executor, ExecutorError, PollResult
 
 START_TIMEOUT_S = float(os.environ.get("W2S_LOCAL_START_TIMEOUT", "20"))
-CTIME_TOLERANCE_S = 0.05
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -38,17 +39,6 @@ def read_exit_status(run_dir: Path, attempt: int) -> dict[str, Any] | None:
     return status if status and status.get("attempt") == attempt else None
 
 
-def process_matches(pid: int | None, ctime: float | None) -> bool:
-    """True when ``pid`` is alive (not a zombie) and is the very process started at ``ctime``."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return ctime is None or abs(proc.create_time() - ctime) < CTIME_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -147,15 +137,13 @@ class LocalExecutor(Executor):
             status = read_exit_status(run_dir, attempt)
             if status:
                 return PollResult("exited", status.get("exit_code"), status.get("signal"), status.get("error") or "")
-            if process_matches(handle.get("wrapper_pid"), handle.get("wrapper_ctime")):
+            if process_alive(handle.get("wrapper_pid"), handle.get("wrapper_ctime")):
                 return PollResult("running")
         if handle.get("pgid") and group_members(int(handle["pgid"])):
             return PollResult("running", reason="wrapper gone; job processes still running")
         return PollResult("lost", reason="the job's wrapper exited without recording an exit status")
 
     def logs(self, job: dict[str, Any], offset: int = 0) -> tuple[str, int]:
-        from core.jobs import read_log_file
-
         return read_log_file(Path(job["run_dir"]) / "stdout.log", offset)
 
     def cancel(self, job: dict[str, Any], handle: dict[str, Any], grace: float = 10.0) -> bool:

@@ -20,10 +20,10 @@ import pytest
 from core.agent import launch_agent, list_agents, resume_agent
 from core.agent.launcher import FINAL_STATES
 from core.agent.transcript import iter_events
-from core.config import RunConfig
-from core.demo_data import generate_all
-from core.jobs import get_job, list_jobs
-from core.runner import prepare_config
+from core.common.config import RunConfig
+from core.control.jobs import get_job, list_jobs
+from core.data.demo import generate_all
+from core.run.runner import prepare_config
 from tests.conftest import REPO, run_cli
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_results, tool_use, turn
 from tests.tiny_w2s import fake_baselines
@@ -94,13 +94,13 @@ def _wait(pred, timeout: float, what: str, step: float = 0.25):
 
 @pytest.fixture
 def service(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    from core import service as svc
+    from web import launcher as svc
 
     monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "2")
     monkeypatch.setenv("W2S_CANCEL_GRACE", "2")
     url = svc.start_service_detached(port=0, timeout=180)
     yield url
-    from core.jobs import JobError, cancel_job
+    from core.control.jobs import JobError, cancel_job
 
     for job in list_jobs(active_only=True):  # a failed run leaves no agent or training behind
         try:
@@ -172,8 +172,8 @@ def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, ser
     assert KEY not in (Path(idea_jobs[0]["run_dir"]) / "stdout.log").read_text()
     assert list((workspace / "cache_results").glob(f"demo-math_{agent['idea']}/*/seed_42.json"))
 
-    from core import findings
-    from core.store import Store
+    from core.control import findings
+    from core.control.store import Store
 
     shared = findings.list_findings(Store())
     assert [(f["author"], f["run"]) for f in shared] == [(f"run:{job_id}", job_id)]

@@ -15,8 +15,8 @@ import pytest
 
 from core.agent import launch_agent, list_agents, resume_agent
 from core.agent.transcript import iter_events
-from core.errors import UserError
-from core.jobs import get_job, secrets_path, transition
+from core.common.errors import UserError
+from core.control.jobs import get_job, secrets_path, transition
 from tests.conftest import REPO, run_cli
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use, turn
 
@@ -25,7 +25,7 @@ KEY = "sk-cli-test-key"
 
 def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    agent = launch_agent(idea_md=2, budget_usd=1.5, max_turns=7, max_evals=4, start_service=False)
+    agent = launch_agent(idea_md=2, budget_usd=1.5, max_turns=7, max_evals=4)
     assert agent["state"] == "queued"
     assert agent["direction"].startswith("Unsupervised elicitation by sampling")
     assert agent["budgets"] == {"max_usd": 1.5, "max_turns": 7, "max_wall_s": 14400.0, "max_evals": 4}
@@ -44,9 +44,9 @@ def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatc
     out = capsys.readouterr().out
     assert agent["id"] in out and "queued" in out and "$0.000/$1.50" in out
     with pytest.raises(UserError, match="exactly one"):
-        launch_agent("x", idea_md=1, start_service=False)
+        launch_agent("x", idea_md=1)
     with pytest.raises(UserError, match="1..10"):
-        launch_agent(idea_md=11, start_service=False)
+        launch_agent(idea_md=11)
     assert run_cli("agent", "launch", "--direction", "x", "--budget-usd", "0") == 1
     assert "budgets" in capsys.readouterr().err
     assert run_cli("agent", "launch", "--direction", "x", "--executor", "nope") == 1
@@ -57,14 +57,14 @@ def test_launch_queues_a_job_without_leaking_the_key(workspace: Path, monkeypatc
     assert stopped["state"] == "stopped" and get_job(agent["job_id"])["state"] == "cancelled"
     assert not secrets_path(job["id"]).exists()
     assert run_cli("agent", "stop", "nope") == 1
-    picked = launch_agent("4. W2S combined with elicitation", start_service=False)  # the TUI's picker
+    picked = launch_agent("4. W2S combined with elicitation")  # the TUI's picker
     assert picked["direction"].startswith("W2S combined with elicitation\n\nUse the weak labels")
     assert run_cli("agent", "transcript", agent["id"]) == 0  # no transcript yet: prints nothing
 
 
 def test_resume_rehands_the_key_and_needs_it(workspace: Path, monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    agent = launch_agent("d", start_service=False)
+    agent = launch_agent("d")
     with pytest.raises(UserError, match="only a failed or cancelled"):
         resume_agent(agent["id"])
     transition(agent["job_id"], "failed", "killed", store=None)
@@ -73,7 +73,6 @@ def test_resume_rehands_the_key_and_needs_it(workspace: Path, monkeypatch) -> No
     with pytest.raises(UserError, match="ANTHROPIC_API_KEY"):
         resume_agent(agent["id"])
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    monkeypatch.setattr("core.agent.launcher._ensure_service", lambda: None)
     doc = resume_agent(agent["id"])
     assert doc["state"] == "queued" and get_job(agent["job_id"])["state"] == "queued"
     assert json.loads(secrets_path(agent["job_id"]).read_text()) == {"ANTHROPIC_API_KEY": KEY}
@@ -84,7 +83,7 @@ def test_launcher_process_stops_cleanly_on_sigterm(workspace: Path, monkeypatch,
     fake.start()
     try:
         monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        agent = launch_agent("d", start_service=False)
+        agent = launch_agent("d")
         env = {**os.environ, "ANTHROPIC_BASE_URL": fake.url, "W2S_JOB_ID": agent["job_id"]}
         proc = subprocess.Popen([sys.executable, "-m", "core.agent.launcher", "--agent-id", agent["id"]],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -118,7 +118,7 @@ def test_template_copy(ctx: ToolContext) -> None:
 
 
 def test_findings_leaderboard_and_foreign_jobs(ctx: ToolContext) -> None:
-    from core.jobs import submit_job
+    from core.control.jobs import submit_job
 
     shared = call(ctx, "share_finding", title="Soft labels help", summary="3 seeds: 0.31, 0.28, 0.35",
                   metrics={"pgr_mean": 0.31})

@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 
-from core import experiment
-from core.baselines import data_fingerprint, ensure_ceiling, ensure_weak_artifacts, missing_baselines
-from core.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
-from core.datasets import load_split
-from core.errors import UserError
+from core.common.errors import UserError
+from core.data.datasets import load_split
+from core.results.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
+from core.run import experiment
+from core.run.baselines import data_fingerprint, ensure_ceiling, ensure_weak_artifacts, missing_baselines
 from tests.tiny_w2s import make_dataset, tiny_config
 
 

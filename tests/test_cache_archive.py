@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cache_archive import ensure_demo_cache, import_archive
+from core.results.archive import ensure_demo_cache, import_archive
 from tests.conftest import run_cli
 
 SPECIAL = (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
@@ -173,7 +173,7 @@ def test_ensure_demo_cache_ignores_missing_or_unsafe_archive(workspace, tmp_path
 
 
 def test_oversized_archive_is_refused(workspace, tmp_path, monkeypatch, capsys):
-    import core.cache_archive as ca
+    import core.results.archive as ca
 
     monkeypatch.setattr(ca, "MAX_TOTAL_BYTES", 10)
     archive = _tar(tmp_path / "big.tar.gz", [(GOOD, _payload())])

@@ -1,6 +1,6 @@
 """Cache keys, byte for byte, against every key folder of the reference archive.
 
-Each key is rebuilt with ``core.cache`` from the hyperparameters its seed files record. What the
+Each key is rebuilt with ``core.results.cache`` from the hyperparameters its seed files record. What the
 files do not record is stated here: the lr schedule of idea runs (the reference only ran
 ``linear``, which the weak-artifact files do record), three critic parameters, and for the three
 empty folders (no files at all) the one parameter that differs from the reference defaults.
@@ -12,7 +12,8 @@ import json
 import tarfile
 from pathlib import PurePosixPath
 
-from core.cache import (
+from core.common.config import RunConfig
+from core.results.cache import (
     ceiling_key,
     parse_key,
     read_result,
@@ -21,7 +22,6 @@ from core.cache import (
     weak_artifacts_key,
     write_result,
 )
-from core.config import RunConfig
 
 # Critic parameters that are part of its key but absent from its seed files.
 CRITIC_UNRECORDED = {"grpo_kl_penalty": 0.02, "grpo_max_steps": 50, "sft_critic_num_samples": 3000}

@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import pytest
 
-from core.config import RunConfig, add_run_config_arguments, parse_unknown_flags, run_config_from_args
+from core.common.config import RunConfig, add_run_config_arguments, parse_unknown_flags, run_config_from_args
 
 
 def parse(*argv: str) -> RunConfig:

@@ -41,9 +41,9 @@ def _require_browser() -> None:
 @pytest.fixture
 def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     _require_browser()
-    from core.cache_archive import import_archive
-    from core.findings import share
-    from core.store import Store
+    from core.control.findings import share
+    from core.control.store import Store
+    from core.results.archive import import_archive
     from web.app import create_app
     from web.server import serve_in_thread
 
@@ -52,7 +52,8 @@ def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     assert report.n_imported > 100
     store = Store()
     # one referee-scored run, so the leaderboard shows a public/private pair
-    from core import holdout, referee
+    from core.data import holdout
+    from core.referee import service as referee
     from tests.test_referee import DATASET, gold, make_dataset
 
     truth = gold(make_dataset(workspace))
@@ -92,7 +93,7 @@ def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
 def test_every_page_in_headless_chromium(dashboard, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    from core.leaderboard import leaderboard_rows
+    from core.results.leaderboard import leaderboard_rows
 
     shots = Path(os.environ.get("W2S_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def test_every_page_in_headless_chromium(dashboard, tmp_path: Path):
         page.screenshot(path=str(shots / "finding.png"), full_page=True)
         browser.close()
     fid = dashboard["finding"]["id"]
-    from core.findings import get
+    from core.control.findings import get
 
     stored = get(dashboard["store"], fid)
     assert stored["votes"] == {"operator": 1}

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.dataset_check import check_file, check_path
-from core.datasets import load_split, prepare_dataset, row_id
+from core.data.check import check_file, check_path
+from core.data.datasets import load_split, row_id
+from core.data.prepare import prepare_dataset
 from tests.conftest import run_cli
 
 GOOD_BINARY = {"question": "2+2?", "choice": "4", "label": True, "subset": "arith"}

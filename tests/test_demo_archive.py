@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cache import parse_key
-from core.cache_archive import DEMO_ARCHIVE, ensure_demo_cache
+from core.results.archive import DEMO_ARCHIVE, ensure_demo_cache
+from core.results.cache import parse_key
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,10 +57,10 @@ def test_archive_holds_every_dataset_group_and_seed_once():
 
 
 def test_fresh_workspace_reuses_the_archived_baselines(demo_workspace):
-    from core.baselines import missing_baselines
-    from core.config import RunConfig
-    from core.ideas import idea_defaults, load_idea
-    from core.runner import prepare_config
+    from core.common.config import RunConfig
+    from core.run.baselines import missing_baselines
+    from core.run.ideas import idea_defaults, load_idea
+    from core.run.runner import prepare_config
 
     assert ensure_demo_cache() is True
     for ds in DATASETS:

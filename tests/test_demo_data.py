@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import load_dataset, load_split
-from core.demo_data import DATASETS, generate_all, generate_dataset
-from core.demo_data.chat import RECKLESS, TOPICS
-from core.demo_data.common import DEFAULT_SIZES, SPLIT_NAMES, dump_jsonl, pool_of
-from core.demo_data.executor import run_snippets
-from core.demo_data.lexicon import load_lexicon
+from core.data.datasets import load_dataset, load_split
+from core.data.demo import DATASETS, generate_all, generate_dataset
+from core.data.demo.chat import RECKLESS, TOPICS
+from core.data.demo.common import DEFAULT_SIZES, SPLIT_NAMES, dump_jsonl, pool_of
+from core.data.demo.executor import run_snippets
+from core.data.demo.lexicon import load_lexicon
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = {"train_label": 24, "train_unlabel": 48, "test": 24}

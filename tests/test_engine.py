@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import RunConfig
+from core.common.config import RunConfig
 from core.engine import default_models, resolve_model, train_and_predict
 from core.engine.backends import choose_backend
 from core.engine.hf_backend import CausalLabelScorer, collate, load, predict

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core import findings
-from core.store import Store
+from core.control import findings
+from core.control.store import Store
 
 
 def _share(store: Store, **over) -> dict:

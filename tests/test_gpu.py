@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from core import gpu
-from core.jobs import submit_job, transition
-from core.scheduler import Scheduler
+from core.control import gpu
+from core.control.jobs import submit_job, transition
+from core.control.scheduler import Scheduler
 from tests.conftest import run_cli
 
 FAKE = [
@@ -64,7 +64,7 @@ def test_bad_fake_feed_is_a_user_error(workspace, monkeypatch, capsys, tmp_path)
 def test_bad_gpu_override_is_a_user_error(workspace, monkeypatch):
     import pytest
 
-    from core.errors import UserError
+    from core.common.errors import UserError
 
     monkeypatch.setenv("W2S_GPUS", "zero")
     with pytest.raises(UserError, match="W2S_GPUS"):

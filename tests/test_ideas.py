@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from core.cache import result_key
-from core.errors import UserError
-from core.ideas import idea_defaults, list_ideas, load_idea
-from core.runner import prepare_config
+from core.common.errors import UserError
+from core.results.cache import result_key
+from core.run.ideas import idea_defaults, list_ideas, load_idea
+from core.run.runner import prepare_config
 from tests.conftest import run_cli
 from tests.tiny_w2s import tiny_config
 
@@ -87,7 +87,7 @@ def test_confident_mask_drops_the_uncertain_band():
 
 
 def test_demo_pair_replaces_default_models(workspace):
-    from core.config import RunConfig
+    from core.common.config import RunConfig
 
     cfg = prepare_config(RunConfig(data_dir="data/demo-math"), cuda=True)
     assert (cfg.weak_model, cfg.strong_model) == ("demo-weak", "demo-strong")

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from core import jobs as J
-from core.scheduler import Scheduler
+from core.control import jobs as J
+from core.control.scheduler import Scheduler
 
 DUMP = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('ANTHROPIC_API_KEY', 'W2S_JOB_ID')}))"
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from core import jobs as J
-from core.jobs import (
+from core.control import jobs as J
+from core.control.jobs import (
     JobError,
     cancel_job,
     get_job,
@@ -19,8 +19,8 @@ from core.jobs import (
     retry_job,
     submit_job,
 )
-from core.scheduler import Scheduler
-from core.store import Store
+from core.control.scheduler import Scheduler
+from core.control.store import Store
 from tests.conftest import run_cli
 
 

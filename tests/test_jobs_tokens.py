@@ -5,8 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from core.store import Store
-from core.tokens import consume_evaluation, hash_token, issue_run_token, resolve_token, revoke_run_tokens
+from core.control.store import Store
+from core.control.tokens import (
+    consume_evaluation,
+    hash_token,
+    issue_run_token,
+    resolve_token,
+    revoke_run_tokens,
+)
 from tests.conftest import REPO
 
 
@@ -36,8 +42,8 @@ def test_issue_resolve_consume_rotate_revoke(tmp_path):
 CONSUMER = """
 import sys
 from pathlib import Path
-from core.store import Store
-from core.tokens import consume_evaluation
+from core.control.store import Store
+from core.control.tokens import consume_evaluation
 store = Store(Path(sys.argv[1]))
 print(sum(consume_evaluation(store, sys.argv[2]) for _ in range(40)))
 """

@@ -11,9 +11,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 from scipy import stats
 
-from core.cache import write_result
-from core.cache_archive import import_archive
-from core.leaderboard import ROW_KEYS, leaderboard, leaderboard_rows
+from core.results.archive import import_archive
+from core.results.cache import write_result
+from core.results.leaderboard import ROW_KEYS, leaderboard, leaderboard_rows
 from tests.conftest import REFERENCE_ARCHIVE, run_cli
 
 
@@ -113,9 +113,9 @@ def test_all_datasets_and_table_output(reference_ws, monkeypatch, capsys):
 
 
 def test_local_runs_na_rows_and_empty_cache(workspace, monkeypatch, capsys):
-    import core.cache_archive
+    import core.results.archive
 
-    monkeypatch.setattr(core.cache_archive, "DEMO_ARCHIVE", workspace / "no-demo-archive.tar.gz")
+    monkeypatch.setattr(core.results.archive, "DEMO_ARCHIVE", workspace / "no-demo-archive.tar.gz")
     root = workspace / "cache_results"
     assert run_cli("leaderboard") == 0
     assert "no cached results" in capsys.readouterr().out

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from core.jobs import cancel_job, get_job, submit_job
-from core.scheduler import Scheduler
+from core.control.jobs import cancel_job, get_job, submit_job
+from core.control.scheduler import Scheduler
 from executors import get_executor
 
 

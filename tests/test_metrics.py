@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from core.metrics import compute_metrics, seed_stats
+from core.results.metrics import compute_metrics, seed_stats
 
 
 def test_compute_metrics_counts_and_distributions():

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from core.cache import ceiling_key, result_key, weak_artifacts_key, write_result
-from core.config import RunConfig
-from core.pgr import Baselines, baselines_for_key, compute_pgr, fixed_baselines, pgr_fields, split_models
+from core.common.config import RunConfig
+from core.results.cache import ceiling_key, result_key, weak_artifacts_key, write_result
+from core.results.pgr import (
+    Baselines,
+    baselines_for_key,
+    compute_pgr,
+    fixed_baselines,
+    pgr_fields,
+    split_models,
+)
 
 CFG = RunConfig(data_dir="data/toy", weak_model="org/Weak-0.5B", strong_model="org/Strong-4B", epochs=2)
 

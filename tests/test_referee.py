@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core import holdout, referee
-from core.cache import ceiling_key, read_result, weak_artifacts_key, write_result
-from core.config import RunConfig
-from core.store import Store
-from core.tokens import issue_run_token
+from core.common.config import RunConfig
+from core.control.store import Store
+from core.control.tokens import issue_run_token
+from core.data import holdout
+from core.referee import service as referee
+from core.results.cache import ceiling_key, read_result, weak_artifacts_key, write_result
 
 DATASET = "tiny"
 
@@ -157,7 +158,7 @@ def test_final_score_writes_referee_row_once(setup):
     with pytest.raises(referee.RefereeError) as err:
         referee.final_score(store, "run1", DATASET, preds)
     assert err.value.status == 409
-    from core.leaderboard import leaderboard_rows
+    from core.results.leaderboard import leaderboard_rows
 
     rows_ = [r for r in leaderboard_rows(DATASET) if r["idea"] == "my_idea"]
     assert rows_ and rows_[0]["source"] == "referee"
@@ -171,8 +172,8 @@ def test_quantize():
 
 
 def test_fast_scorer_matches_core_scoring(setup):
-    """The referee's vectorised scorer gives exactly what core.scoring computes."""
-    from core.scoring import score_predictions
+    """The referee's vectorised scorer gives exactly what core.results.scoring computes."""
+    from core.results.scoring import score_predictions
 
     ws, rows, store, token = setup
     gold_ = referee.gold_for(DATASET)

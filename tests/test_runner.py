@@ -7,14 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, result_key, result_path, weak_artifacts_key
-from core.errors import UserError
-from core.runner import prepare_config, run_seed
+from core.common.errors import UserError
+from core.results.cache import (
+    TRAIN_CEILING,
+    WEAK_ARTIFACTS,
+    ceiling_key,
+    result_key,
+    result_path,
+    weak_artifacts_key,
+)
+from core.run.runner import prepare_config, run_seed
 from tests.conftest import run_cli
 from tests.tiny_w2s import fake_baselines, make_dataset, tiny_config
 
 FLAKY = '''
-from core import experiment
+from core.run import experiment
 
 def run_experiment(cfg):
     if cfg.seed == 43:
@@ -113,8 +120,8 @@ def test_run_cli_user_errors(workspace, capsys):
 
 
 def test_seeds_become_service_jobs(workspace):
-    from core.jobs import get_job
-    from core.seed_runs import run_as_jobs
+    from core.app.seed_runs import run_as_jobs
+    from core.control.jobs import get_job
 
     cfg = prepare_config(tiny_config())
     runs = run_as_jobs("vanilla_w2s", cfg, [42, 43], gpus=0, wait=False)
@@ -124,6 +131,6 @@ def test_seeds_become_service_jobs(workspace):
         assert job["kind"] == "idea_run" and job["state"] == "queued"
         assert job["meta"]["seed"] == run.seed and job["meta"]["idea"] == "vanilla_w2s"
         cmd = json.loads((Path(job["run_dir"]) / "command.json").read_text())["command"]
-        assert cmd[1:5] == ["-m", "core.runner", "--idea", "vanilla_w2s"]
+        assert cmd[1:5] == ["-m", "core.run.runner", "--idea", "vanilla_w2s"]
         assert json.loads(cmd[cmd.index("--config-json") + 1])["seed"] == run.seed
         assert run.log_path == Path(job["run_dir"]) / "stdout.log"

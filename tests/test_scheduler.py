@@ -7,10 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from core import jobs as J
-from core.jobs import get_job, submit_job
-from core.scheduler import Scheduler
-from core.store import Store
+from core.control import jobs as J
+from core.control.jobs import get_job, submit_job
+from core.control.scheduler import Scheduler
+from core.control.store import Store
 from executors import CapacityError, register_executor
 from executors.local import LocalExecutor
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import row_id
-from core.scoring import score_predictions, to_class
+from core.data.datasets import row_id
+from core.results.scoring import score_predictions, to_class
 
 
 def _write(path: Path, rows: list[dict]) -> None:

@@ -14,9 +14,10 @@ import httpx
 import psutil
 import pytest
 
-from core import service
-from core.jobs import get_job, submit_job
+from core.control import service as discovery
+from core.control.jobs import get_job, submit_job
 from tests.conftest import REPO, run_cli
+from web import launcher as service
 
 
 def wait_for(pred, timeout=120.0, step=0.1):
@@ -34,7 +35,7 @@ def fast_service(workspace, monkeypatch):
     monkeypatch.setenv("W2S_SCHED_POLL", "0.1")
     monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "3")
     yield workspace
-    info = service.service_info()
+    info = discovery.service_info()
     if info:
         os.kill(info["pid"], signal.SIGKILL)
 
@@ -42,17 +43,17 @@ def fast_service(workspace, monkeypatch):
 def test_single_instance_web_and_stop(fast_service, capsys):
     url = service.start_service_detached(port=0)
     assert url and url.startswith("http://127.0.0.1:")
-    assert service.service_url() == url and service.is_service_running()
+    assert discovery.service_url() == url and discovery.is_service_running()
     assert httpx.get(url + "/", timeout=30).status_code < 500
     assert service.start_service_detached(port=0) == url  # idempotent for the TUI
     assert run_cli("serve", "--detach", "--port", "0") == 1
     assert "already running" in capsys.readouterr().err
-    second = subprocess.run([sys.executable, "-m", "core.service", "--no-web"], cwd=REPO,
+    second = subprocess.run([sys.executable, "-m", "web.service", "--no-web"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert second.returncode == 1 and "already running" in second.stderr
     assert run_cli("serve", "--status") == 0
     assert run_cli("serve", "--stop") == 0
-    assert not service.is_service_running()
+    assert not discovery.is_service_running()
     assert not (fast_service / ".w2s" / "service.json").exists()
     assert run_cli("serve", "--stop") == 1
     assert run_cli("serve", "--port", "70000") == 1
@@ -70,13 +71,13 @@ def test_jobs_survive_a_killed_service_and_finish_once(fast_service):
 
     jobs = wait_for(all_running)
     pids = [p for j in jobs for p in (j["handle"]["pid"], j["handle"]["wrapper_pid"])]
-    old = service.service_info()
+    old = discovery.service_info()
     os.kill(old["pid"], signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == "zombie")
     assert psutil.pid_exists(jobs[2]["handle"]["pid"]), "a job died with the service"
 
     service.start_service_detached(web=False)
-    assert service.service_info()["pid"] != old["pid"]
+    assert discovery.service_info()["pid"] != old["pid"]
     done = wait_for(lambda: all(get_job(i)["state"] in ("succeeded", "failed") for i in ids)
                     and [get_job(i) for i in ids])
     assert [j["state"] for j in done] == ["succeeded"] * 3, [j["history"] for j in done]

@@ -9,7 +9,7 @@ import sys
 import orjson
 import pytest
 
-from core.store import Store, StoreError
+from core.control.store import Store, StoreError
 from tests.conftest import REPO
 
 
@@ -71,7 +71,7 @@ def test_finished_jobs_move_to_archive_and_back(tmp_path):
 
 
 def test_archive_is_split_into_segments(tmp_path, monkeypatch):
-    from core import store as store_mod
+    from core.control import store as store_mod
 
     monkeypatch.setattr(store_mod, "ARCHIVE_SEGMENT_DOCS", 3)
     jobs = Store(tmp_path).table("jobs")
@@ -105,7 +105,7 @@ def test_readers_see_other_processes_writes_even_same_size(tmp_path):
     doc_id = table.insert({"n": 0})
     assert table.get(doc_id)["n"] == 0
     for n in range(1, 6):  # same file size every time: only the generation stamp tells them apart
-        code = (f"from core.store import Store; from pathlib import Path; "
+        code = (f"from core.control.store import Store; from pathlib import Path; "
                 f"Store(Path({str(tmp_path)!r})).table('ideas').update({doc_id!r}, {{'n': {n}}})")
         subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
         assert table.get(doc_id)["n"] == n

@@ -10,13 +10,13 @@ import time
 
 import orjson
 
-from core.store import Store
+from core.control.store import Store
 from tests.conftest import REPO
 
 WRITER = """
 import sys
 from pathlib import Path
-from core.store import Store
+from core.control.store import Store
 root, worker, n = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 table = Store(root).table("jobs")
 def bump(doc):
@@ -48,7 +48,7 @@ def test_eight_processes_no_lost_updates(tmp_path):
 KILLED_WRITER = """
 import sys
 from pathlib import Path
-from core.store import Store
+from core.control.store import Store
 table = Store(Path(sys.argv[1])).table("findings")
 big = "x" * 400_000
 i = 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs as J
+from core.control import jobs as J
 from tests.tiny_w2s import fake_baselines, make_dataset, tiny_config
 from tui.app import W2SApp
 from tui.keymap import ACTIONS
@@ -27,7 +27,7 @@ TINY_FLAGS = "--weak-model demo-weak --strong-model demo-strong --epochs 1 --bat
 QUICK_IDEA = '''
 """A constant-prediction idea that prints as it goes: a run that takes a second, for UI tests."""
 import time
-from core import experiment
+from core.run import experiment
 
 def run_experiment(cfg):
     data = experiment.load_label_free(cfg)
@@ -58,7 +58,7 @@ class SchedulerThread:
     """The real scheduler loop, in-process (what ``w2s serve`` runs), stopped at the end of the test."""
 
     def __init__(self) -> None:
-        from core.scheduler import Scheduler
+        from core.control.scheduler import Scheduler
 
         self.stop = threading.Event()
         self.scheduler = Scheduler(poll_interval=0.1, service_url="", gpus=[])
@@ -114,7 +114,7 @@ async def test_four_panes_side_by_side_when_wide_and_one_at_a_time_when_narrow(w
 async def test_a_fresh_workspace_gets_the_demo_leaderboard(workspace, tmp_path, monkeypatch):
     import tarfile
 
-    import core.cache_archive
+    import core.results.archive
     from tests.test_tui_snapshots import populate
 
     source = tmp_path / "source"
@@ -124,7 +124,7 @@ async def test_a_fresh_workspace_gets_the_demo_leaderboard(workspace, tmp_path, 
     archive = tmp_path / "demo.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(source / "cache_results", arcname="cache_results")
-    monkeypatch.setattr(core.cache_archive, "DEMO_ARCHIVE", archive)
+    monkeypatch.setattr(core.results.archive, "DEMO_ARCHIVE", archive)
     monkeypatch.setenv("W2S_WORKSPACE", str(workspace))
     app = make_app(demo_cache=True)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -243,7 +243,7 @@ async def test_launching_an_agent_without_an_api_key_says_so(workspace, monkeypa
 
 
 async def test_launching_an_agent_with_a_key_queues_its_job(workspace, monkeypatch):
-    from core.store import Store
+    from core.control.store import Store
     from tui.screens.launch_agent import LaunchAgentScreen
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
@@ -269,7 +269,7 @@ async def test_launching_an_agent_with_a_key_queues_its_job(workspace, monkeypat
 
 
 async def test_leaderboard_switches_dataset_sorts_and_filters(workspace):
-    from core.cache import write_result
+    from core.results.cache import write_result
     from tests.test_tui_snapshots import populate
 
     populate(workspace)

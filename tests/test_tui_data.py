@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs as J
-from core.errors import UserError
+from core.common.errors import UserError
+from core.control import jobs as J
 from tui import data, format, keymap
 from tui.tailer import Tailer
 from tui.widgets.agents_pane import budget_lines, render_event
@@ -47,7 +47,7 @@ def test_submit_runs_queues_one_runner_job_per_seed(workspace):
     assert set(ids) == set(jobs)
     for job_id in ids:
         command = J.job_command(jobs[job_id])
-        assert command[:3] == [sys.executable, "-m", "core.runner"] and command[3:5] == ["--idea", "vanilla_w2s"]
+        assert command[:3] == [sys.executable, "-m", "core.run.runner"] and command[3:5] == ["--idea", "vanilla_w2s"]
         cfg = __import__("json").loads(command[command.index("--config-json") + 1])
         assert cfg["data_dir"] == "data/demo-math" and cfg["epochs"] == 1
     assert sorted(jobs[i]["meta"]["seed"] for i in ids) == [42, 43]
@@ -56,7 +56,7 @@ def test_submit_runs_queues_one_runner_job_per_seed(workspace):
 
 
 def test_load_jobs_shows_every_unfinished_job_and_counts_the_rest(workspace):
-    from core.store import Store
+    from core.control.store import Store
 
     table = Store().table("jobs")
     docs = [{"id": f"f{i:03d}", "state": "succeeded", "created": 1000.0 + i, "name": "old", "executor": "local"}
@@ -75,7 +75,7 @@ def test_missing_parts_show_a_note_instead_of_crashing(workspace, monkeypatch):
     real = data.optional_module
 
     def without(name):
-        return None if name in ("core.jobs", "core.gpu", "core.leaderboard") else real(name)
+        return None if name in ("core.control.jobs", "core.control.gpu", "core.results.leaderboard") else real(name)
 
     monkeypatch.setattr(data, "optional_module", without)
     for feed in (data.load_jobs(), data.load_gpus(), data.load_leaderboard()):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, write_result
-from core.store import Store
+from core.control.store import Store
+from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, write_result
 from tui.app import W2SApp
 
 NOW = 1_790_000_000.0  # the frozen clock

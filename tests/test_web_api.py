@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core import holdout
-from core.store import Store
-from core.tokens import issue_run_token
+from core.control.store import Store
+from core.control.tokens import issue_run_token
+from core.data import holdout
 from tests.test_referee import DATASET, gold, make_dataset
 
 

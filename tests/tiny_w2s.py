@@ -10,9 +10,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from core.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, weak_artifacts_key, write_result
-from core.config import RunConfig
-from core.datasets import load_split, prepare_dataset
+from core.common.config import RunConfig
+from core.data.datasets import load_split
+from core.data.prepare import prepare_dataset
+from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, weak_artifacts_key, write_result
 
 GOOD = ["wonderful", "happy", "great", "lovely", "excellent", "joyful", "superb", "pleasant", "delightful",
         "brilliant", "cheerful", "fantastic", "kind", "perfect", "splendid", "warm", "bright", "calm"]

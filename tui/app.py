@@ -22,8 +22,8 @@ from textual.containers import Container
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
-from core.errors import UserError
-from core.workspace import WORKSPACE_ENV, paths
+from core.common.errors import UserError
+from core.common.workspace import WORKSPACE_ENV, paths
 from tui import data, keymap
 from tui.commands import W2SCommands
 from tui.screens.confirm import ConfirmScreen

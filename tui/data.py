@@ -15,14 +15,13 @@ import json
 import os
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from core.errors import UserError
-from core.workspace import paths
+from core.common.errors import UserError
+from core.common.workspace import paths
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NO_SERVICE_ENV = "W2S_TUI_NO_SERVICE"
@@ -72,7 +71,7 @@ _STORES: dict[Path, Any] = {}
 
 def shared_store() -> Any:
     """One Store per workspace for the TUI's polls: it keeps parsed tables and re-reads only on change."""
-    store_mod = optional_module("core.store")
+    store_mod = optional_module("core.control.store")
     if store_mod is None:
         return None
     root = paths().state
@@ -87,9 +86,9 @@ def load_jobs(limit: int = 200) -> Feed:
     Reads the store's hot part and its newest archive segment only (``Table.recent``), so a refresh
     costs the same at 10k jobs as at 10; finished jobs are counted, not copied.
     """
-    jobs_mod = optional_module("core.jobs")
+    jobs_mod = optional_module("core.control.jobs")
     if jobs_mod is None:
-        return Feed(False, note=_missing("core.jobs (job queue)"))
+        return Feed(False, note=_missing("core.control.jobs (job queue)"))
     try:
         table = shared_store().table("jobs")
         active = [as_dict(j) for j in table.hot()]
@@ -120,12 +119,12 @@ def _sort_time(value: Any) -> float:
 
 
 def cancel_job(job_id: str) -> dict[str, Any]:
-    jobs_mod = _require("core.jobs", "cancelling jobs")
+    jobs_mod = _require("core.control.jobs", "cancelling jobs")
     return as_dict(jobs_mod.cancel_job(job_id))
 
 
 def retry_job(job_id: str) -> dict[str, Any]:
-    jobs_mod = _require("core.jobs", "retrying jobs")
+    jobs_mod = _require("core.control.jobs", "retrying jobs")
     return as_dict(jobs_mod.retry_job(job_id))
 
 
@@ -150,7 +149,7 @@ def read_log_bytes(job_id: str, offset: int, max_bytes: int = 1 << 20) -> tuple[
             fh.seek(offset)
             data = fh.read(max_bytes)
     except FileNotFoundError:
-        jobs_mod = optional_module("core.jobs")
+        jobs_mod = optional_module("core.control.jobs")
         if jobs_mod is None or not hasattr(jobs_mod, "read_log"):
             return b"", offset
         try:
@@ -235,7 +234,10 @@ def launch_agent(direction: str, executor: str, budgets: dict[str, Any], start_s
     if fn is None:
         raise UserError("core.agent has no launch_agent() yet")
     kwargs = {k: v for k, v in budgets.items() if v is not None}
-    return fn(direction=direction, executor=executor, start_service=start_service, **kwargs)
+    doc = fn(direction=direction, executor=executor, **kwargs)
+    if start_service:
+        ensure_service()
+    return doc
 
 
 def idea_directions() -> list[tuple[str, str]]:
@@ -259,9 +261,9 @@ def idea_directions() -> list[tuple[str, str]]:
 
 
 def load_gpus() -> Feed:
-    gpu_mod = optional_module("core.gpu")
+    gpu_mod = optional_module("core.control.gpu")
     if gpu_mod is None:
-        return Feed(False, note=_missing("core.gpu (GPU probe)"))
+        return Feed(False, note=_missing("core.control.gpu (GPU probe)"))
     try:
         devices = [as_dict(g) for g in gpu_mod.probe()]
     except Exception as exc:
@@ -273,7 +275,7 @@ def load_gpus() -> Feed:
 
 
 def ensure_demo_cache() -> bool:
-    mod = optional_module("core.cache_archive")
+    mod = optional_module("core.results.archive")
     if mod is None or not hasattr(mod, "ensure_demo_cache"):
         return False
     try:
@@ -284,9 +286,9 @@ def ensure_demo_cache() -> bool:
 
 def load_leaderboard() -> Feed:
     """Every leaderboard row (all datasets) plus the baselines lines when core offers them."""
-    lb = optional_module("core.leaderboard")
+    lb = optional_module("core.results.leaderboard")
     if lb is None:
-        return Feed(False, note=_missing("core.leaderboard"))
+        return Feed(False, note=_missing("core.results.leaderboard"))
     try:
         rows = [as_dict(r) for r in lb.leaderboard_rows()]
     except Exception as exc:
@@ -306,9 +308,9 @@ def load_leaderboard() -> Feed:
 
 
 def service_status() -> dict[str, Any]:
-    svc = optional_module("core.service")
+    svc = optional_module("core.control.service")
     if svc is None:
-        return {"available": False, "running": False, "url": None, "note": _missing("core.service")}
+        return {"available": False, "running": False, "url": None, "note": _missing("core.control.service")}
     try:
         running = bool(svc.is_service_running())
         url = svc.service_url() if running else None
@@ -322,9 +324,10 @@ def ensure_service() -> dict[str, Any]:
     status = service_status()
     if status["running"] or not status["available"] or os.environ.get(NO_SERVICE_ENV):
         return status
-    svc = optional_module("core.service")
+    from web.launcher import start_service_detached
+
     try:
-        svc.start_service_detached()  # type: ignore[union-attr]
+        start_service_detached()
     except Exception as exc:
         status["note"] = f"could not start the control service: {exc}"
         return status
@@ -340,7 +343,7 @@ def dashboard_url() -> str | None:
 
 
 def list_ideas() -> list[str]:
-    mod = optional_module("core.ideas")
+    mod = optional_module("core.run.ideas")
     if mod is not None and hasattr(mod, "list_ideas"):
         try:
             out = []
@@ -365,30 +368,14 @@ def list_datasets() -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``42,43`` or ``42-44`` or ``42 43``."""
-    seeds: list[int] = []
-    for part in re.split(r"[,\s]+", text.strip()):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        try:
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                if hi < lo or hi - lo > 100:
-                    raise UserError(f"seeds: bad range {part!r}")
-                seeds.extend(range(lo, hi + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise UserError(f"seeds: {part!r} is not a whole number") from None
-    if not seeds:
-        raise UserError("seeds: give at least one seed, e.g. 42,43,44")
-    return list(dict.fromkeys(seeds))
+    """``42,43`` or ``42-44`` or ``42 43`` (the one parser every front end uses)."""
+    from core.control.submit import parse_seeds as parse
 
+    return parse(text)
 
 def parse_run_options(text: str) -> Any:
     """RunConfig flags typed in the launch dialog (``--epochs 1 --train-size 64``), same parser as ``w2s run``."""
-    from core.config import add_run_config_arguments, run_config_from_args
+    from core.common.config import add_run_config_arguments, run_config_from_args
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # argparse would exit the TUI
@@ -407,38 +394,20 @@ def parse_run_options(text: str) -> Any:
         raise UserError(f"options: {exc}") from None
 
 
-def runner_command(idea: str, cfg: Any) -> list[str]:
-    seed_runs = optional_module("core.seed_runs")
-    if seed_runs is not None and hasattr(seed_runs, "runner_command"):
-        return list(seed_runs.runner_command(idea, cfg))
-    return [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", cfg.to_json()]
 
 
 def submit_runs(idea: str, dataset: str, seeds: list[int], executor: str, options: str = "") -> list[str]:
-    """One ``idea_run`` job per seed through the job system, shaped like ``w2s run``'s (name, meta,
-    one GPU each when the box has any); the control service schedules them. The runner itself picks
-    the demo model pair and the idea's defaults (``core.runner.prepare_config``)."""
+    """One ``idea_run`` job per seed through the one submit path (``core.control.submit``), exactly
+    as ``w2s run`` submits them; the control service schedules them."""
+    from core.control.submit import submit_idea_runs
+
     if not idea:
         raise UserError("idea: choose an idea")
     if not dataset:
         raise UserError("dataset: choose a dataset")
-    jobs_mod = _require("core.jobs", "submitting runs")
     base = parse_run_options(options).replace(data_dir=f"data/{dataset}")
-    seed_runs = optional_module("core.seed_runs")
-    gpus = 1 if seed_runs is not None and seed_runs.visible_gpus() else 0
-    ids = []
-    for seed in seeds:
-        cfg = base.replace(seed=seed)
-        job = jobs_mod.submit_job(
-            "idea_run",
-            runner_command(idea, cfg),
-            name=f"{idea} {dataset} seed {seed}",
-            executor=executor,
-            gpus=gpus,
-            meta={"idea": idea, "dataset": dataset, "seed": seed, "config": cfg.to_dict(), "source": "tui"},
-        )
-        ids.append(str(as_dict(job).get("id")))
-    return ids
+    jobs = submit_idea_runs(idea, base, seeds, source="tui", executor=executor)
+    return [str(job["id"]) for job in jobs]
 
 
 def executors() -> list[str]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from textual.binding import Binding
 
-from core.errors import UserError
-from core.workspace import paths
+from core.common.errors import UserError
+from core.common.workspace import paths
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ No value from a request becomes a path without matching a strict pattern first.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,11 @@ from typing import Any
 import orjson
 from flask import Blueprint, current_app, jsonify, request
 
-from core import findings, referee
-from core.operator_token import check_operator_token
-from core.workspace import paths
+from core.common.job_types import DEFAULT_EVAL_BUDGET
+from core.common.workspace import paths
+from core.control import findings
+from core.control.operator_token import check_operator_token
+from core.referee import service as referee
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -88,7 +88,7 @@ def actor() -> str:
         raise ApiError(401, "a token is required: the operator token or a run token")
     if check_operator_token(token, Path(store().root)):
         return "operator"
-    from core.tokens import resolve_token
+    from core.control.tokens import resolve_token
 
     record = resolve_token(store(), token)
     if not record:
@@ -150,7 +150,7 @@ def health():
 
 @api.get("/leaderboard")
 def leaderboard():
-    from core.leaderboard import baseline_rows, leaderboard_rows
+    from core.results.leaderboard import baseline_rows, leaderboard_rows
 
     dataset = dataset_arg()
     rows = leaderboard_rows(dataset)
@@ -163,7 +163,7 @@ def leaderboard():
 @api.get("/jobs")
 def jobs():
     """Unfinished jobs plus the newest finished ones, ``limit`` in all (default 200; 0 = every job)."""
-    from core.jobs import list_jobs
+    from core.control.jobs import list_jobs
 
     limit = int_arg("limit", 200)
     return jsonify({"jobs": list_jobs(store(), limit=limit or None)})
@@ -171,7 +171,7 @@ def jobs():
 
 @api.get("/jobs/<job_id>")
 def job(job_id: str):
-    from core.jobs import get_job
+    from core.control.jobs import get_job
 
     found = get_job(checked_id(job_id, "job"))
     if not found:
@@ -181,7 +181,7 @@ def job(job_id: str):
 
 @api.get("/jobs/<job_id>/log")
 def job_log(job_id: str):
-    from core.jobs import get_job, read_log
+    from core.control.jobs import get_job, read_log
 
     checked_id(job_id, "job")
     if not get_job(job_id):
@@ -253,7 +253,7 @@ def agent_transcript(agent_id: str):
 
 @api.get("/gpu")
 def gpu():
-    from core.gpu import probe
+    from core.control.gpu import probe
 
     try:
         gpus = [plain(g) for g in probe(store())]
@@ -388,10 +388,10 @@ def launch_job():
     "eval_budget"?, "max_retries"?}`` -> the job (operator only)."""
     require_operator()
     data = body()
-    from core.config import RunConfig
-    from core.errors import UserError
-    from core.ideas import check_name, find_idea
-    from core.jobs import submit_job
+    from core.common.config import RunConfig
+    from core.common.errors import UserError
+    from core.control.submit import submit_idea_runs
+    from core.run.ideas import check_name, find_idea
 
     idea = data.get("idea")
     if not isinstance(idea, str):
@@ -408,36 +408,34 @@ def launch_job():
         cfg = RunConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
         raise ApiError(400, f"field 'config': {exc}") from None
-    numbers = {}
-    for name, default, top in (("gpus", 0, 16), ("eval_budget", 20, 10_000), ("max_retries", 0, 10)):
+    numbers: dict[str, int | None] = {"gpus": None}  # no "gpus": one when the box has any, like every front end
+    for name, default, top in (("gpus", None, 16), ("eval_budget", DEFAULT_EVAL_BUDGET, 10_000),
+                               ("max_retries", 0, 10)):
         value = data.get(name, default)
+        if value is None and default is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
             raise ApiError(400, f"field '{name}': expected an integer 0..{top}")
         numbers[name] = value
-    name = data.get("name") or f"{idea} {cfg.dataset} seed {cfg.seed}"
-    if not isinstance(name, str) or len(name) > 120:
+    name = data.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 120):
         raise ApiError(400, "field 'name': expected text up to 120 characters")
-    config_json = json.dumps(cfg.to_dict())
-    command = [sys.executable, "-m", "core.runner", "--idea", idea, "--config-json", config_json]
     try:
-        job_doc = submit_job(
-            "run",
-            command,
-            name=name,
-            gpus=numbers["gpus"],
-            max_retries=numbers["max_retries"],
-            eval_budget=numbers["eval_budget"],
-            meta={"idea": idea, "config": cfg.to_dict(), "launched_by": "api"},
+        jobs = submit_idea_runs(
+            idea, cfg, [cfg.seed], source="api", name=data.get("name") or None, gpus=numbers["gpus"],
+            max_retries=int(numbers["max_retries"] or 0),
+            eval_budget=int(numbers["eval_budget"] or DEFAULT_EVAL_BUDGET),
         )
     except (UserError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None
+    job_doc = jobs[0]
     return jsonify(job_doc), 201
 
 
 @api.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
     require_operator()
-    from core.jobs import cancel_job, get_job
+    from core.control.jobs import cancel_job, get_job
 
     if not get_job(checked_id(job_id, "job")):
         raise ApiError(404, f"no job {job_id!r}")
@@ -450,7 +448,7 @@ def cancel(job_id: str):
 @api.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
     require_operator()
-    from core.jobs import get_job, retry_job
+    from core.control.jobs import get_job, retry_job
 
     if not get_job(checked_id(job_id, "job")):
         raise ApiError(404, f"no job {job_id!r}")
@@ -471,7 +469,7 @@ def launch_agent():
     require_operator()
     data = body()
     from core.agent.launcher import launch_agent as launch
-    from core.errors import UserError
+    from core.common.errors import UserError
 
     kwargs: dict[str, Any] = {}
     for name, kind in (("budget_usd", float), ("max_turns", int), ("max_evals", int), ("max_wall_s", float)):
@@ -496,7 +494,7 @@ def launch_agent():
 def stop_agent(agent_id: str):
     require_operator()
     from core.agent.launcher import stop_agent as stop
-    from core.errors import UserError
+    from core.common.errors import UserError
 
     if not store().table("agents").get(checked_id(agent_id, "agent")):
         raise ApiError(404, f"no agent {agent_id!r}")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 
-from core.operator_token import ensure_operator_token
-from core.store import Store
-from core.workspace import paths
+from core.common.workspace import paths
+from core.control.operator_token import ensure_operator_token
+from core.control.store import Store
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 HERE = Path(__file__).resolve().parent

@@ -10,8 +10,9 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from core import findings, referee
-from core.leaderboard import baseline_rows, groups, leaderboard_rows
+from core.control import findings
+from core.referee import service as referee
+from core.results.leaderboard import baseline_rows, groups, leaderboard_rows
 
 pages = Blueprint("pages", __name__)
 
@@ -74,7 +75,7 @@ def leaderboard():
 
 @pages.get("/queue")
 def queue():
-    from core.jobs import list_jobs
+    from core.control.jobs import list_jobs
 
     return _render("queue.html", jobs=list_jobs(_store(), limit=200))
 
@@ -88,7 +89,7 @@ def agents():
 
 @pages.get("/gpu")
 def gpu():
-    from core.gpu import no_gpu_reason, probe
+    from core.control.gpu import no_gpu_reason, probe
 
     try:
         gpus = [g.to_dict() for g in probe(_store())]

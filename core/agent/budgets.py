@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.common.job_types import DEFAULT_EVAL_BUDGET
+
 DEFAULT_USD = 5.0
 DEFAULT_TURNS = 60
 DEFAULT_WALL_S = 4 * 3600.0
-DEFAULT_EVALS = 20
+DEFAULT_EVALS = DEFAULT_EVAL_BUDGET  # an agent gets as many referee calls as one run, unless told
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAUL
 from core.agent.prices import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_TOKENS, DEFAULT_MODEL
 from core.agent.tools import idea_md_path, idea_md_sections
 from core.agent.transcript import TRANSCRIPT_NAME
-from core.atomic import atomic_write_bytes
-from core.errors import UserError
-from core.workspace import paths
+from core.common.atomic import atomic_write_bytes
+from core.common.errors import UserError
+from core.common.workspace import paths
 
 TABLE = "agents"
 FINAL_STATES = ("finished", "stopped", "failed")
@@ -31,7 +31,7 @@ MODEL_ENV = "W2S_AGENT_MODEL"
 
 
 def _store(store: Any = None) -> Any:
-    from core.store import Store
+    from core.control.store import Store
 
     return store if store is not None else Store()
 
@@ -73,12 +73,11 @@ def launch_agent(
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     store: Any = None,
-    start_service: bool = True,
 ) -> dict[str, Any]:
     """Record an agent and queue its job; returns the agent document. Raises UserError without
     ``ANTHROPIC_API_KEY`` (nothing is recorded or queued then)."""
-    from core.jobs import submit_job
-    from core.store import new_id
+    from core.control.jobs import submit_job
+    from core.control.store import new_id
 
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
@@ -140,26 +139,15 @@ def launch_agent(
         table.remove(agent_id)
         raise UserError(f"agent job not queued: {exc}") from None
     transcript = str(Path(job["run_dir"]) / TRANSCRIPT_NAME)
-    doc = table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
-    if start_service:
-        _ensure_service()
-    return doc
+    return table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
 
 
-def _ensure_service() -> None:
-    """Queued jobs start only under ``w2s serve``; start one in the background if none runs."""
-    try:
-        from core import service
-    except ImportError:  # control service not installed in this build
-        return
-    if not service.is_service_running():
-        service.start_service_detached()
 
 
 def list_agents(store: Any = None) -> list[dict[str, Any]]:
     """Agents, newest first. An agent whose job ended without the loop recording a final state
     (killed hard) shows the job's fate instead of a stale "running"."""
-    from core.jobs import TERMINAL_STATES, get_job
+    from core.control.jobs import TERMINAL_STATES, get_job
 
     store = _store(store)
     out = []
@@ -189,7 +177,7 @@ def find_agent(ident: str, store: Any = None) -> dict[str, Any]:
 def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
     """Ask the loop to stop (checked between turns) and cancel its job (SIGTERM ends the current
     step cleanly; the loop records ``stopped by user``)."""
-    from core.jobs import TERMINAL_STATES, JobError, cancel_job, get_job
+    from core.control.jobs import TERMINAL_STATES, JobError, cancel_job, get_job
 
     store = _store(store)
     agent = find_agent(ident, store)
@@ -209,7 +197,7 @@ def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
 def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
     """Re-queue a crashed agent's job: the loop picks up from its transcript. The job system drops
     a job's secrets when it ends, so the key is handed over again from this environment."""
-    from core.jobs import JobError, get_job, retry_job, secrets_path
+    from core.control.jobs import JobError, get_job, retry_job, secrets_path
 
     store = _store(store)
     agent = find_agent(ident, store)
@@ -231,9 +219,7 @@ def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
     except JobError as exc:
         secrets_path(job["id"]).unlink(missing_ok=True)
         raise UserError(str(exc)) from None
-    doc = store.table(TABLE).update(agent["id"], {"state": "queued", "stop_requested": False})
-    _ensure_service()
-    return doc
+    return store.table(TABLE).update(agent["id"], {"state": "queued", "stop_requested": False})
 
 
 def retry_policy_from_env() -> Any:
@@ -253,7 +239,7 @@ def _service_url() -> str | None:
     if url:
         return url
     try:
-        from core import service
+        from core.control import service
     except ImportError:
         return None
     return service.service_url()

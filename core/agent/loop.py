@@ -21,7 +21,7 @@ from core.agent.client import FatalAPIError, ModelCaller, RetriesExhausted
 from core.agent.prices import Price, add_usage, price_for
 from core.agent.prompt import SYSTEM_PROMPT, first_message
 from core.agent.transcript import TRANSCRIPT_NAME, Transcript, replay, result_block
-from core.atomic import atomic_write_json
+from core.common.atomic import atomic_write_json
 
 MAX_NUDGES = 2
 NUDGE_TEXT = (

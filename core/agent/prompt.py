@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.agent.budgets import Budgets
-from core.workspace import paths
+from core.common.workspace import paths
 
 SYSTEM_PROMPT = """\
 You are a research engineer working on weak-to-strong (W2S) generalization, inside a sandbox

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from core.agent.budgets import Budgets, Usage
-from core.workspace import paths
+from core.common.errors import UserError
+from core.common.job_types import TERMINAL_STATES
+from core.common.workspace import paths
 
 OUTPUT_CAP = 20_000  # characters of any tool result the model sees
 SHELL_TIMEOUT_DEFAULT = 120
@@ -31,7 +33,6 @@ WRITE_CAP = 1_000_000
 JOB_WAIT_MAX = 600
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
 SECRET_PREFIXES = ("ANTHROPIC_", "AWS_", "RUNPOD_", "OPENAI_", "HF_TOKEN", "WANDB_API")
-TERMINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
 
 
 class ToolError(Exception):
@@ -166,8 +167,8 @@ def edit_file(ctx: ToolContext, path: str, old_text: str, new_text: str, replace
 
 def start_from_template(ctx: ToolContext) -> str:
     """Copy TEMPLATE into the agent's folder (once)."""
-    from core.errors import UserError
-    from core.ideas import new_idea
+    from core.common.errors import UserError
+    from core.run.ideas import new_idea
 
     if (ctx.folder / "run.py").exists():
         raise ToolError(f"ideas/{ctx.idea_name}/run.py already exists; edit it instead")
@@ -241,7 +242,7 @@ def run_shell(ctx: ToolContext, command: str, timeout_s: int = SHELL_TIMEOUT_DEF
 
 
 def _own_job(ctx: ToolContext, job_id: str) -> dict[str, Any]:
-    from core.jobs import get_job
+    from core.control.jobs import get_job
 
     job = get_job(str(job_id))
     if not job or (job.get("meta") or {}).get("agent_id") != ctx.agent_id:
@@ -257,12 +258,6 @@ def _blanked_secrets() -> dict[str, str]:
             and k != "W2S_RUN_TOKEN"}
 
 
-def _ensure_service() -> None:
-    """Jobs are launched by the service's scheduler: start one if none runs."""
-    from core import service
-
-    if not service.is_service_running():
-        service.start_service_detached()
 
 
 def run_idea(
@@ -272,11 +267,11 @@ def run_idea(
     config: dict[str, Any] | None = None,
     tool_use_id: str = "",
 ) -> str:
-    """One job per seed running ``python -m core.runner`` on the agent's idea. Idempotent per tool
+    """One job per seed running ``python -m core.run.runner`` on the agent's idea. Idempotent per tool
     call: a resumed call finds the jobs it already submitted instead of submitting twice."""
-    from core.config import RunConfig
-    from core.jobs import list_jobs, submit_job
-    from core.seed_runs import runner_command, visible_gpus
+    from core.common.config import RunConfig
+    from core.control.jobs import list_jobs
+    from core.control.submit import submit_idea_runs
 
     if not (ctx.folder / "run.py").is_file():
         raise ToolError(f"ideas/{ctx.idea_name}/run.py does not exist yet (start_from_template first)")
@@ -302,30 +297,19 @@ def run_idea(
         and (j.get("meta") or {}).get("tool_use_id") == tool_use_id
         and tool_use_id
     }
-    if any(s not in existing for s in seeds):
-        _ensure_service()
-    gpus = 1 if visible_gpus() else 0
-    lines = []
-    for seed in seeds:
-        job = existing.get(seed)
-        if job is None:
-            cfg = base.replace(seed=seed)
-            job = submit_job(  # the same job shape as `w2s run` (kind, command, meta.config)
-                "idea_run",
-                runner_command(ctx.idea_name, cfg),
-                env=_blanked_secrets(),
-                name=f"{ctx.idea_name} {cfg.dataset} seed {seed}",
-                gpus=gpus,
-                meta={
-                    "agent_id": ctx.agent_id,
-                    "tool_use_id": tool_use_id,
-                    "idea": ctx.idea_name,
-                    "seed": seed,
-                    "dataset": cfg.dataset,
-                    "config": cfg.to_dict(),
-                },
-            )
-        lines.append(f"seed {seed}: job {job['id']} ({job.get('state')})")
+    missing = [s for s in seeds if s not in existing]
+    if len(set(seeds)) != len(seeds):
+        raise ToolError("a seed is listed twice")
+    if missing:
+        try:
+            for job in submit_idea_runs(  # the one submit path every front end uses
+                ctx.idea_name, base, missing, source="agent", env=_blanked_secrets(),
+                meta={"agent_id": ctx.agent_id, "tool_use_id": tool_use_id},
+            ):
+                existing[job["meta"]["seed"]] = job
+        except UserError as exc:
+            raise ToolError(str(exc)) from None
+    lines = [f"seed {seed}: job {existing[seed]['id']} ({existing[seed].get('state')})" for seed in seeds]
     return "\n".join(lines) + "\npoll with job_status(job_id, wait_s=...); read output with job_log"
 
 
@@ -338,7 +322,7 @@ def _summary(job: dict[str, Any]) -> str:
     text = ", ".join(parts)
     run_dir = Path(job.get("run_dir") or paths().runs / job["id"])
     result = run_dir / "result.json"
-    if job.get("state") in TERMINAL_JOB_STATES and result.is_file():
+    if job.get("state") in TERMINAL_STATES and result.is_file():
         try:
             data = json.loads(result.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
@@ -351,21 +335,21 @@ def _summary(job: dict[str, Any]) -> str:
 
 def job_status(ctx: ToolContext, job_id: str, wait_s: float = 0) -> str:
     """State of one of the agent's jobs, optionally waiting (up to 10 min) for it to end."""
-    from core.jobs import get_job
+    from core.control.jobs import get_job
 
     job = _own_job(ctx, job_id)
     wait = max(0.0, min(float(wait_s or 0), JOB_WAIT_MAX))
     if ctx.deadline is not None:
         wait = min(wait, max(0.0, ctx.deadline()))
     end = time.monotonic() + wait
-    while job.get("state") not in TERMINAL_JOB_STATES and time.monotonic() < end:
+    while job.get("state") not in TERMINAL_STATES and time.monotonic() < end:
         ctx.sleep(min(1.0, max(0.05, end - time.monotonic())))
         job = get_job(job["id"]) or job
     return _summary(job)
 
 
 def job_log(ctx: ToolContext, job_id: str, tail_chars: int = 4000) -> str:
-    from core.jobs import read_log
+    from core.control.jobs import read_log
 
     job = _own_job(ctx, job_id)
     tail = max(200, min(int(tail_chars), OUTPUT_CAP))
@@ -402,7 +386,7 @@ def _load_predictions(ctx: ToolContext, predictions_file: str) -> tuple[list[str
 def _measure_against(ctx: ToolContext, job_id: str) -> None:
     """The referee measures PGR against the baselines of the token's own job config
     (``meta.config``); point it at the config of the run that made these predictions."""
-    from core.store import Store
+    from core.control.store import Store
 
     config = (_own_job(ctx, job_id).get("meta") or {}).get("config")
     agent_job = ctx.run_dir.name
@@ -461,7 +445,7 @@ def evaluate(ctx: ToolContext, dataset: str, predictions_file: str, job_id: str 
 
 
 def leaderboard(ctx: ToolContext, dataset: str | None = None, limit: int = 30) -> str:
-    from core.leaderboard import leaderboard_rows
+    from core.results.leaderboard import leaderboard_rows
 
     rows = leaderboard_rows(dataset or None)
     keep = ("dataset", "idea", "n_seeds", "pgr_mean", "pgr_sem", "transfer_acc", "weak_acc", "strong_acc",
@@ -482,8 +466,8 @@ def share_finding(
     ``run:<job id>``); without a service, write it directly as ``agent:<id>``."""
     import httpx
 
-    from core import findings
-    from core.store import Store
+    from core.control import findings
+    from core.control.store import Store
 
     if not str(title).strip() or not str(summary).strip():
         raise ToolError("title and summary are required")
@@ -509,8 +493,8 @@ def share_finding(
 
 
 def list_findings(ctx: ToolContext, query: str | None = None, limit: int = 20) -> str:
-    from core import findings
-    from core.store import Store
+    from core.control import findings
+    from core.control.store import Store
 
     store = Store()
     rows = findings.search(store, query) if query else findings.list_findings(store)
@@ -602,7 +586,7 @@ TOOL_SPECS: list[dict[str, Any]] = [
     },
     {
         "name": "run_idea",
-        "description": "Launch your idea as jobs, one per seed: python -m core.runner trains it on data_dir "
+        "description": "Launch your idea as jobs, one per seed: python -m core.run.runner trains it on data_dir "
         "(builds cached baselines first) and scores it. config holds RunConfig fields and your idea's "
         "own parameters (for example {\"epochs\": 1, \"train_size\": 200}).",
         "input_schema": _schema(

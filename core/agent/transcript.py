@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from core.agent.prices import add_usage
-from core.atomic import atomic_write_text
+from core.common.atomic import atomic_write_text
+from core.common.files import tail_jsonl
 
 TRANSCRIPT_NAME = "transcript.jsonl"
 OUTPUTS_DIR = "tool_outputs"
@@ -82,23 +83,12 @@ def _repair_tail(path: Path) -> None:
 
 
 def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete events from byte ``offset`` on, and the offset to continue from (for tailing)."""
-    path = Path(path)
-    if not path.is_file():
-        return [], offset
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read()
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    events = []
-    for raw in data[: end + 1].splitlines():
-        try:
-            events.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return events, offset + end + 1
+    """Complete events from byte ``offset`` on, and the offset to continue from (for tailing).
+
+    Lines that are not events (see ``tail_jsonl``) are left out: a replay rebuilds messages from
+    real events only; viewers that want to show them call ``tail_jsonl`` directly."""
+    records, end = tail_jsonl(Path(path), offset)
+    return [r for r in records if r.get("type") != "unparsed"], end
 
 
 def iter_events(path: Path) -> Iterator[dict[str, Any]]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import RunConfig
-from core.datasets import Format
+from core.common.config import RunConfig
+from core.data.datasets import Format
 from core.engine.backends import BackendChoice, choose_backend
 from core.engine.models import ModelSpec, default_models, detect_kind, resolve_model
 

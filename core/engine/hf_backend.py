@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import RunConfig
-from core.datasets import Format
+from core.common.config import RunConfig
+from core.data.datasets import Format
 from core.engine.losses import LOGCONF_ALPHA, LOGCONF_WARMUP, compute_loss
 from core.engine.models import ModelSpec, detect_kind
 from core.engine.prompts import PromptEncoder, label_token_ids

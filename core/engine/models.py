@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config import RunConfig
+from core.common.config import RunConfig
 
 Kind = Literal["encoder", "causal"]
 

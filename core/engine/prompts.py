@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.datasets import Format
+from core.data.datasets import Format
 
 LABEL_WORDS: dict[str, tuple[str, str]] = {"preference": ("A", "B"), "binary": ("False", "True")}
 _SENTINEL = "\u2063W2S_PROMPT\u2063"

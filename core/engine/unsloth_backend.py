@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from core.config import RunConfig
+from core.common.config import RunConfig
 from core.engine.models import ModelSpec
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config import RunConfig
+from core.common.config import RunConfig
 
 
 def _label_logprob(entry: dict[int, Any] | None, token_id: int) -> float:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from core import experiment
-from core.config import RunConfig
+from core.common.config import RunConfig
+from core.run import experiment
 
 # Your idea's own parameters (pass `--name value` to `w2s run`); they become part of the cache key.
 DEFAULTS: dict[str, Any] = {}

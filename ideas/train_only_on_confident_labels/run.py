@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from core import experiment
-from core.config import RunConfig
-from core.errors import UserError
+from core.common.config import RunConfig
+from core.common.errors import UserError
+from core.run import experiment
 
 # Idea parameters: they join RunConfig.extra and the cache key (`_conf_high0.75_conf_low0.25`).
 DEFAULTS = {"conf_low": 0.25, "conf_high": 0.75}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import experiment
-from core.config import RunConfig
+from core.common.config import RunConfig
+from core.run import experiment
 
 
 def run_experiment(cfg: RunConfig) -> dict[str, Any]:

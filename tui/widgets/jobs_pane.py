@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
+from core.common.job_types import LIVE_STATES
 from tui import data
 from tui.format import elapsed, gpus_cell, progress_cell, shorten
 from tui.tailer import Tailer
@@ -29,7 +30,6 @@ STATE_STYLE = {
     "cancelled": "[magenta]cancelled[/]",
 }
 DRAIN_INTERVAL = 1 / 30  # seconds between log writes while lines pour in (about one per frame)
-LIVE_STATES = {"queued", "starting", "running", "retrying"}
 JOB_COLUMNS = [  # most telling first: a narrow pane cuts from the right (cells are padded by one each side)
     ("state", "state", 9),
     ("name", "name", 16),

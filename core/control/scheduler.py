@@ -1,0 +1,304 @@
+"""The scheduler: the loop inside ``w2s serve`` that starts queued jobs and records how they end.
+
+Rules it keeps (each one a lesson from the reference sandbox):
+- a job is launched at most once per attempt: it is claimed with an atomic queued->starting
+  compare-and-set, and a launch the service did not see finish is adopted, never repeated;
+- no head-of-line blocking: a job waiting for its retry time, a busy GPU or a full executor is
+  skipped, and the next candidate is considered;
+- retries only for transient failures (exit code 75, ``{"transient": true}`` in result.json, or an
+  executor capacity error), with exponential backoff;
+- on start-up every starting/running job is reconciled with reality (alive: re-attached;
+  exited: finished from its exit_status; gone: failed with the reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from core.common.job_types import DEFAULT_EVAL_BUDGET
+from core.common.workspace import paths
+from core.control import jobs as J
+from core.control.store import Store, default_store
+from core.control.tokens import issue_run_token
+
+log = logging.getLogger("w2s.scheduler")
+
+DEFAULT_POLL_S = float(os.environ.get("W2S_SCHED_POLL", "1.0"))
+DEFAULT_BACKOFF_S = float(os.environ.get("W2S_RETRY_BACKOFF", "10"))
+MAX_BACKOFF_S = 600.0
+LAUNCH_GRACE_S = 60.0  # a "starting" job with no pids.json after this long is given up on
+CAPACITY_RETRIES = int(os.environ.get("W2S_CAPACITY_RETRIES", "20"))
+STALE_CLAIM_S = 30.0  # a launch takes one tick; an older claim belongs to a scheduler that died
+
+
+def gpu_inventory() -> list[int]:
+    """GPU indices the scheduler may hand out: ``W2S_GPUS=0,1`` (or empty) overrides the probe."""
+    override = os.environ.get("W2S_GPUS")
+    if override is not None:
+        parts = [x for x in override.replace(" ", "").split(",") if x != ""]
+        if not all(x.isdigit() for x in parts):
+            from core.common.errors import UserError
+
+            raise UserError(f"W2S_GPUS={override!r}: expected GPU indices like 0,1 (or empty for none)")
+        return [int(x) for x in parts]
+    from core.control.gpu import probe
+
+    return [g.index for g in probe()]
+
+
+def default_limits(n_gpus: int) -> dict[str, int]:
+    local = int(os.environ.get("W2S_LOCAL_CONCURRENCY", "0") or 0) or max(2, n_gpus)
+    return {"local": local}
+
+
+class Scheduler:
+    """One scheduling loop. ``tick()`` does one pass; ``run(stop)`` loops until ``stop`` is set."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        limits: Mapping[str, int] | None = None,
+        gpus: Sequence[int] | None = None,
+        poll_interval: float = DEFAULT_POLL_S,
+        backoff_base: float = DEFAULT_BACKOFF_S,
+        service_url: str | Callable[[], str | None] | None = None,
+    ):
+        self.store = store if store is not None else default_store()
+        self.gpus = list(gpu_inventory() if gpus is None else gpus)
+        self.limits = dict(default_limits(len(self.gpus)))
+        self.limits.update(limits or {})
+        self.poll_interval = poll_interval
+        self.backoff_base = backoff_base
+        self._service_url = service_url
+        self._reconciled = False
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _url(self) -> str:
+        if callable(self._service_url):
+            return self._service_url() or ""
+        if self._service_url is not None:
+            return self._service_url
+        from core.control.service import service_url
+
+        return service_url() or ""
+
+    def _executor(self, name: str):
+        from executors import get_executor
+
+        return get_executor(name)
+
+    def backoff(self, attempt: int) -> float:
+        return min(MAX_BACKOFF_S, self.backoff_base * (2 ** max(0, attempt - 1)))
+
+    # -- reconcile -------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring every starting/running job in line with reality (run once at service start)."""
+        for job in J.list_jobs(self.store, active_only=True):
+            try:
+                if job["state"] == "starting":
+                    self._reconcile_starting(job)
+                elif job["state"] == "running":
+                    self._poll_one(job, reconciling=True)
+            except Exception as exc:  # one broken job must not stop the service
+                log.exception("reconcile %s failed", job.get("id"))
+                J.transition(job["id"], "failed", f"reconcile error: {exc}", expect=J.ACTIVE_STATES,
+                             store=self.store)
+        self._reconciled = True
+
+    def _reconcile_starting(self, job: dict[str, Any]) -> None:
+        executor = self._executor(job["executor"])
+        adopt = getattr(executor, "adopt", None)
+        handle = adopt(job, None) if adopt else None
+        if handle:  # the wrapper runs: adopting it never launches anything, so do it at once
+            J.transition(job["id"], "running", "re-attached after service restart", expect=("starting",),
+                         store=self.store, handle=handle)
+            return
+        if self._claim_age(job) <= STALE_CLAIM_S:
+            return  # may belong to a live scheduler mid-launch: look again on a later tick
+        if not job.get("launching"):  # claimed, but the executor was never called: safe to requeue
+            J.transition(job["id"], "queued", "service stopped before launch; requeued", expect=("starting",),
+                         store=self.store, gpus=[])
+        elif self._claim_age(job) > LAUNCH_GRACE_S:
+            J.transition(job["id"], "failed", "service stopped during launch; not relaunched to avoid a "
+                         "double run", expect=("starting",), store=self.store, gpus=[])
+
+    # -- one pass --------------------------------------------------------------------------
+    def tick(self) -> None:
+        if not self._reconciled:
+            self.reconcile()
+        active = J.list_jobs(self.store, active_only=True)
+        for job in active:
+            try:
+                if job["state"] == "running":
+                    self._poll_one(job)
+                elif job["state"] == "starting":
+                    self._reconcile_starting(job)  # claimed by a scheduler that died mid-launch?
+            except Exception:
+                log.exception("poll %s failed", job["id"])
+        self._launch_ready()
+
+    @staticmethod
+    def _claim_age(job: dict[str, Any]) -> float:
+        return time.time() - float((job.get("history") or [{}])[-1].get("time") or 0)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+            stop.wait(self.poll_interval)
+
+    # -- polling ---------------------------------------------------------------------------
+    def _poll_one(self, job: dict[str, Any], reconciling: bool = False) -> None:
+        handle = job.get("handle")
+        executor = self._executor(job["executor"])
+        if not handle:
+            J.transition(job["id"], "failed", "running without an executor handle", expect=("running",),
+                         store=self.store)
+            return
+        result = executor.poll(job, handle)
+        if result.handle:
+            job = self.store.table("jobs").update(job["id"], {"handle": result.handle})
+            handle = result.handle
+        if result.status == "running":
+            progress, message = J.read_progress_message(job)
+            changes: dict[str, Any] = {}
+            if progress is not None and progress != job.get("progress"):
+                changes["progress"] = progress
+            if message is not None and message != job.get("progress_message"):
+                changes["progress_message"] = message
+            if job.get("cancel_requested") and not job.get("cancel_sent"):
+                changes["cancel_sent"] = True
+                threading.Thread(target=executor.cancel, args=(job, handle, J.CANCEL_GRACE_S),
+                                 daemon=True).start()
+            if changes:
+                self.store.table("jobs").update(job["id"], changes)
+            if reconciling:
+                log.info("re-attached job %s", job["id"])
+            return
+        if result.status == "exited":
+            self._finish(job, result.exit_code, result.signal, result.reason)
+        else:
+            self._end(job, "failed", result.reason or "job lost", exit_code=None)
+
+    def _finish(self, job: dict[str, Any], exit_code: int | None, signal: int | None, error: str) -> None:
+        if job.get("cancel_requested"):
+            self._end(job, "cancelled", "cancelled by user", exit_code=exit_code)
+            return
+        if exit_code == 0:
+            self._end(job, "succeeded", "exit code 0", exit_code=0)
+            return
+        result = J.read_result(job) or {}
+        transient = exit_code == J.TRANSIENT_EXIT_CODE or bool(result.get("transient"))
+        how = error or (f"killed by signal {signal}" if signal else f"exit code {exit_code}")
+        if transient and int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)):
+            delay = self.backoff(int(job.get("attempt", 1)))
+            J.transition(job["id"], "retrying", f"{how} (transient); retry in {delay:.0f}s",
+                         expect=J.ACTIVE_STATES, store=self.store, exit_code=exit_code,
+                         retry_at=time.time() + delay, gpus=[], handle=None)
+            return
+        self._end(job, "failed", how, exit_code=exit_code)
+
+    def _end(self, job: dict[str, Any], state: str, reason: str, exit_code: int | None) -> None:
+        done = J.transition(job["id"], state, reason, expect=J.ACTIVE_STATES, store=self.store,
+                            exit_code=exit_code)
+        if done is not None:
+            J._drop_secrets(job["id"], self.store)
+
+    # -- launching -------------------------------------------------------------------------
+    def _launch_ready(self) -> None:
+        now = time.time()
+        active = J.list_jobs(self.store, active_only=True)
+        running_by_exec: dict[str, int] = {}
+        busy_gpus: set[int] = set()
+        for job in active:
+            if job["state"] in J.ACTIVE_STATES:
+                running_by_exec[job["executor"]] = running_by_exec.get(job["executor"], 0) + 1
+                busy_gpus.update(job.get("gpus") or [])
+        candidates = [
+            j for j in active
+            if j["state"] == "queued" or (j["state"] == "retrying" and (j.get("retry_at") or 0) <= now)
+        ]
+        candidates.sort(key=lambda j: (j.get("created") or 0))
+        for job in candidates:
+            name = job["executor"]
+            if running_by_exec.get(name, 0) >= self.limits.get(name, 1):
+                continue  # this executor is full; jobs for other executors may still start
+            want = int(job.get("gpus_requested") or 0)
+            free = [g for g in self.gpus if g not in busy_gpus]
+            if want > len(self.gpus):
+                J.transition(job["id"], "failed", f"needs {want} GPU(s); this machine has {len(self.gpus)}",
+                             expect=("queued", "retrying"), store=self.store)
+                continue
+            if want > len(free):
+                continue  # wait for GPUs without holding back jobs that need fewer
+            assigned = free[:want]
+            claimed = J.transition(
+                job["id"], "starting", f"claimed by scheduler (attempt {int(job.get('attempt', 0)) + 1})",
+                expect=("queued", "retrying"), store=self.store,
+                attempt=int(job.get("attempt", 0)) + 1, gpus=assigned, launching=False, cancel_sent=False,
+            )
+            if claimed is None:
+                continue  # someone else moved it (cancelled, or another scheduler claimed it)
+            running_by_exec[name] = running_by_exec.get(name, 0) + 1
+            busy_gpus.update(assigned)
+            self._launch(claimed)
+
+    def _launch(self, job: dict[str, Any]) -> None:
+        from executors import CapacityError
+
+        job_id = job["id"]
+        try:
+            executor = self._executor(job["executor"])
+            command = J.job_command(job)
+            env = self._child_env(job)
+            job = self.store.table("jobs").update(job_id, {"launching": True})
+            handle = executor.submit(job, command, env)
+        except CapacityError as exc:  # not the job's fault: retried beyond max_retries, with backoff
+            delay = self.backoff(int(job.get("attempt", 1)))
+            if int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)) + CAPACITY_RETRIES:
+                J.transition(job_id, "retrying", f"no capacity: {exc}; retry in {delay:.0f}s",
+                             expect=("starting",), store=self.store, retry_at=time.time() + delay, gpus=[])
+            else:
+                J.transition(job_id, "failed", f"no capacity: {exc}", expect=("starting",), store=self.store)
+            return
+        except Exception as exc:
+            log.exception("launch of %s failed", job_id)
+            if J.transition(job_id, "failed", f"launch failed: {exc}", expect=("starting",), store=self.store,
+                            gpus=[]):
+                J._drop_secrets(job_id, self.store)
+            return
+        running = J.transition(job_id, "running", "started", expect=("starting",), store=self.store,
+                               handle=handle, launching=False)
+        if running is not None and running.get("cancel_requested"):
+            self.store.table("jobs").update(job_id, {"cancel_sent": True})
+            threading.Thread(target=executor.cancel, args=(running, handle, J.CANCEL_GRACE_S),
+                             daemon=True).start()
+
+    def _child_env(self, job: dict[str, Any]) -> dict[str, str]:
+        """The service's environment (minus its secrets) + the job's env + w2s variables.
+
+        A key exported where the service was started (``ANTHROPIC_API_KEY``, cloud credentials)
+        reaches only the jobs that were submitted with it; secrets travel only here.
+        """
+        env = {k: v for k, v in os.environ.items() if not J.is_secret_name(k)}
+        env.update(J.job_env(job))
+        token = issue_run_token(self.store, job["id"], int(job.get("eval_budget", DEFAULT_EVAL_BUDGET)))
+        env.update({
+            "W2S_JOB_ID": job["id"],
+            "W2S_RUN_TOKEN": token,
+            "W2S_SERVICE_URL": self._url(),
+            "W2S_WORKSPACE": str(paths().root),
+            "W2S_RUN_DIR": job["run_dir"],
+            "PYTHONUNBUFFERED": "1",
+        })
+        if job.get("gpus"):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job["gpus"])
+        return env

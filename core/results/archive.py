@@ -1,0 +1,266 @@
+"""Import and export results-cache archives (``.tar.gz``) safely.
+
+An archive is untrusted input: every member is checked *before* anything is written, and one
+absolute path, ``..`` component, link or device refuses the whole archive. Files are read from
+the tar stream and written by us (atomic, one at a time), never via ``extractall``, so nothing
+outside ``cache_results/<dataset>_<idea>/<key>/seed_<n>.json`` can ever be created.
+The reference archive's quirks are tolerated and reported: its stale nested
+``cache_results/cache_results/`` copy is skipped, empty folders are not recreated, null ``pgr``
+and foreign ``idea_name`` values are imported unchanged (the folder names decide).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import orjson
+
+import core
+from core.common.atomic import atomic_write_bytes
+from core.common.errors import UserError
+from core.results.cache import cache_root, iter_results
+
+log = logging.getLogger(__name__)
+
+TOP = "cache_results"
+DEMO_ARCHIVE = Path(core.__file__).resolve().parent.parent / "cache_results.tar.gz"
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024  # a results cache is megabytes; refuse decompression bombs
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*_[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_SEED_RE = re.compile(r"^seed_-?\d+\.json$")
+
+
+class ArchiveError(UserError):
+    """The archive is unreadable or unsafe; nothing was written."""
+
+
+@dataclass
+class ImportReport:
+    archive: str
+    imported: Counter = field(default_factory=Counter)  # (dataset, idea) -> files written
+    unchanged: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    nested_skipped: int = 0
+    empty_dirs: int = 0
+    null_pgr: int = 0
+    foreign_idea: int = 0
+
+    @property
+    def n_imported(self) -> int:
+        return sum(self.imported.values())
+
+    def summary_lines(self) -> list[str]:
+        """What ``w2s cache import`` prints: counts per dataset/idea, then everything skipped."""
+        lines = [f"imported {self.n_imported} files from {self.archive} ({self.unchanged} already present)"]
+        for (ds, idea), n in sorted(self.imported.items()):
+            lines.append(f"  {ds:<12} {idea:<40} {n:>4}")
+        if self.nested_skipped:
+            lines.append(f"skipped the stale nested tree {TOP}/{TOP}/ ({self.nested_skipped} files)")
+        if self.empty_dirs:
+            lines.append(f"ignored {self.empty_dirs} empty folders")
+        if self.null_pgr:
+            lines.append(f"{self.null_pgr} files have a null pgr (the leaderboard recomputes it)")
+        if self.foreign_idea:
+            lines.append(f"{self.foreign_idea} files carry another idea_name (their folder decides)")
+        for path in self.conflicts:
+            lines.append(f"kept existing {path}: content differs (use --overwrite to replace)")
+        for name, reason in self.skipped:
+            lines.append(f"skipped {name}: {reason}")
+        return lines
+
+
+@dataclass(frozen=True)
+class _Entry:
+    member: str
+    group: str
+    key: str
+    filename: str
+    data: bytes
+    null_pgr: bool
+    idea_name: object  # only what the report needs: the parsed file is dropped at once
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    if "\0" in name:
+        return "NUL in name"
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "'..' in path"
+    if member.issym() or member.islnk():
+        return "link"
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        return "device or fifo"
+    if not (member.isfile() or member.isdir()):
+        return "unsupported member type"
+    if member.isfile() and member.size > MAX_MEMBER_BYTES:
+        return f"larger than {MAX_MEMBER_BYTES} bytes"
+    return None
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
+
+
+def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
+    """Validate every member, then read the cache files; raises ArchiveError before any write."""
+    try:
+        tf = tarfile.open(archive, "r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{archive}: not a readable tar archive ({exc})") from None
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ArchiveError(f"{archive}: corrupt archive ({exc})") from None
+        bad = [(m.name, why) for m in members if (why := _unsafe(m)) is not None]
+        if bad:
+            name, why = bad[0]
+            raise ArchiveError(
+                f"{archive}: refused: member {name!r}: {why} ({len(bad)} unsafe members); nothing was written"
+            )
+        total = sum(m.size for m in members if m.isfile())
+        if total > MAX_TOTAL_BYTES:
+            raise ArchiveError(f"{archive}: refused: {total} bytes unpacked is over {MAX_TOTAL_BYTES}")
+        all_parts = [_parts(m.name) for m in members]
+        for m, d in zip(members, all_parts, strict=True):
+            if m.isdir() and d and not any(len(o) > len(d) and o[: len(d)] == d for o in all_parts):
+                report.empty_dirs += 1
+        entries = []
+        try:
+            for m in members:
+                if m.isfile():
+                    entry = _entry(tf, m, report)
+                    if entry is not None:
+                        entries.append(entry)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise ArchiveError(f"{archive}: corrupt archive ({exc}); nothing was written") from None
+    return entries
+
+
+def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _Entry | None:
+    parts = _parts(m.name)
+    if parts and parts[0] == TOP:
+        parts = parts[1:]
+    if parts and parts[0] == TOP:
+        report.nested_skipped += 1
+        return None
+    if len(parts) != 3:
+        report.skipped.append((m.name, "not <dataset>_<idea>/<key>/seed_<n>.json"))
+        return None
+    group, key, filename = parts
+    if not _GROUP_RE.match(group) or not _KEY_RE.match(key) or not _SEED_RE.match(filename):
+        report.skipped.append((m.name, "not <dataset>_<idea>/<key>/seed_<n>.json"))
+        return None
+    fh = tf.extractfile(m)
+    data = fh.read() if fh is not None else b""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:  # BOM, NaN: the stdlib parser is more lenient
+            parsed = json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError):
+            report.skipped.append((m.name, "invalid JSON"))
+            return None
+    if not isinstance(parsed, dict):
+        report.skipped.append((m.name, "not a JSON object"))
+        return None
+    null_pgr = "pgr" in parsed and parsed["pgr"] is None
+    return _Entry(m.name, group, key, filename, data, null_pgr, parsed.get("idea_name"))
+
+
+def import_archive(archive: Path, root: Path | None = None, overwrite: bool = False) -> ImportReport:
+    """Copy an archive's seed files into the cache. Idempotent: identical files are left alone;
+    a file whose content differs is kept unless ``overwrite``."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise ArchiveError(f"{archive}: no such file" if not archive.exists() else f"{archive}: not a file")
+    report = ImportReport(str(archive))
+    entries = _scan(archive, report)
+    base = cache_root(root)
+    for e in entries:
+        ds, idea = e.group.split("_", 1)
+        report.null_pgr += e.null_pgr
+        if e.idea_name not in (None, idea):
+            report.foreign_idea += 1
+        dest = base / e.group / e.key / e.filename
+        if dest.is_file():
+            if dest.read_bytes() == e.data:
+                report.unchanged += 1
+                continue
+            if not overwrite:
+                report.conflicts.append(f"{e.group}/{e.key}/{e.filename}")
+                continue
+        atomic_write_bytes(dest, e.data)
+        report.imported[(ds, idea)] += 1
+    return report
+
+
+def export_archive(archive: Path, dataset: str | None = None, root: Path | None = None) -> int:
+    """Write the cache (or one dataset of it) as ``cache_results/...`` in a .tar.gz; returns the
+    file count. The archive appears atomically; owner names are not recorded."""
+    archive = Path(archive)
+    if archive.is_dir():
+        raise UserError(f"{archive}: is a folder; give the archive's file name")
+    results = list(iter_results(root, dataset))
+    if not results:
+        where = f"dataset {dataset!r}" if dataset else "the cache"
+        raise UserError(f"nothing to export: no cached results for {where} in {cache_root(root)}")
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", suffix=".tmp", dir=archive.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as tf:
+                for r in results:
+                    info = tarfile.TarInfo(f"{TOP}/{r.path.parent.parent.name}/{r.key}/{r.path.name}")
+                    data = r.path.read_bytes()
+                    info.size = len(data)
+                    info.mtime = int(r.path.stat().st_mtime)
+                    info.mode = 0o644
+                    tf.addfile(info, io.BytesIO(data))
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, archive)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(results)
+
+
+def ensure_demo_cache(root: Path | None = None, archive: Path | None = None) -> bool:
+    """Unpack the repo's demo archive when the workspace has no cache yet, so a fresh workspace
+    shows a populated leaderboard. True when it unpacked. ``root`` is the cache folder (default:
+    the workspace's ``cache_results/``). Safe against a concurrent caller: the cache folder
+    appears in one rename. A bad archive is logged, never raised (callers are UIs)."""
+    base = cache_root(root)
+    archive = Path(archive) if archive is not None else DEMO_ARCHIVE
+    if base.exists() or not archive.is_file():
+        return False
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{base.name}.import-", dir=base.parent))
+    try:
+        import_archive(archive, root=tmp)
+        os.rename(tmp, base)
+        return True
+    except ArchiveError as exc:
+        log.warning("demo cache not unpacked: %s", exc)
+        return False
+    except OSError:
+        return False  # another process created the cache first
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""The PGR leaderboard, rebuilt from the results cache on every call.
+
+One row per (dataset, idea, key). PGR is recomputed for each seed from its ``transfer_acc`` and
+the fixed baselines (never taken from the stored ``pgr``, which may be null or computed against
+other baselines), then aggregated with Student-t statistics. The baseline producers
+(``weak_artifacts``, ``train_ceiling``) are not rows: they form the separate baselines list.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from core.results.cache import BASELINE_PRODUCERS, cache_root, list_keys, read_seed_files
+from core.results.metrics import seed_stats
+from core.results.pgr import baselines_for_key, compute_pgr, producer_accuracies
+
+SOURCE_FIELD = "w2s_source"
+IMPORTED = "imported"
+STALE_NESTED = "cache_results"  # the reference archive's stale copy of itself; never a group
+
+ROW_KEYS = (
+    "dataset",
+    "idea",
+    "key",
+    "n_seeds",
+    "pgr_mean",
+    "pgr_sem",
+    "pgr_ci95",
+    "transfer_acc",
+    "weak_acc",
+    "strong_acc",
+    "source",
+)
+
+
+def groups(root: Path | None = None, dataset: str | None = None) -> list[tuple[str, str]]:
+    """(dataset, idea) of every top-level cache folder, sorted."""
+    base = cache_root(root)
+    if not base.is_dir():
+        return []
+    out = []
+    for p in sorted(base.iterdir()):
+        if not p.is_dir() or p.name == STALE_NESTED or "_" not in p.name:
+            continue
+        ds, idea = p.name.split("_", 1)
+        if ds and idea and (dataset is None or ds == dataset):
+            out.append((ds, idea))
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _source(results: list[dict[str, Any]]) -> str:
+    """``imported`` unless our own code wrote the file; a mix is shown as ``a+b``."""
+    kinds = sorted({str(r.get(SOURCE_FIELD) or IMPORTED) for r in results})
+    return "+".join(kinds)
+
+
+def _first(results: list[dict[str, Any]], field: str) -> str | None:
+    for r in results:
+        if isinstance(r.get(field), str) and r[field]:
+            return r[field]
+    return None
+
+
+def _ci(stats: dict[str, Any]) -> list[float] | None:
+    return list(stats["ci95"]) if stats["ci95"] is not None else None
+
+
+def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any] | None:
+    seeds = read_seed_files(dataset, idea, key, root)
+    if not seeds:
+        return None
+    results = [r for _, r in seeds]
+    hints = {"strong_model": _first(results, "strong_model"), "weak_model": _first(results, "weak_model")}
+    baselines = baselines_for_key(dataset, key, root, **hints)
+    used = [(seed, t) for seed, r in seeds if (t := _number(r.get("transfer_acc"))) is not None]
+    pgrs: list[float] = []
+    reason = None if used else "no seed has a transfer accuracy"
+    for _, t in used:
+        pgr, why = compute_pgr(t, baselines)
+        if pgr is None:
+            reason = why
+        else:
+            pgrs.append(pgr)
+    pgr_stats = seed_stats(pgrs)
+    transfer_stats = seed_stats([t for _, t in used])
+    return {
+        "dataset": dataset,
+        "idea": idea,
+        "key": key,
+        "n_seeds": len(used),
+        "pgr_mean": pgr_stats["mean"],
+        "pgr_sem": pgr_stats["sem"],
+        "pgr_ci95": _ci(pgr_stats),
+        "transfer_acc": transfer_stats["mean"],
+        "weak_acc": baselines.weak_acc,
+        "strong_acc": baselines.strong_acc,
+        "source": _source(results),
+        "pgr_sd": pgr_stats["sd"],
+        "pgr_reason": reason if pgr_stats["n"] == 0 else None,
+        "transfer_sem": transfer_stats["sem"],
+        "seeds": [seed for seed, _ in used],
+        "n_weak": baselines.n_weak,
+        "n_strong": baselines.n_strong,
+        "weak_key": baselines.weak_key,
+        "strong_key": baselines.strong_key,
+    }
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    pgr = row["pgr_mean"]
+    return (row["dataset"], pgr is None, -(pgr or 0.0), row["idea"], row["key"])
+
+
+def leaderboard_rows(dataset: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+    """Rows sorted by dataset, then PGR mean descending (rows without PGR last).
+
+    Every row carries the ``ROW_KEYS`` plus pgr_sd, pgr_reason (why PGR is n/a), transfer_sem,
+    seeds, n_weak/n_strong and weak_key/strong_key (the baselines used).
+    """
+    rows = []
+    for ds, idea in groups(root, dataset):
+        if idea in BASELINE_PRODUCERS:
+            continue
+        for key in list_keys(ds, idea, root):
+            row = _row(ds, idea, key, root)
+            if row is not None:
+                rows.append(row)
+    rows.sort(key=_sort_key)
+    return rows
+
+
+def baseline_rows(dataset: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
+    """One entry per (dataset, producer, key) with seeds: the fixed baselines PGR is measured by."""
+    out = []
+    for ds, idea in groups(root, dataset):
+        if idea not in BASELINE_PRODUCERS:
+            continue
+        for key in list_keys(ds, idea, root):
+            accs = producer_accuracies(ds, idea, key, root)
+            if not accs:
+                continue
+            st = seed_stats(accs)
+            out.append(
+                {
+                    "dataset": ds,
+                    "producer": idea,
+                    "key": key,
+                    "n_seeds": st["n"],
+                    "acc_mean": st["mean"],
+                    "acc_sd": st["sd"],
+                    "acc_sem": st["sem"],
+                }
+            )
+    out.sort(key=lambda b: (b["dataset"], BASELINE_PRODUCERS.index(b["producer"]), b["key"]))
+    return out
+
+
+def leaderboard(dataset: str | None = None, root: Path | None = None) -> dict[str, Any]:
+    """The machine-readable document ``w2s leaderboard --json`` prints: rows and baselines."""
+    return {"rows": leaderboard_rows(dataset, root), "baselines": baseline_rows(dataset, root)}

@@ -1,0 +1,129 @@
+"""The control service (``w2s serve``): the core scheduler and the Flask app, composed in one process.
+
+This is a front-end module on purpose: core only *discovers* a running service
+(``core.control.service``); deciding to start one, and putting the web app beside the scheduler,
+happens here. One service per workspace through an exclusive ``flock`` on ``.w2s/service.lock``
+held for the service's lifetime (the kernel drops it if the process dies, so a crash never leaves
+a stale lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import psutil
+
+from core.common.atomic import atomic_write_json
+from core.common.errors import UserError
+from core.control.service import DEFAULT_HOST, DEFAULT_PORT, lock_file, service_file, service_info
+
+log = logging.getLogger("w2s.service")
+
+
+class ServiceLock:
+    """The per-workspace single-instance lock (non-blocking)."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        lock_file().parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = False,
+          stop: threading.Event | None = None, web: bool = True) -> int:
+    """Run the service in this process until SIGTERM/SIGINT (or ``stop`` is set)."""
+    from core.control.scheduler import Scheduler
+
+    lock = ServiceLock()
+    if not lock.acquire():
+        info = service_info()
+        where = f" (pid {info['pid']}, {info.get('url') or 'no HTTP'})" if info else ""
+        raise UserError(f"a w2s service is already running for this workspace{where}")
+    stop = stop or threading.Event()
+    server = None
+    try:
+        url = None
+        if web:
+            from waitress import create_server
+
+            from web.app import create_app
+
+            try:
+                server = create_server(create_app(dashboard=dashboard), host=host, port=port, threads=8)
+            except OSError as exc:
+                raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+            port = int(getattr(server, "effective_port", port))
+            url = f"http://{host}:{port}"
+        me = psutil.Process()
+        atomic_write_json(service_file(), {
+            "pid": me.pid, "create_time": me.create_time(), "host": host, "port": port, "url": url,
+            "dashboard": dashboard, "started": time.time(),
+        })
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, lambda *_: stop.set())
+        if server is not None:
+            threading.Thread(target=server.run, name="w2s-http", daemon=True).start()
+        scheduler = Scheduler(service_url=url)
+        sched = threading.Thread(target=scheduler.run, args=(stop,), name="w2s-scheduler", daemon=True)
+        sched.start()
+        log.info("w2s service up: pid %s, %s", me.pid, url or "scheduler only (no web app)")
+        print(f"w2s service running (pid {me.pid}) at {url or 'no HTTP (--no-web)'}", flush=True)
+        while not stop.wait(0.5):
+            pass
+        sched.join(timeout=30)
+        return 0
+    finally:
+        if server is not None:
+            server.close()
+        try:
+            info = json.loads(service_file().read_text(encoding="utf-8"))
+            if info.get("pid") == os.getpid():
+                service_file().unlink()
+        except (OSError, ValueError):
+            pass
+        lock.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m web.service``: what ``web.launcher.start_service_detached`` runs (lighter than the full CLI)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m web.service")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--dashboard", action="store_true")
+    parser.add_argument("--no-web", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return serve(host=args.host, port=args.port, dashboard=args.dashboard, web=not args.no_web)
+    except UserError as exc:
+        print(f"w2s: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
