@@ -6,7 +6,7 @@ from pathlib import Path
 
 from core.agent.budgets import Budgets
 from core.agent.prompt import SYSTEM_PROMPT, first_message
-from core.agent.tools import idea_md_path, idea_md_sections
+from core.run.idea_md import idea_md_path, idea_md_sections
 
 
 def test_system_prompt_states_the_setup_and_rules() -> None:

@@ -13,7 +13,6 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,21 +240,11 @@ def launch_agent(direction: str, executor: str, budgets: dict[str, Any], start_s
 
 
 def idea_directions() -> list[tuple[str, str]]:
-    """``(title, direction)`` per ``## N. Title`` section of Idea.md (the workspace's copy first, else the
-    packaged menu); the direction is "Title" plus its paragraph, as ``w2s agent launch --idea-md N`` sends."""
-    for candidate in (paths().root / "Idea.md", REPO_ROOT / "Idea.md"):
-        try:
-            text = candidate.read_text(encoding="utf-8")
-        except OSError:
-            continue
-        out = []
-        for part in re.split(r"^## +", text, flags=re.MULTILINE)[1:]:
-            title, _, body = part.partition("\n")
-            title = re.sub(r"^\d+\.\s*", "", title.strip())
-            out.append((title, f"{title}\n\n{body.strip()}".strip()))
-        return out
-    return []
+    """``(title, direction)`` per ``## N. Title`` section of Idea.md (the workspace's copy first, else
+    the packaged menu), as ``w2s agent launch --idea-md N`` sends it."""
+    from core.run.idea_md import directions
 
+    return directions()
 
 # ---------------------------------------------------------------- GPUs
 

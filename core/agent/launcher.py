@@ -19,11 +19,11 @@ from typing import Any
 
 from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S, Budgets
 from core.agent.prices import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_TOKENS, DEFAULT_MODEL
-from core.agent.tools import idea_md_path, idea_md_sections
 from core.agent.transcript import TRANSCRIPT_NAME
 from core.common.atomic import atomic_write_bytes
 from core.common.errors import UserError
 from core.common.workspace import paths
+from core.run.idea_md import direction_from_idea_md, expand_direction
 
 TABLE = "agents"
 FINAL_STATES = ("finished", "stopped", "failed")
@@ -34,31 +34,6 @@ def _store(store: Any = None) -> Any:
     from core.control.store import Store
 
     return store if store is not None else Store()
-
-
-def direction_from_idea_md(number: int) -> str:
-    """Direction N (1-based) of Idea.md as "Title: paragraph"."""
-    path = idea_md_path()
-    if not path.is_file():
-        raise UserError(f"{path}: missing, so --idea-md cannot pick a direction")
-    sections = idea_md_sections(path.read_text(encoding="utf-8"))
-    if not 1 <= number <= len(sections):
-        raise UserError(f"{path}: --idea-md must be 1..{len(sections)}, got {number}")
-    title, body = sections[number - 1]
-    return f"{title}\n\n{body}"
-
-
-def expand_direction(text: str) -> str:
-    """A direction given as an Idea.md heading ("3. Title" or "Title", as the TUI's picker sends
-    it) becomes the whole entry, so the agent gets the paragraph and not just the title."""
-    path = idea_md_path()
-    if not path.is_file():
-        return text
-    wanted = text.strip()
-    for number, (title, body) in enumerate(idea_md_sections(path.read_text(encoding="utf-8")), 1):
-        if wanted in (title, f"{number}. {title}"):
-            return f"{title}\n\n{body}"
-    return text
 
 
 def launch_agent(

@@ -526,6 +526,8 @@ def idea_md_sections(text: str) -> list[tuple[str, str]]:
 
 
 def read_idea_md(ctx: ToolContext, number: int | None = None) -> str:
+    from core.run.idea_md import idea_md_path, idea_md_sections
+
     path = idea_md_path()
     if not path.is_file():
         raise ToolError("Idea.md is missing")
