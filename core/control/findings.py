@@ -95,7 +95,7 @@ def share(
 ) -> dict[str, Any]:
     """Create a finding; ``run`` (alias ``run_id``) links it to the run (job) that produced it."""
     run = run if run not in (None, "") else run_id
-    doc = {
+    doc: dict[str, Any] = {
         "id": "f" + secrets.token_hex(4),
         "title": _text("title", title, MAX_TITLE),
         "summary": _text("summary", summary, MAX_SUMMARY),

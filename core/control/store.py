@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from tinydb import TinyDB
@@ -58,12 +58,27 @@ def _copy(obj: Any) -> Any:
 
 
 class _StrTable(_TinyTable):
-    """TinyDB table keyed by our string ids instead of TinyDB's integers."""
+    """TinyDB table keyed by our string ids instead of TinyDB's integers.
 
-    document_id_class = str  # type: ignore[assignment]
+    TinyDB lets a table choose its ``document_id_class`` but annotates every id as ``int``: the
+    few calls that hand it our ``str`` ids (here and in :func:`_document`) carry the type ignores.
+    """
+
+    document_id_class = str  # type: ignore[assignment]  # TinyDB annotates it as type[int]
 
     def _get_next_id(self) -> str:  # only reached by a bare insert, which we never do
         return new_id()
+
+    def remove_ids(self, doc_ids: list[str]) -> None:
+        self.remove(doc_ids=doc_ids)  # type: ignore[arg-type]  # str ids, see the class docstring
+
+    def update_id(self, fn: Callable[[MutableMapping[str, Any]], None], doc_id: str) -> None:
+        self.update(fn, doc_ids=[doc_id])  # type: ignore[list-item]  # str ids, see the class docstring
+
+
+def _document(value: Mapping[str, Any], doc_id: str) -> Document:
+    """A TinyDB document under our string id."""
+    return Document(value, doc_id=doc_id)  # type: ignore[arg-type]  # str ids, see _StrTable
 
 
 class _DB(TinyDB):
@@ -85,7 +100,8 @@ class Table:
 
     # -- internals ---------------------------------------------------------------------------
     def _open(self, path: Path) -> _StrTable:
-        return _DB(path, storage=AtomicJSONStorage).table(self.name, cache_size=0)
+        # _DB.table_class makes every table it opens a _StrTable
+        return cast(_StrTable, _DB(path, storage=AtomicJSONStorage).table(self.name, cache_size=0))
 
     def _archive_parts(self) -> list[_StrTable]:
         """Archive segments, oldest first (other processes may have started new ones)."""
@@ -142,7 +158,7 @@ class Table:
                 return fn()
             except BaseException:
                 for part in [self._hot, *self._segments.values()]:
-                    part.storage.invalidate()  # type: ignore[attr-defined]
+                    cast(AtomicJSONStorage, part.storage).invalidate()
                 raise
 
     def _repair(self) -> None:
@@ -158,16 +174,16 @@ class Table:
             for i, raw in enumerate(self._raw(parts)):
                 stale = [doc_id for doc_id in raw if best[doc_id][0] != i]
                 if stale:
-                    parts[i].remove(doc_ids=stale)
+                    parts[i].remove_ids(stale)
         self._repaired = True
 
     @staticmethod
     def _replace(part: _StrTable, doc_id: str, doc: dict[str, Any]) -> None:
-        def perform(current: dict[str, Any]) -> None:
+        def perform(current: MutableMapping[str, Any]) -> None:
             current.clear()
             current.update(doc)
 
-        part.update(perform, doc_ids=[doc_id])
+        part.update_id(perform, doc_id)
 
     # -- public API --------------------------------------------------------------------------
     def insert(self, doc: Mapping[str, Any]) -> str:
@@ -185,7 +201,7 @@ class Table:
                 doc_id = new_id()
             new["id"] = doc_id
             new[REV] = 1
-            self._target(new).insert(Document(new, doc_id=doc_id))
+            self._target(new).insert(_document(new, doc_id))
             return doc_id
 
         return self._write(op)
@@ -212,7 +228,7 @@ class Table:
                 new["id"] = doc_id
                 new[REV] = 1
                 target = self._target(new)
-                batches.setdefault(id(target), (target, []))[1].append(Document(new, doc_id=doc_id))
+                batches.setdefault(id(target), (target, []))[1].append(_document(new, doc_id))
                 ids.append(doc_id)
             for target, documents in batches.values():
                 target.insert_multiple(documents)
@@ -257,8 +273,8 @@ class Table:
                 if doc_id in target._read_table():  # a stale copy from someone's crash mid-move
                     self._replace(target, doc_id, new)
                 else:
-                    target.insert(Document(new, doc_id=doc_id))
-                part.remove(doc_ids=[doc_id])
+                    target.insert(_document(new, doc_id))
+                part.remove_ids([doc_id])
             return _copy(new)
 
         return self._write(op)
@@ -289,7 +305,7 @@ class Table:
                     break
             return _copy(list(picked.values()))
 
-    def search(self, pred: Callable[[dict[str, Any]], bool], *, hot_only: bool = False) -> list[dict[str, Any]]:
+    def search(self, pred: Callable[[Mapping[str, Any]], bool], *, hot_only: bool = False) -> list[dict[str, Any]]:
         """Copies of the documents ``pred`` accepts. ``pred`` sees the cached documents and must
         not modify them; only matches are copied, so a search over a long history stays cheap."""
         with self._mem:
@@ -301,7 +317,7 @@ class Table:
                     seen = merged.get(doc_id)
                     if seen is None or doc.get(REV, 0) > seen.get(REV, 0):
                         merged[doc_id] = doc
-            return _copy([doc for doc in merged.values() if pred(doc)])  # type: ignore[arg-type]
+            return _copy([doc for doc in merged.values() if pred(doc)])
 
     def hot(self) -> list[dict[str, Any]]:
         """Only the documents that are not archived (for jobs: the unfinished ones). Cheap."""
@@ -317,7 +333,7 @@ class Table:
             parts = self._parts()
             for part, raw in zip(parts, self._raw(parts), strict=True):
                 if doc_id in raw:
-                    part.remove(doc_ids=[doc_id])
+                    part.remove_ids([doc_id])
                     found = True
             return found
 

@@ -83,9 +83,11 @@ def order_file(dataset: str, root: Path | None = None) -> Path | None:
     """The file whose row order a list of predictions follows: the ground-truth ``test.jsonl``
     (trusted; runs cannot edit it), else the label-free copy. Preparing a dataset only drops
     fields, so both hold the same rows in the same order."""
-    ws = paths() if root is None else None
-    data_dir = ws.data if ws else root / "data"
-    labeled_dir = ws.labeled_data if ws else root / "labeled_data"
+    if root is None:
+        ws = paths()
+        data_dir, labeled_dir = ws.data, ws.labeled_data
+    else:
+        data_dir, labeled_dir = root / "data", root / "labeled_data"
     for candidate in (labeled_dir / dataset / "test.jsonl", data_dir / dataset / "test.jsonl"):
         if candidate.is_file():
             return candidate

@@ -38,6 +38,8 @@ LogFn = Callable[[str], None]
 class EncoderClassifier(nn.Module):
     """Encoder backbone + mean pooling (as sentence-transformers pools MiniLM) + linear head."""
 
+    backbone: Any  # a transformers model, or its peft wrapper: torch's nn.Module types say too little
+
     def __init__(self, backbone: nn.Module, hidden: int, dropout: float) -> None:
         super().__init__()
         self.backbone = backbone
@@ -63,12 +65,15 @@ class CausalLabelScorer(nn.Module):
     of the two logits would only rescale the margin.)
     """
 
+    lm: Any  # a transformers causal LM, or its peft wrapper: torch's nn.Module types say too little
+    label_ids: torch.Tensor  # a buffer
+
     def __init__(self, lm: nn.Module, label_ids: tuple[int, int]) -> None:
         super().__init__()
         self.lm = lm
         self.register_buffer("label_ids", torch.tensor(label_ids, dtype=torch.long), persistent=False)
 
-    def parts(self) -> tuple[nn.Module, nn.Module]:
+    def parts(self) -> tuple[nn.Module, nn.Linear]:
         """(decoder body returning hidden states, LM head), looking through a peft wrapper."""
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
         return getattr(base, base.base_model_prefix), base.get_output_embeddings()
@@ -97,7 +102,7 @@ class Loaded:
     kind: str
     tokenizer: Any
     encoder: PromptEncoder
-    module: nn.Module
+    module: EncoderClassifier | CausalLabelScorer
     device: torch.device
     dtype: torch.dtype
     pad_id: int
@@ -184,7 +189,7 @@ def load(
     kind = spec.kind or detect_kind(mcfg)
     torch.manual_seed(cfg.seed)  # head init and LoRA init are part of the seed
     uses_lora = cfg.lora_r > 0
-    module: nn.Module
+    module: EncoderClassifier | CausalLabelScorer
     with _quiet_transformers():
         if kind == "encoder":
             if spec.num_layers:

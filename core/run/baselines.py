@@ -197,7 +197,7 @@ def _ensure(
 ) -> tuple[dict[str, Any], Path, bool]:
     """Reuse the cached ``producer`` result for ``cfg.seed`` when it fits the data, else build it."""
     cached = read_result(cfg.dataset, producer, key, cfg.seed)
-    if _reusable(cached, cfg.dataset, log):
+    if cached is not None and _reusable(cached, cfg.dataset, log):
         return cached, result_path(cfg.dataset, producer, key, cfg.seed), False
     result = build(cfg, progress, log)
     return result, write_result(cfg.dataset, producer, key, cfg.seed, result), True

@@ -58,11 +58,11 @@ def _snippet(rng: random.Random, subset: str, pos: list[LexWord], neg: list[LexW
         op = ">" if want_pos else "<"
         return f"scores = {{{table}}}\nprint([w for w, s in scores.items() if s {op} 5])"
     op = ">" if want_pos else "<"
-    words = repr(mixed).replace("'", '"')
+    listing = repr(mixed).replace("'", '"')
     return (
         f"{VADER_IMPORT}\n"
         "score = SentimentIntensityAnalyzer().polarity_scores\n"
-        f'print([w for w in {words} if score(w)["compound"] {op} 0])'
+        f'print([w for w in {listing} if score(w)["compound"] {op} 0])'
     )
 
 
