@@ -7,11 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from core.agent import find_agent, launch_agent, list_agents, read_events, resume_agent, stop_agent
 from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S
-from core.agent.launcher import FINAL_STATES
+from core.agent.launcher import FINAL_STATES, find_agent, launch_agent, list_agents, resume_agent, stop_agent
 from core.agent.prices import DEFAULT_MAX_TOKENS
-from core.agent.transcript import format_event
+from core.agent.transcript import format_event, read_events
 from web.launcher import ensure_service
 
 

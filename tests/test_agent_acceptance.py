@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.agent import launch_agent, list_agents, resume_agent
-from core.agent.launcher import FINAL_STATES
+from core.agent.launcher import FINAL_STATES, launch_agent, list_agents, resume_agent
 from core.agent.transcript import iter_events
 from core.common.config import RunConfig
 from core.control.jobs import get_job, list_jobs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.agent import launch_agent, list_agents, resume_agent
+from core.agent.launcher import launch_agent, list_agents, resume_agent
 from core.agent.transcript import iter_events
 from core.common.errors import UserError
 from core.control.jobs import get_job, secrets_path, transition

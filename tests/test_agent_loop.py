@@ -11,6 +11,7 @@ from core.agent.budgets import Budgets
 from core.agent.client import ModelCaller, RetryPolicy, make_client
 from core.agent.loop import STATE_WAITING, AgentLoop, AgentSpec
 from core.agent.prices import Price
+from core.agent.tools import TOOLS_BY_NAME, tool_names, tool_schemas
 from core.agent.transcript import iter_events, replay
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_use, turn
 
@@ -103,6 +104,9 @@ def test_tools_rate_limits_costs_and_finish(workspace: Path, fake) -> None:
     assert last[-1]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in json.dumps(req["messages"][:-1])
     assert "cache_control" not in spec.transcript_path.read_text()
+    # the model is offered exactly the tools the loop can dispatch, as declared once
+    assert [t["name"] for t in req["tools"]] == tool_names() and set(tool_names()) == set(TOOLS_BY_NAME)
+    assert req["tools"] == tool_schemas()
 
 
 def test_usd_budget_stops_cleanly(workspace: Path, fake) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from core.agent import tools
 from core.agent.budgets import Budgets, Usage
 from core.agent.tools import ToolContext, run_tool
+from core.agent.tools.jobs import blanked_secrets
 
 
 @pytest.fixture
@@ -93,8 +95,36 @@ def test_idea_md_and_finish_and_bad_arguments(ctx: ToolContext) -> None:
     assert call(ctx, "no_such_tool").is_error
     names = tools.tool_names()
     assert len(names) == len(set(names)) == 15
-    for spec in tools.TOOL_SPECS:
+    for spec in tools.tool_schemas():
         assert spec["input_schema"]["type"] == "object" and spec["description"]
+
+
+def test_schemas_names_and_dispatch_come_from_one_declaration() -> None:
+    schemas = tools.tool_schemas()
+    assert [s["name"] for s in schemas] == tools.tool_names()
+    assert set(tools.tool_names()) == set(tools.TOOLS_BY_NAME)
+    for spec in schemas:
+        handler = tools.TOOLS_BY_NAME[spec["name"]].handler
+        assert handler.__name__ == spec["name"]
+        params = inspect.signature(handler).parameters
+        schema = spec["input_schema"]
+        assert schema["additionalProperties"] is False
+        assert set(schema["required"]) <= set(schema["properties"]) <= set(params)
+        for name in schema["required"]:
+            assert params[name].default is inspect.Parameter.empty, (spec["name"], name)
+        for name, param in params.items():  # every argument the model may give is in the schema
+            if name not in ("ctx", "tool_use_id"):
+                assert name in schema["properties"], (spec["name"], name)
+                assert (name in schema["required"]) == (param.default is inspect.Parameter.empty)
+    run_idea = next(s for s in schemas if s["name"] == "run_idea")["input_schema"]
+    assert run_idea["properties"]["seeds"] == {"type": "array", "items": {"type": "integer"}}
+    assert "tool_use_id" not in run_idea["properties"]  # filled in by the loop, never by the model
+
+
+def test_finish_takes_its_summary_leniently(ctx: ToolContext) -> None:
+    assert call(ctx, "finish").text == "finish needs a summary"
+    done = call(ctx, "finish", summary="  done ", note="ignored")
+    assert done.finish == "done" and not done.is_error
 
 
 def test_evaluate_respects_loop_budget(ctx: ToolContext) -> None:
@@ -139,6 +169,6 @@ def test_idea_jobs_get_secrets_blanked(monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-x")
     monkeypatch.setenv("RUNPOD_API_KEY", "rp-x")
     monkeypatch.setenv("W2S_RUN_TOKEN", "w2s-run-x")
-    blanked = tools._blanked_secrets()
+    blanked = blanked_secrets()
     assert blanked["ANTHROPIC_API_KEY"] == "" and blanked["RUNPOD_API_KEY"] == ""
     assert "W2S_RUN_TOKEN" not in blanked and "PATH" not in blanked

@@ -1,30 +1,7 @@
 """The research agent: a Claude loop with tools, budgets, a resumable transcript, run as a job.
 
-Front ends call :func:`launch_agent`, :func:`list_agents`, :func:`stop_agent`, :func:`resume_agent`
-and read transcripts with :func:`read_events`. Exports load lazily so that
-``python -m core.agent.launcher`` does not import its own module twice.
+Front ends import what they use from the module that defines it: :mod:`core.agent.launcher`
+(launch, list, find, stop, resume an agent; also the job's entry point, ``python -m
+core.agent.launcher``) and :mod:`core.agent.transcript` (read and format transcripts). This package
+re-exports nothing, so running the launcher as a script never imports it twice.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-_EXPORTS = {
-    "find_agent": "core.agent.launcher",
-    "launch_agent": "core.agent.launcher",
-    "list_agents": "core.agent.launcher",
-    "resume_agent": "core.agent.launcher",
-    "stop_agent": "core.agent.launcher",
-    "read_events": "core.agent.transcript",
-    "format_event": "core.agent.transcript",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'core.agent' has no attribute {name!r}")

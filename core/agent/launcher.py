@@ -15,24 +15,29 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S, Budgets
 from core.agent.prices import API_KEY_ENV, BASE_URL_ENV, DEFAULT_MAX_TOKENS, DEFAULT_MODEL
 from core.agent.transcript import TRANSCRIPT_NAME
 from core.common.atomic import atomic_write_bytes
 from core.common.errors import UserError
+from core.common.job_types import TERMINAL_STATES
 from core.common.workspace import paths
+from core.control import service
+from core.control.jobs import JobError, cancel_job, get_job, retry_job, secrets_path, submit_job
+from core.control.store import Store, new_id
 from core.run.idea_md import direction_from_idea_md, expand_direction
 
 TABLE = "agents"
 FINAL_STATES = ("finished", "stopped", "failed")
 MODEL_ENV = "W2S_AGENT_MODEL"
 
+if TYPE_CHECKING:  # the SDK loads only in the agent's own process, not for `w2s agent list`
+    from core.agent.client import RetryPolicy
 
-def _store(store: Any = None) -> Any:
-    from core.control.store import Store
 
+def _store(store: Store | None = None) -> Store:
     return store if store is not None else Store()
 
 
@@ -47,13 +52,10 @@ def launch_agent(
     executor: str = "local",
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
-    store: Any = None,
+    store: Store | None = None,
 ) -> dict[str, Any]:
     """Record an agent and queue its job; returns the agent document. Raises UserError without
     ``ANTHROPIC_API_KEY`` (nothing is recorded or queued then)."""
-    from core.control.jobs import submit_job
-    from core.control.store import new_id
-
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
         raise UserError(f"{API_KEY_ENV} is not set: export your Anthropic API key to launch an agent")
@@ -117,13 +119,9 @@ def launch_agent(
     return table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
 
 
-
-
-def list_agents(store: Any = None) -> list[dict[str, Any]]:
+def list_agents(store: Store | None = None) -> list[dict[str, Any]]:
     """Agents, newest first. An agent whose job ended without the loop recording a final state
     (killed hard) shows the job's fate instead of a stale "running"."""
-    from core.control.jobs import TERMINAL_STATES, get_job
-
     store = _store(store)
     out = []
     for doc in store.table(TABLE).all():
@@ -136,7 +134,7 @@ def list_agents(store: Any = None) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d.get("created") or 0, reverse=True)
 
 
-def find_agent(ident: str, store: Any = None) -> dict[str, Any]:
+def find_agent(ident: str, store: Store | None = None) -> dict[str, Any]:
     """An agent by id, id prefix or job id."""
     store = _store(store)
     agents = store.table(TABLE).all()
@@ -149,11 +147,9 @@ def find_agent(ident: str, store: Any = None) -> dict[str, Any]:
     return matches[0]
 
 
-def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
+def stop_agent(ident: str, store: Store | None = None) -> dict[str, Any]:
     """Ask the loop to stop (checked between turns) and cancel its job (SIGTERM ends the current
     step cleanly; the loop records ``stopped by user``)."""
-    from core.control.jobs import TERMINAL_STATES, JobError, cancel_job, get_job
-
     store = _store(store)
     agent = find_agent(ident, store)
     table = store.table(TABLE)
@@ -169,11 +165,9 @@ def stop_agent(ident: str, store: Any = None) -> dict[str, Any]:
     return table.get(agent["id"]) or doc
 
 
-def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
+def resume_agent(ident: str, store: Store | None = None) -> dict[str, Any]:
     """Re-queue a crashed agent's job: the loop picks up from its transcript. The job system drops
     a job's secrets when it ends, so the key is handed over again from this environment."""
-    from core.control.jobs import JobError, get_job, retry_job, secrets_path
-
     store = _store(store)
     agent = find_agent(ident, store)
     if agent.get("state") in ("finished",):
@@ -197,7 +191,7 @@ def resume_agent(ident: str, store: Any = None) -> dict[str, Any]:
     return store.table(TABLE).update(agent["id"], {"state": "queued", "stop_requested": False})
 
 
-def retry_policy_from_env() -> Any:
+def retry_policy_from_env() -> RetryPolicy:
     from core.agent.client import RetryPolicy
 
     base = RetryPolicy()
@@ -210,17 +204,11 @@ def retry_policy_from_env() -> Any:
 
 
 def _service_url() -> str | None:
-    url = os.environ.get("W2S_SERVICE_URL")
-    if url:
-        return url
-    try:
-        from core.control import service
-    except ImportError:
-        return None
-    return service.service_url()
+    """The referee's address: the job's environment names it, else the running service's file."""
+    return os.environ.get("W2S_SERVICE_URL") or service.service_url()
 
 
-def run_agent(agent_id: str, store: Any = None) -> tuple[int, str]:
+def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
     """Run or resume one agent in this process; returns (exit code, stop reason)."""
     from core.agent.client import FatalAPIError, ModelCaller, make_client
     from core.agent.loop import AgentLoop, AgentSpec

@@ -58,7 +58,7 @@ class AgentSpec:
 def block_to_dict(block: Any) -> dict[str, Any]:
     """An SDK content block as the plain dict the API accepts back in ``messages``."""
     data = block.model_dump(mode="json", exclude_none=True) if hasattr(block, "model_dump") else dict(block)
-    kind = data.get("type")
+    kind = str(data.get("type"))
     keep = {"text": ("type", "text"), "tool_use": ("type", "id", "name", "input")}.get(kind)
     # thinking blocks (and anything newer) go back exactly as they came: they carry signatures
     return {k: data[k] for k in keep if k in data} if keep else data
@@ -267,7 +267,7 @@ class AgentLoop:
             reason = exhausted(budgets, self.usage)
             if reason:
                 return self.stop("stopped", reason)
-            response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.TOOL_SPECS)
+            response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.tool_schemas())
             content = [block_to_dict(b) for b in response.content]
             if not content:  # the API refuses an empty assistant message when it is sent back
                 content = [{"type": "text", "text": "(empty response)"}]

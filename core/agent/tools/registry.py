@@ -1,0 +1,163 @@
+"""The tool table: one declaration per tool, from which the model's schemas, the name list and the
+dispatch table are all derived, so they cannot drift apart.
+
+A tool is its handler plus a description for the model. The name is the handler's name; the JSON
+schema of its input comes from the handler's signature (a parameter without a default is required;
+the type hint gives the JSON type). ``ctx`` and ``tool_use_id`` are filled in here, never by the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from core.agent.tools.context import ToolContext, ToolError, ToolOutcome, cap
+from core.agent.tools.files import edit_file, list_files, read_file, start_from_template, write_file
+from core.agent.tools.forum import list_findings, read_idea_md, share_finding
+from core.agent.tools.jobs import JOB_WAIT_MAX, job_log, job_status, run_idea
+from core.agent.tools.referee import evaluate, leaderboard
+from core.agent.tools.shell import SHELL_TIMEOUT_DEFAULT, SHELL_TIMEOUT_MAX, run_shell
+
+INJECTED = frozenset({"tool_use_id"})  # handler parameters run_tool fills in; not in the schema
+_SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def json_type(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a handler parameter's type hint (``X | None`` is X: optional comes from
+    the default, not the type)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in get_args(hint) if a is not type(None)]
+        if len(inner) == 1:
+            return json_type(inner[0])
+    if hint in _SCALARS:
+        return {"type": _SCALARS[hint]}
+    if origin is list:
+        return {"type": "array", "items": json_type(get_args(hint)[0])}
+    if hint is dict or origin is dict:
+        return {"type": "object"}
+    raise TypeError(f"no JSON schema type for {hint!r}")
+
+
+def finish(ctx: ToolContext, summary: str) -> ToolOutcome:
+    """End the run; the loop records the summary and stops."""
+    text = str(summary or "").strip()
+    if not text:
+        return ToolOutcome("finish needs a summary", is_error=True)
+    return ToolOutcome("finished", finish=text)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool as declared: its handler and what the model is told about it. ``lenient`` tools
+    take their arguments by name (unknown ones ignored, missing ones None) instead of refusing."""
+
+    handler: Callable[..., str | ToolOutcome]
+    description: str
+    lenient: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
+
+    @cached_property
+    def params(self) -> dict[str, inspect.Parameter]:
+        """The handler's parameters the model fills in, in signature order."""
+        listed = list(inspect.signature(self.handler).parameters.values())[1:]  # after ctx
+        return {p.name: p for p in listed if p.name not in INJECTED}
+
+    @property
+    def required(self) -> list[str]:
+        return [name for name, p in self.params.items() if p.default is inspect.Parameter.empty]
+
+    @cached_property
+    def schema(self) -> dict[str, Any]:
+        """The tool as the Messages API takes it."""
+        hints = get_type_hints(self.handler)
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": {
+                "type": "object",
+                "properties": {name: json_type(hints[name]) for name in self.params},
+                "required": self.required,
+                "additionalProperties": False,
+            },
+        }
+
+    def call(self, ctx: ToolContext, args: dict[str, Any], tool_use_id: str) -> str | ToolOutcome:
+        if self.lenient:
+            kwargs = {name: args.get(name) for name in self.params}
+        else:
+            unknown = sorted(set(args) - set(self.params))
+            if unknown:
+                raise ToolError(f"{self.name}: unknown argument(s) {', '.join(unknown)}")
+            kwargs = dict(args)
+        if "tool_use_id" in inspect.signature(self.handler).parameters:
+            kwargs["tool_use_id"] = tool_use_id
+        return self.handler(ctx, **kwargs)
+
+
+TOOLS: tuple[Tool, ...] = (
+    Tool(list_files, "List files in your idea folder (paths are relative to it)."),
+    Tool(read_file, "Read a text file from your idea folder, with line numbers."),
+    Tool(write_file, "Create or overwrite a file in your idea folder."),
+    Tool(edit_file, "Replace old_text by new_text in a file of your folder (old_text must match exactly)."),
+    Tool(start_from_template, "Copy the TEMPLATE idea into your (empty) idea folder: run.py and README.md."),
+    Tool(run_shell, "Run a bash command in your idea folder (no secrets in its environment; "
+         f"timeout_s default {SHELL_TIMEOUT_DEFAULT}, max {SHELL_TIMEOUT_MAX}; output capped). "
+         "`python` is the project's interpreter."),
+    Tool(run_idea, "Launch your idea as jobs, one per seed: python -m core.run.runner trains it on data_dir "
+         "(builds cached baselines first) and scores it. config holds RunConfig fields and your idea's "
+         "own parameters (for example {\"epochs\": 1, \"train_size\": 200})."),
+    Tool(job_status, f"State of one of your jobs; wait_s (max {JOB_WAIT_MAX}) waits for it to finish."),
+    Tool(job_log, "The last tail_chars characters of one of your jobs' output."),
+    Tool(evaluate, "Ask the referee to score test predictions (a JSON file in your folder: "
+         "{row_id: P(class 1)}). job_id names the run that made them, so PGR uses that run's baselines. "
+         "Returns accuracy and PGR; spends one evaluation from your budget."),
+    Tool(leaderboard, "The PGR leaderboard (optionally for one dataset)."),
+    Tool(share_finding, "Share a finding with the other researchers: what you tried, the numbers (every "
+         "seed), what you conclude. job_id links the run."),
+    Tool(list_findings, "Read findings shared so far, optionally matching a search query."),
+    Tool(read_idea_md, "Read Idea.md, the menu of research directions (or one numbered direction)."),
+    # the run's end is never refused on a technicality: a missing summary gets a plain answer
+    Tool(finish, "End your research run with a summary of what you did and found (every seed).", lenient=True),
+)
+
+TOOLS_BY_NAME: dict[str, Tool] = {tool.name: tool for tool in TOOLS}  # the dispatch table
+if len(TOOLS_BY_NAME) != len(TOOLS):
+    raise RuntimeError("two agent tools share a name")
+
+
+def tool_names() -> list[str]:
+    return [tool.name for tool in TOOLS]
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """What the model is offered on every turn, in declaration order."""
+    return [tool.schema for tool in TOOLS]
+
+
+def run_tool(ctx: ToolContext, name: str, args: dict[str, Any], tool_use_id: str = "") -> ToolOutcome:
+    """Run one tool call; every failure becomes an error result the model can read."""
+    if not isinstance(args, dict):
+        return ToolOutcome("tool input must be a JSON object", is_error=True)
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
+        return ToolOutcome(f"unknown tool {name!r}; tools: {', '.join(tool_names())}", is_error=True)
+    try:
+        out = tool.call(ctx, args, tool_use_id)
+    except ToolError as exc:
+        return ToolOutcome(str(exc), is_error=True)
+    except TypeError as exc:
+        return ToolOutcome(f"{name}: bad arguments ({exc})", is_error=True)
+    except Exception as exc:  # a tool crash must not kill the loop; the model sees one line
+        return ToolOutcome(f"{name} failed: {type(exc).__name__}: {exc}", is_error=True)
+    if isinstance(out, ToolOutcome):
+        out.text = cap(out.text)
+        return out
+    return ToolOutcome(cap(str(out)))
