@@ -297,8 +297,10 @@ def positions_of(gold: Gold, predictions: Any, ids: Any) -> np.ndarray:
         pos[k] = i
     if len(np.unique(pos)) != len(pos):
         seen: set[str] = set()
-        dup = next(r for r in ids if r in seen or seen.add(r))  # type: ignore[func-returns-value]
-        raise RefereeError(400, f"field 'ids': id {dup[:40]!r} appears twice")
+        for rid in ids:  # name the first id that repeats
+            if rid in seen:
+                raise RefereeError(400, f"field 'ids': id {rid[:40]!r} appears twice")
+            seen.add(rid)
     return pos
 
 
