@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from core.common.config import RunConfig
 from core.control.jobs import get_job, list_jobs
 from core.data.demo import generate_all
 from core.run.runner import prepare_config
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_until
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_results, tool_use, turn
 from tests.tiny_w2s import fake_baselines
 
@@ -81,35 +80,12 @@ def script(i: int, req: dict) -> dict:
                 input_tokens=100_000, output_tokens=0)
 
 
-def _wait(pred, timeout: float, what: str, step: float = 0.25):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def service(workspace: Path, monkeypatch: pytest.MonkeyPatch):
-    from web import launcher as svc
-
-    monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "2")
-    monkeypatch.setenv("W2S_CANCEL_GRACE", "2")
-    url = svc.start_service_detached(port=0, timeout=180)
-    yield url
-    from core.control.jobs import JobError, cancel_job
-
-    for job in list_jobs(active_only=True):  # a failed run leaves no agent or training behind
-        try:
-            cancel_job(job["id"], grace=1)
-        except JobError:
-            pass
-    svc.stop_service()
+def service_env() -> dict[str, str]:
+    return {"W2S_LOCAL_CONCURRENCY": "2", "W2S_CANCEL_GRACE": "2"}
 
 
-def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, service) -> None:
+def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, running_service) -> None:
     sizes = {"train_label": 16, "train_unlabel": 16, "test": 40}
     generate_all(workspace, sizes=sizes, datasets=("demo-math",))
     cfg = prepare_config(RunConfig.from_dict({"data_dir": "data/demo-math", **RUN_CFG}))
@@ -132,15 +108,15 @@ def test_agent_end_to_end_with_kill_and_resume(workspace: Path, monkeypatch, ser
         assert fake.held.wait(timeout=600), "agent never reached the evaluate turn"
         job = get_job(job_id)
         os.kill(int(job["handle"]["pid"]), signal.SIGKILL)
-        _wait(lambda: get_job(job_id)["state"] == "failed", 60, "the killed agent job to fail")
+        wait_until(lambda: get_job(job_id)["state"] == "failed", 60, 0.25, "the killed agent job to fail")
         fake.release()
         transcript = Path(agent["transcript_path"])
         before = [e for e in iter_events(transcript) if e["type"] == "tool_result"]
         assert {e["id"] for e in before} == {"c0a", "c0b", "c1", "c2", "c3", "c4a", "c4b"}
 
         resume_agent(agent["id"])
-        final = _wait(lambda: next((a for a in list_agents() if a["id"] == agent["id"]
-                                    and a["state"] in FINAL_STATES), None), 600, "the agent to stop")
+        final = wait_until(lambda: next((a for a in list_agents() if a["id"] == agent["id"]
+                                         and a["state"] in FINAL_STATES), None), 600, 0.25, "the agent to stop")
     finally:
         fake.stop()
 

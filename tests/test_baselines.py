@@ -13,7 +13,8 @@ from core.data.datasets import load_split
 from core.results.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
 from core.run import experiment
 from core.run.baselines import data_fingerprint, ensure_ceiling, ensure_weak_artifacts, missing_baselines
-from tests.tiny_w2s import make_dataset, tiny_config
+from tests.conftest import make_dataset
+from tests.tiny_w2s import tiny_config
 
 
 @pytest.fixture

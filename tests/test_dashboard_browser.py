@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFERENCE_ARCHIVE
+from tests.conftest import in_ci
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -33,13 +33,13 @@ def _require_browser() -> None:
     if CHROMIUM.is_file():
         return
     message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)"
-    if os.environ.get("CI"):
+    if in_ci():
         pytest.fail(message)
     pytest.skip(message)
 
 
 @pytest.fixture
-def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
+def dashboard(workspace: Path, reference_archive: Path, monkeypatch: pytest.MonkeyPatch):
     _require_browser()
     from core.control.findings import share
     from core.control.store import Store
@@ -47,16 +47,15 @@ def dashboard(workspace: Path, monkeypatch: pytest.MonkeyPatch):
     from web.app import create_app
     from web.server import serve_in_thread
 
-    assert REFERENCE_ARCHIVE.is_file(), f"missing {REFERENCE_ARCHIVE}"
-    report = import_archive(REFERENCE_ARCHIVE, root=workspace / "cache_results")
+    report = import_archive(reference_archive, root=workspace / "cache_results")
     assert report.n_imported > 100
     store = Store()
     # one referee-scored run, so the leaderboard shows a public/private pair
     from core.data import holdout
     from core.referee import service as referee
-    from tests.test_referee import DATASET, gold, make_dataset
+    from tests.test_referee import DATASET, gold, scored_dataset
 
-    truth = gold(make_dataset(workspace))
+    truth = gold(scored_dataset(workspace))
     store.table("jobs").insert({"id": "runref01", "kind": "agent", "name": "agent run", "state": "succeeded",
                                 "created": 1764000000.0, "meta": {"idea": "agent_idea",
                                                                   "config": {"data_dir": f"data/{DATASET}"}}})

@@ -11,7 +11,7 @@ import pytest
 from core.data.check import check_file, check_path
 from core.data.datasets import load_split, row_id
 from core.data.prepare import prepare_dataset
-from tests.conftest import run_cli
+from tests.conftest import make_dataset, run_cli
 
 GOOD_BINARY = {"question": "2+2?", "choice": "4", "label": True, "subset": "arith"}
 
@@ -27,10 +27,12 @@ def binary_row(i: int, label: bool = True, **kw) -> dict:
     return {"question": f"question {i}", "choice": f"choice {i}", "label": label, "subset": "s", **kw}
 
 
-def make_dataset(folder: Path, n: int = 6) -> Path:
-    for split, offset in (("train_label", 0), ("train_unlabel", 100), ("test", 200)):
-        write_lines(folder / f"{split}.jsonl", [binary_row(offset + i, i % 2 == 0) for i in range(n)])
-    return folder
+def labeled_folder(root: Path, n: int = 6) -> Path:
+    """``root/labeled_data/ds``: three valid binary splits of ``n`` rows, no label-free view yet."""
+    offsets = {"train_label": 0, "train_unlabel": 100, "test": 200}
+    make_dataset(root, "ds", {s: [binary_row(o + i, i % 2 == 0) for i in range(n)] for s, o in offsets.items()},
+                 view=False)
+    return root / "labeled_data" / "ds"
 
 
 def messages(problems) -> list[str]:
@@ -38,7 +40,7 @@ def messages(problems) -> list[str]:
 
 
 def test_good_folder_passes(tmp_path: Path, capsys) -> None:
-    folder = make_dataset(tmp_path / "ds")
+    folder = labeled_folder(tmp_path)
     assert check_path(folder) == []
     assert run_cli("data", "check", str(folder)) == 0
     assert "ok" in capsys.readouterr().out
@@ -151,7 +153,7 @@ def test_large_file_is_streamed(tmp_path: Path) -> None:
 
 
 def test_prepare_strips_labels_and_keeps_ids(tmp_path: Path) -> None:
-    src = make_dataset(tmp_path / "labeled" / "ds")
+    src = labeled_folder(tmp_path)
     dst = tmp_path / "data" / "ds"
     assert run_cli("data", "prepare", str(src), str(dst)) == 0
     assert sorted(p.name for p in dst.iterdir()) == ["test.jsonl", "train_unlabel.jsonl"]
@@ -165,7 +167,7 @@ def test_prepare_strips_labels_and_keeps_ids(tmp_path: Path) -> None:
 
 
 def test_prepare_refuses_bad_source_and_writes_nothing(tmp_path: Path, capsys) -> None:
-    src = make_dataset(tmp_path / "labeled" / "ds")
+    src = labeled_folder(tmp_path)
     write_lines(src / "test.jsonl", [binary_row(1), "{broken"])
     dst = tmp_path / "data" / "ds"
     assert run_cli("data", "prepare", str(src), str(dst)) == 1
@@ -175,7 +177,7 @@ def test_prepare_refuses_bad_source_and_writes_nothing(tmp_path: Path, capsys) -
 
 
 def test_prepare_ids_match_between_views(tmp_path: Path) -> None:
-    src = make_dataset(tmp_path / "labeled" / "ds")
+    src = labeled_folder(tmp_path)
     dst = tmp_path / "data" / "ds"
     prepare_dataset(src, dst)
     assert load_split(dst / "test.jsonl").ids == load_split(src / "test.jsonl").ids

@@ -14,14 +14,14 @@ from scipy import stats
 from core.results.archive import import_archive
 from core.results.cache import write_result
 from core.results.leaderboard import ROW_KEYS, leaderboard, leaderboard_rows
-from tests.conftest import REFERENCE_ARCHIVE, run_cli
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def reference_ws(tmp_path_factory) -> Path:
+def reference_ws(tmp_path_factory, reference_archive: Path) -> Path:
     """A workspace with the reference archive imported once for this module."""
     ws = tmp_path_factory.mktemp("ref_ws")
-    import_archive(REFERENCE_ARCHIVE, root=ws / "cache_results")
+    import_archive(reference_archive, root=ws / "cache_results")
     return ws
 
 

@@ -14,14 +14,15 @@ from core.control.tokens import issue_run_token
 from core.data import holdout
 from core.referee import service as referee
 from core.results.cache import ceiling_key, read_result, weak_artifacts_key, write_result
+from tests.conftest import make_dataset as write_dataset
 
 DATASET = "tiny"
 
 
-def make_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> list[dict]:
-    """A labelled binary test split (+ its label-free view) and cached baselines (weak 0.6, ceiling 0.8)."""
+def referee_rows(n: int = 400, seed: int = 0) -> list[dict]:
+    """A binary test split with explicit ids, random labels and two subsets."""
     rng = random.Random(seed)
-    rows = [
+    return [
         {
             "id": f"r{i:04d}",
             "question": f"question {i}",
@@ -31,12 +32,11 @@ def make_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> 
         }
         for i in range(n)
     ]
-    for folder, keep_labels in ((ws / "labeled_data" / name, True), (ws / "data" / name, False)):
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "test.jsonl", "w", encoding="utf-8") as fh:
-            for row in rows:
-                out = row if keep_labels else {k: v for k, v in row.items() if k not in ("label", "subset")}
-                fh.write(json.dumps(out) + "\n")
+
+
+def scored_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> list[dict]:
+    """A labelled test split (+ its label-free view) and cached baselines (weak 0.6, ceiling 0.8)."""
+    rows = write_dataset(ws, name, {"test": referee_rows(n, seed)})["test"]
     cfg = RunConfig(data_dir=f"data/{name}")
     for seed_, (w, s) in enumerate([(0.58, 0.79), (0.62, 0.81)]):
         cache = ws / "cache_results"
@@ -45,13 +45,17 @@ def make_dataset(ws: Path, name: str = DATASET, n: int = 400, seed: int = 0) -> 
     return rows
 
 
+# tests/test_web_api.py still imports the old name; drop this once it imports scored_dataset.
+make_dataset = scored_dataset
+
+
 def gold(rows: list[dict]) -> dict[str, int]:
     return {r["id"]: int(r["label"]) for r in rows}
 
 
 @pytest.fixture
 def setup(workspace: Path):
-    rows = make_dataset(workspace)
+    rows = scored_dataset(workspace)
     store = Store()
     token = issue_run_token(store, "run1", 20)
     return workspace, rows, store, token

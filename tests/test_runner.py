@@ -17,8 +17,8 @@ from core.results.cache import (
     weak_artifacts_key,
 )
 from core.run.runner import prepare_config, run_seed
-from tests.conftest import run_cli
-from tests.tiny_w2s import fake_baselines, make_dataset, tiny_config
+from tests.conftest import make_dataset, run_cli
+from tests.tiny_w2s import fake_baselines, tiny_config
 
 FLAKY = '''
 from core.run import experiment

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from core.data.datasets import row_id
 from core.results.scoring import score_predictions, to_class
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+from tests.conftest import make_dataset
 
 
 @pytest.fixture
@@ -24,7 +19,7 @@ def binary_ds(workspace: Path) -> list[dict]:
         {"id": "r2", "question": "2*3?", "choice": "6", "label": True, "subset": "hard"},
         {"question": "2*3?", "choice": "5", "label": False, "subset": "hard"},  # content-hash id
     ]
-    _write(workspace / "labeled_data" / "tiny" / "test.jsonl", rows)
+    make_dataset(workspace, "tiny", {"test": rows}, view=False)
     return rows
 
 
@@ -85,7 +80,7 @@ def test_preference_rows_and_missing_dataset(workspace: Path):
         {"id": "p0", "prompt": "hi", "first": "hello!", "second": "go away", "label": "A", "subset": "tone"},
         {"id": "p1", "prompt": "hi", "first": "meh", "second": "hi there!", "label": "B", "subset": "tone"},
     ]
-    _write(workspace / "labeled_data" / "prefs" / "test.jsonl", rows)
+    make_dataset(workspace, "prefs", {"test": rows}, view=False)
     m = score_predictions("prefs", {"p0": "A", "p1": 0.1})
     assert m["correct"] == 1 and m["format"] == "preference"
     with pytest.raises(ValueError, match="no ground truth"):

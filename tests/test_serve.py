@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,33 +15,18 @@ import pytest
 
 from core.control import service as discovery
 from core.control.jobs import get_job, submit_job
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, wait_until
 from web import launcher as service
 
 
-def wait_for(pred, timeout=120.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
-def fast_service(workspace, monkeypatch):
-    monkeypatch.setenv("W2S_SCHED_POLL", "0.1")
-    monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "3")
-    yield workspace
-    info = discovery.service_info()
-    if info:
-        os.kill(info["pid"], signal.SIGKILL)
+def service_env() -> dict[str, str]:
+    return {"W2S_SCHED_POLL": "0.1", "W2S_LOCAL_CONCURRENCY": "3"}
 
 
-def test_single_instance_web_and_stop(fast_service, capsys):
-    url = service.start_service_detached(port=0)
-    assert url and url.startswith("http://127.0.0.1:")
+def test_single_instance_web_and_stop(running_service, workspace, capsys):
+    url = running_service
+    assert url.startswith("http://127.0.0.1:")
     assert discovery.service_url() == url and discovery.is_service_running()
     assert httpx.get(url + "/", timeout=30).status_code < 500
     assert service.start_service_detached(port=0) == url  # idempotent for the TUI
@@ -54,13 +38,13 @@ def test_single_instance_web_and_stop(fast_service, capsys):
     assert run_cli("serve", "--status") == 0
     assert run_cli("serve", "--stop") == 0
     assert not discovery.is_service_running()
-    assert not (fast_service / ".w2s" / "service.json").exists()
+    assert not (workspace / ".w2s" / "service.json").exists()
     assert run_cli("serve", "--stop") == 1
     assert run_cli("serve", "--port", "70000") == 1
 
 
-def test_jobs_survive_a_killed_service_and_finish_once(fast_service):
-    ws = fast_service
+def test_jobs_survive_a_killed_service_and_finish_once(service_workspace):
+    ws = service_workspace
     service.start_service_detached(web=False)
     script = 'echo "$W2S_JOB_ID" >> "$W2S_WORKSPACE/launches"; sleep {s}; echo done'
     ids = [submit_job("test", ["bash", "-c", script.format(s=s)])["id"] for s in (0.5, 4, 5)]
@@ -69,17 +53,18 @@ def test_jobs_survive_a_killed_service_and_finish_once(fast_service):
         jobs = [get_job(i) for i in ids]
         return all(j["state"] == "running" and (j.get("handle") or {}).get("pid") for j in jobs) and jobs
 
-    jobs = wait_for(all_running)
+    jobs = wait_until(all_running, 120, what="all three jobs running")
     pids = [p for j in jobs for p in (j["handle"]["pid"], j["handle"]["wrapper_pid"])]
     old = discovery.service_info()
     os.kill(old["pid"], signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == "zombie")
+    wait_until(lambda: not psutil.pid_exists(old["pid"]) or psutil.Process(old["pid"]).status() == "zombie",
+               120, what="the killed service to exit")
     assert psutil.pid_exists(jobs[2]["handle"]["pid"]), "a job died with the service"
 
     service.start_service_detached(web=False)
     assert discovery.service_info()["pid"] != old["pid"]
-    done = wait_for(lambda: all(get_job(i)["state"] in ("succeeded", "failed") for i in ids)
-                    and [get_job(i) for i in ids])
+    done = wait_until(lambda: all(get_job(i)["state"] in ("succeeded", "failed") for i in ids)
+                      and [get_job(i) for i in ids], 120, what="the jobs to finish")
     assert [j["state"] for j in done] == ["succeeded"] * 3, [j["history"] for j in done]
     launches = (ws / "launches").read_text().split()
     assert sorted(launches) == sorted(ids), "a job was launched twice or not at all"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from core.control import jobs as J
-from tests.tiny_w2s import fake_baselines, make_dataset, tiny_config
+from tests.conftest import make_dataset, pilot_wait_until
+from tests.tiny_w2s import fake_baselines, tiny_config
 from tui.app import W2SApp
 from tui.keymap import ACTIONS
 from tui.screens.confirm import ConfirmScreen
@@ -43,15 +42,6 @@ def make_app(**kwargs) -> W2SApp:
     kwargs.setdefault("poll_interval", 0.2)
     kwargs.setdefault("demo_cache", False)
     return W2SApp(**kwargs)
-
-
-async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 60.0, step: float = 0.1) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        await pilot.pause(step)
-    return predicate()
 
 
 class SchedulerThread:
@@ -128,7 +118,7 @@ async def test_a_fresh_workspace_gets_the_demo_leaderboard(workspace, tmp_path, 
     monkeypatch.setenv("W2S_WORKSPACE", str(workspace))
     app = make_app(demo_cache=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        assert await wait_for(pilot, lambda: app.leaderboard_pane.table.row_count == 2, 60)
+        assert await pilot_wait_until(pilot, lambda: app.leaderboard_pane.table.row_count == 2, 60)
         assert (workspace / "cache_results").is_dir()
         assert "No jobs yet" in str(app.query_one("#jobs-summary").render())
 
@@ -136,7 +126,7 @@ async def test_a_fresh_workspace_gets_the_demo_leaderboard(workspace, tmp_path, 
 async def test_first_run_with_no_state_shows_hints_and_no_gpu(workspace):
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        assert await wait_for(pilot, lambda: {"jobs", "gpu", "leaderboard"} <= set(app.polls), 60)
+        assert await pilot_wait_until(pilot, lambda: {"jobs", "gpu", "leaderboard"} <= set(app.polls), 60)
         jobs_note = str(app.query_one("#jobs-summary").render())
         assert "No jobs yet" in jobs_note and "r" in jobs_note
         assert "no NVIDIA GPU" in str(app.query_one("#gpu-note").render())
@@ -149,9 +139,9 @@ async def test_launch_a_run_from_the_keyboard_and_watch_it_finish(workspace):
     _quick_idea(workspace)
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        assert await wait_for(pilot, lambda: "leaderboard" in app.polls, 60)
+        assert await pilot_wait_until(pilot, lambda: "leaderboard" in app.polls, 60)
         await pilot.press("r")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, LaunchRunScreen), 20)
+        assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchRunScreen), 20)
         screen = app.screen
         # idea: the Select is first in the dialog; pick "quick" with the keyboard
         screen.query_one("#run-idea").focus()
@@ -169,10 +159,10 @@ async def test_launch_a_run_from_the_keyboard_and_watch_it_finish(workspace):
         screen.query_one("#run-options").focus()
         await pilot.press(*TINY_FLAGS)
         await pilot.press("ctrl+s")
-        assert await wait_for(pilot, lambda: not isinstance(app.screen, LaunchRunScreen), 5)
-        assert await wait_for(pilot, lambda: len(J.list_jobs()) == 1, 20)
+        assert await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchRunScreen), 5)
+        assert await pilot_wait_until(pilot, lambda: len(J.list_jobs()) == 1, 20)
         job_id = J.list_jobs()[0]["id"]
-        assert await wait_for(pilot, lambda: job_state(app, job_id) == "queued", 20)
+        assert await pilot_wait_until(pilot, lambda: job_state(app, job_id) == "queued", 20)
 
         seen: list[str] = []
         pane = app.query_one(JobsPane)
@@ -187,15 +177,15 @@ async def test_launch_a_run_from_the_keyboard_and_watch_it_finish(workspace):
             return state in ("succeeded", "failed")
 
         with SchedulerThread():
-            assert await wait_for(pilot, note_state, 150, step=0.05), seen
+            assert await pilot_wait_until(pilot, note_state, 150, step=0.05), seen
         assert seen[0] == "queued" and "running" in seen and seen[-1] == "succeeded", seen
         assert max(lines_while_running) > 0  # the tail was live, not read after the fact
 
         assert pane.tailed_job == job_id
-        assert await wait_for(pilot, lambda: any("quick step 29" in line for line in pane.log_view.lines), 10)
+        assert await pilot_wait_until(pilot, lambda: any("quick step 29" in line for line in pane.log_view.lines), 10)
         assert len([ln for ln in pane.log_view.lines if ln.startswith("quick step")]) == 30
         lb = app.query_one(LeaderboardPane)
-        assert await wait_for(pilot, lambda: any(r.get("idea") == "quick" for r in lb.rows), 30)
+        assert await pilot_wait_until(pilot, lambda: any(r.get("idea") == "quick" for r in lb.rows), 30)
         assert lb.dataset == "tiny" and any("quick" in k for k in lb.table.order)
         row = next(r for r in lb.rows if r.get("idea") == "quick")
         assert row["n_seeds"] == 1 and row["source"] == "local run"
@@ -207,26 +197,26 @@ async def test_cancel_asks_first_and_then_kills_the_job(workspace):
     app = make_app()
     with SchedulerThread():
         async with app.run_test(size=(160, 48)) as pilot:
-            assert await wait_for(pilot, lambda: job_state(app, job["id"]) == "running", 60)
+            assert await pilot_wait_until(pilot, lambda: job_state(app, job["id"]) == "running", 60)
             await pilot.press("2", "c")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+            assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
             assert job["id"] in app.screen.question
             await pilot.press("n")  # a "no" leaves it running
             await pilot.pause(0.5)
             assert J.get_job(job["id"])["state"] == "running"
             await pilot.press("c")
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+            assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
             await pilot.press("y")
-            assert await wait_for(pilot, lambda: J.get_job(job["id"])["state"] == "cancelled", 30)
-            assert await wait_for(pilot, lambda: job_state(app, job["id"]) == "cancelled", 10)
+            assert await pilot_wait_until(pilot, lambda: J.get_job(job["id"])["state"] == "cancelled", 30)
+            assert await pilot_wait_until(pilot, lambda: job_state(app, job["id"]) == "cancelled", 10)
             await pilot.press("c")  # a finished job is not offered for cancelling
             await pilot.pause(0.2)
             assert not isinstance(app.screen, ConfirmScreen)
             await pilot.press("R")  # but it can be retried, again after a question
-            assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+            assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
             assert "Retry" in app.screen.question
             await pilot.press("y")
-            assert await wait_for(pilot, lambda: job_state(app, job["id"]) in ("queued", "starting", "running"), 30)
+            assert await pilot_wait_until(pilot, lambda: job_state(app, job["id"]) in ("queued", "starting", "running"), 30)
             J.cancel_job(job["id"])
 
 
@@ -251,20 +241,20 @@ async def test_launching_an_agent_with_a_key_queues_its_job(workspace, monkeypat
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("a")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, LaunchAgentScreen), 20)
+        assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchAgentScreen), 20)
         await pilot.press("ctrl+s")
-        assert await wait_for(pilot, lambda: len(Store().table("agents").all()) == 1, 60)
+        assert await pilot_wait_until(pilot, lambda: len(Store().table("agents").all()) == 1, 60)
         agent = Store().table("agents").all()[0]
         assert agent["direction"] == "Reweight weak labels\n\nBy confidence."
         assert agent["budgets"]["max_usd"] == 2.0 and agent["budgets"]["max_turns"] == 40
         job = J.get_job(agent["job_id"])
         assert job["kind"] == "agent" and "sk-test" not in " ".join(J.job_command(job))
-        assert await wait_for(pilot, lambda: agent["id"] in app.agents_pane.agents, 20)
+        assert await pilot_wait_until(pilot, lambda: agent["id"] in app.agents_pane.agents, 20)
         await pilot.press("1", "x")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+        assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
         assert agent["id"] in app.screen.question
         await pilot.press("y")
-        assert await wait_for(pilot, lambda: Store().table("agents").get(agent["id"])["state"] == "stopped", 30)
+        assert await pilot_wait_until(pilot, lambda: Store().table("agents").get(agent["id"])["state"] == "stopped", 30)
         assert J.get_job(agent["job_id"])["state"] == "cancelled"
 
 
@@ -277,7 +267,7 @@ async def test_leaderboard_switches_dataset_sorts_and_filters(workspace):
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         lb = app.leaderboard_pane
-        assert await wait_for(pilot, lambda: lb.table.row_count == 1 and lb.dataset == "demo-chat", 60)
+        assert await pilot_wait_until(pilot, lambda: lb.table.row_count == 1 and lb.dataset == "demo-chat", 60)
         await pilot.press("4", "d")
         assert lb.dataset == "demo-math" and lb.table.row_count == 2
         assert [k.split("|")[1] for k in lb.table.order] == ["vanilla_w2s", "train_only_on_confident_labels"]
@@ -296,7 +286,7 @@ async def test_readonly_refuses_launch_and_cancel(workspace):
     job = J.submit_job("demo", [sys.executable, "-c", "pass"], name="never-run")
     app = make_app(readonly=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        assert await wait_for(pilot, lambda: job_state(app, job["id"]) == "queued", 30)
+        assert await pilot_wait_until(pilot, lambda: job_state(app, job["id"]) == "queued", 30)
         await pilot.press("r")
         await pilot.pause(0.3)
         assert not isinstance(app.screen, LaunchRunScreen)
@@ -324,7 +314,7 @@ async def test_help_lists_every_binding_and_keymap_remaps_by_id(workspace):
         await pilot.pause(0.3)
         assert not isinstance(app.screen, LaunchRunScreen)
         await pilot.press("ctrl+o")
-        assert await wait_for(pilot, lambda: isinstance(app.screen, LaunchRunScreen), 20)
+        assert await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchRunScreen), 20)
 
 
 async def test_command_palette_offers_every_action(workspace):
@@ -351,7 +341,7 @@ async def test_log_search_filters_and_follow_toggles(workspace):
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
         pane = app.query_one(JobsPane)
-        assert await wait_for(pilot, lambda: len(pane.log_view.lines) >= 200, 30)
+        assert await pilot_wait_until(pilot, lambda: len(pane.log_view.lines) >= 200, 30)
         await pilot.press("2", "slash")
         await pilot.press(*"needle", "enter")
         await pilot.pause(0.2)
@@ -364,7 +354,7 @@ async def test_log_search_filters_and_follow_toggles(workspace):
         assert not pane.log_view.following
         with open(log, "a") as fh:
             fh.write("late line\n")
-        assert await wait_for(pilot, lambda: pane.log_view.unseen == 1, 10)
+        assert await pilot_wait_until(pilot, lambda: pane.log_view.unseen == 1, 10)
         assert "paused" in str(pane.query_one("#log-status").render())
         await pilot.press("f")
         assert pane.log_view.following

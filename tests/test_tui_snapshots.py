@@ -8,13 +8,13 @@ looking at the new SVGs (tests/__snapshots__/test_tui_snapshots/).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from core.control.store import Store
 from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, write_result
+from tests.conftest import pilot_wait_until
 from tui.app import W2SApp
 
 NOW = 1_790_000_000.0  # the frozen clock
@@ -104,13 +104,9 @@ def frozen_app() -> W2SApp:
 async def loaded(pilot) -> None:
     """Wait for the one load of every source and the transcript, then let the screen settle."""
     app = pilot.app
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        log = app.jobs_pane.log_view
-        if {"jobs", "agents", "gpu", "leaderboard", "startup"} <= set(app.polls) and app.agents_pane.events \
-                and len(log.lines) >= 31 and app.leaderboard_pane.table.row_count == 2:
-            break
-        await pilot.pause(0.1)
+    await pilot_wait_until(pilot, lambda: {"jobs", "agents", "gpu", "leaderboard", "startup"} <= set(app.polls)
+                           and app.agents_pane.events and len(app.jobs_pane.log_view.lines) >= 31
+                           and app.leaderboard_pane.table.row_count == 2, 60)
     await pilot.pause(0.3)
 
 

@@ -1,54 +1,14 @@
-"""Tiny labelled datasets and fake baseline results for the baselines/runner/ideas tests.
-
-Rows are one-word sentiment judgements (binary format), small enough for MiniLM to train in seconds.
-"""
+"""A run config and fake baseline results for the tiny dataset ``tests.conftest.make_dataset`` writes
+(the baselines/runner/ideas/TUI tests): demo models, so everything trains in seconds on a CPU."""
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 from typing import Any
 
 from core.common.config import RunConfig
 from core.data.datasets import load_split
-from core.data.prepare import prepare_dataset
 from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, weak_artifacts_key, write_result
-
-GOOD = ["wonderful", "happy", "great", "lovely", "excellent", "joyful", "superb", "pleasant", "delightful",
-        "brilliant", "cheerful", "fantastic", "kind", "perfect", "splendid", "warm", "bright", "calm"]
-BAD = ["terrible", "sad", "awful", "horrible", "dreadful", "miserable", "nasty", "painful", "gloomy",
-       "hateful", "rotten", "cruel", "bitter", "ugly", "grim", "tragic", "angry", "hostile"]
-
-
-def _rows(words: list[tuple[str, bool]], subset: str) -> list[dict[str, Any]]:
-    out = []
-    for word, positive in words:
-        claim = random.Random(word).random() < 0.5
-        out.append({
-            "question": f"Is the word '{word}' positive?",
-            "choice": "yes" if claim else "no",
-            "label": claim == positive,
-            "subset": subset,
-        })
-    return out
-
-
-def make_dataset(ws: Path, name: str = "tiny") -> dict[str, list[dict[str, Any]]]:
-    """Write labeled_data/<name>/ (three splits) and its label-free view data/<name>/."""
-    words = [(w, True) for w in GOOD] + [(w, False) for w in BAD]
-    random.Random(0).shuffle(words)
-    splits = {
-        "train_label": _rows(words[:14], "a"),
-        "train_unlabel": _rows(words[14:26], "b"),
-        "test": _rows(words[26:], "c"),
-    }
-    src = ws / "labeled_data" / name
-    src.mkdir(parents=True, exist_ok=True)
-    for split, rows in splits.items():
-        (src / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    prepare_dataset(src, ws / "data" / name)
-    return splits
 
 
 def tiny_config(name: str = "tiny", **changes: Any) -> RunConfig:
