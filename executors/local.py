@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
-from core.common.files import read_log_file
+from core.common.files import MAX_LOG_CHUNK, read_log_file
+from core.common.job_types import Handle, Job
 from core.common.process import CTIME_TOLERANCE_S, process_alive
 from executors.base import Executor, ExecutorError, PollResult
 
@@ -39,6 +40,14 @@ def read_exit_status(run_dir: Path, attempt: int) -> dict[str, Any] | None:
     return status if status and status.get("attempt") == attempt else None
 
 
+class LocalHandle(Handle, total=False):
+    """The local handle once the wrapper has written ``pids.json``: its pid and the job's group."""
+
+    wrapper_pid: int | None
+    wrapper_ctime: float | None
+    pid: int | None
+    pgid: int | None
+    ctime: float | None
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -52,7 +61,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def _belongs_to_job(members: list[psutil.Process], job_id: str, handle: dict[str, Any]) -> bool:
+def _belongs_to_job(members: list[psutil.Process], job_id: str, handle: LocalHandle) -> bool:
     for proc in members:
         try:
             if proc.pid == handle.get("pid") and abs(proc.create_time() - (handle.get("ctime") or 0)) < CTIME_TOLERANCE_S:
@@ -66,9 +75,7 @@ def _belongs_to_job(members: list[psutil.Process], job_id: str, handle: dict[str
 
 class LocalExecutor(Executor):
     name = "local"
-    can_cancel = True
-    streams_logs = True
-    supports_gpus = True
+    supports_gpus = True  # the scheduler's CUDA_VISIBLE_DEVICES reaches the job's environment
 
     def __init__(self) -> None:
         self._launchers: list[subprocess.Popen] = []
@@ -76,7 +83,7 @@ class LocalExecutor(Executor):
     def _reap_launchers(self) -> None:
         self._launchers = [p for p in self._launchers if p.poll() is None]
 
-    def submit(self, job: dict[str, Any], command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    def submit(self, job: Job, command: list[str], env: dict[str, str]) -> Handle:
         """Start the wrapper and return at once: the handle gains pids when ``pids.json`` appears."""
         run_dir = Path(job["run_dir"])
         attempt = int(job["attempt"])
@@ -97,16 +104,16 @@ class LocalExecutor(Executor):
         self._launchers.append(launcher)  # reaped later; it exits as soon as it has forked the wrapper
         return {"attempt": attempt, "launched": time.time()}
 
-    def adopt(self, job: dict[str, Any], handle: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def adopt(self, job: Job, handle: Handle | None = None) -> LocalHandle | None:
         """The full handle (pids) of the job's current attempt, once its wrapper has written it."""
         pids = read_json(Path(job["run_dir"]) / "pids.json")
         attempt = (handle or {}).get("attempt", job.get("attempt"))
         if pids and pids.get("attempt") == attempt:
             full = {key: pids.get(key) for key in ("attempt", "wrapper_pid", "wrapper_ctime", "pid", "pgid", "ctime")}
-            return {**(handle or {}), **full}
+            return cast(LocalHandle, {**(handle or {}), **full})
         return None
 
-    def _complete(self, job: dict[str, Any], handle: dict[str, Any], wait: float = 0.0) -> dict[str, Any] | None:
+    def _complete(self, job: Job, handle: LocalHandle, wait: float = 0.0) -> LocalHandle | None:
         deadline = time.monotonic() + wait
         while True:
             full = handle if (handle.get("wrapper_pid") or handle.get("pgid")) else self.adopt(job, handle)
@@ -114,11 +121,11 @@ class LocalExecutor(Executor):
                 return full
             time.sleep(0.02)
 
-    def poll(self, job: dict[str, Any], handle: dict[str, Any]) -> PollResult:
+    def poll(self, job: Job, handle: Handle) -> PollResult:
         self._reap_launchers()
         run_dir = Path(job["run_dir"])
         attempt = int(handle.get("attempt") or job.get("attempt") or 0)
-        full = self._complete(job, handle)
+        full = self._complete(job, cast(LocalHandle, handle))
         if full is None:
             status = read_exit_status(run_dir, attempt)
             if status:
@@ -132,28 +139,29 @@ class LocalExecutor(Executor):
             result.handle = full
         return result
 
-    def _poll_full(self, run_dir: Path, attempt: int, handle: dict[str, Any]) -> PollResult:
+    def _poll_full(self, run_dir: Path, attempt: int, handle: LocalHandle) -> PollResult:
         for _ in range(2):  # check twice around the liveness test: the wrapper may exit in between
             status = read_exit_status(run_dir, attempt)
             if status:
                 return PollResult("exited", status.get("exit_code"), status.get("signal"), status.get("error") or "")
             if process_alive(handle.get("wrapper_pid"), handle.get("wrapper_ctime")):
                 return PollResult("running")
-        if handle.get("pgid") and group_members(int(handle["pgid"])):
+        pgid = handle.get("pgid")
+        if pgid and group_members(int(pgid)):
             return PollResult("running", reason="wrapper gone; job processes still running")
         return PollResult("lost", reason="the job's wrapper exited without recording an exit status")
 
-    def logs(self, job: dict[str, Any], offset: int = 0) -> tuple[str, int]:
-        return read_log_file(Path(job["run_dir"]) / "stdout.log", offset)
+    def logs(self, job: Job, offset: int = 0, max_bytes: int = MAX_LOG_CHUNK) -> tuple[str, int]:
+        """The wrapper appends the job's output to ``runs/<id>/stdout.log``: read it as it grows."""
+        return read_log_file(Path(job["run_dir"]) / "stdout.log", offset, max_bytes)
 
-    def cancel(self, job: dict[str, Any], handle: dict[str, Any], grace: float = 10.0) -> bool:
-        handle = self._complete(job, handle, wait=START_TIMEOUT_S) or handle
-        pgid = handle.get("pgid")
-        if not pgid:
+    def cancel(self, job: Job, handle: Handle, grace: float = 10.0) -> bool:
+        full = self._complete(job, cast(LocalHandle, handle), wait=START_TIMEOUT_S) or cast(LocalHandle, handle)
+        if not full.get("pgid"):
             return False
-        pgid = int(pgid)
+        pgid = int(full["pgid"] or 0)
         members = group_members(pgid)
-        if not members or not _belongs_to_job(members, str(job["id"]), handle):
+        if not members or not _belongs_to_job(members, str(job["id"]), full):
             return False
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:

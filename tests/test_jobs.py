@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import pytest
 
@@ -21,18 +20,8 @@ from core.control.jobs import (
 )
 from core.control.scheduler import Scheduler
 from core.control.store import Store
+from tests.conftest import drive_scheduler as drive
 from tests.conftest import run_cli
-
-
-def drive(sched: Scheduler, job_ids: list[str], states=("succeeded", "failed", "cancelled"), timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sched.tick()
-        jobs = [get_job(j) for j in job_ids]
-        if all(j["state"] in states for j in jobs):
-            return jobs
-        time.sleep(0.05)
-    raise AssertionError(f"jobs did not reach {states}: {[(j['id'], j['state']) for j in jobs]}")
 
 
 @pytest.mark.parametrize(

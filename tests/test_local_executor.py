@@ -11,19 +11,11 @@ from pathlib import Path
 
 import psutil
 
-from core.control.jobs import cancel_job, get_job, submit_job
+from core.control.jobs import cancel_job, get_job, read_log, submit_job
 from core.control.scheduler import Scheduler
 from executors import get_executor
-
-
-def wait_for(pred, timeout=30.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+from executors.local import LocalExecutor
+from tests.conftest import drive_scheduler, wait_until
 
 
 def start(command: list[str]) -> dict:
@@ -35,7 +27,7 @@ def start(command: list[str]) -> dict:
         j = get_job(job["id"])
         return j["state"] == "running" and (j.get("handle") or {}).get("pid") and j
 
-    return wait_for(ready)
+    return wait_until(ready)
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -48,7 +40,7 @@ def test_cancel_kills_the_whole_tree_and_nothing_else(workspace):
     try:
         job = start(["bash", "-c", "sleep 120 & bash -c 'sleep 121' & python3 -c 'import time; time.sleep(122)' & wait"])
         handle = job["handle"]
-        procs = wait_for(lambda: len(t := tree(handle["pid"])) >= 4 and t)
+        procs = wait_until(lambda: len(t := tree(handle["pid"])) >= 4 and t)
         wrapper = psutil.Process(handle["wrapper_pid"])
         assert wrapper.ppid() != os.getpid(), "the wrapper must not be the service's child"
         assert os.getpgid(handle["pid"]) == handle["pgid"] != os.getpgid(0)
@@ -58,7 +50,7 @@ def test_cancel_kills_the_whole_tree_and_nothing_else(workspace):
         gone, alive = psutil.wait_procs(procs, timeout=5)
         assert not alive, f"job processes survived: {alive}"
         assert decoy.poll() is None, "cancel killed a process that was not the job's"
-        status = wait_for(lambda: (Path(job["run_dir"]) / "exit_status").exists()
+        status = wait_until(lambda: (Path(job["run_dir"]) / "exit_status").exists()
                           and json.loads((Path(job["run_dir"]) / "exit_status").read_text()))
         assert status["signal"] == 15 and status["exit_code"] == 143
         assert [h["state"] for h in get_job(job["id"])["history"]][-1] == "cancelled"
@@ -83,14 +75,10 @@ def test_cancel_refuses_a_group_that_is_not_the_jobs(workspace):
 
 def test_children_left_behind_are_reaped_when_the_job_ends(workspace):
     job = submit_job("test", ["bash", "-c", 'sleep 120 & echo $! > "$W2S_RUN_DIR/child.pid"; exit 0'])
-    sched = Scheduler(gpus=[], poll_interval=0.05)
-    deadline = time.monotonic() + 30
-    while get_job(job["id"])["state"] != "succeeded" and time.monotonic() < deadline:
-        sched.tick()
-        time.sleep(0.05)
-    assert get_job(job["id"])["state"] == "succeeded"
+    (done,) = drive_scheduler(Scheduler(gpus=[], poll_interval=0.05), [job["id"]])
+    assert done["state"] == "succeeded"
     child = int((Path(job["run_dir"]) / "child.pid").read_text())
-    assert wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie", 10)
+    assert wait_until(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie", 10)
 
 
 def test_poll_reports_a_lost_job(workspace):
@@ -98,13 +86,28 @@ def test_poll_reports_a_lost_job(workspace):
     handle = {"attempt": 1, "wrapper_pid": 999_999_999, "wrapper_ctime": 1.0, "pid": None, "pgid": None}
     result = get_executor("local").poll(job, handle)
     assert result.status == "lost" and "without recording" in result.reason
-    caps = get_executor("local").capabilities()
-    assert caps == {"can_cancel": True, "streams_logs": True, "supports_gpus": True}
+
+
+def test_capabilities_follow_what_the_local_executor_implements():
+    caps = LocalExecutor.capabilities.as_dict()
+    assert caps == {"can_cancel": True, "can_adopt": True, "streams_logs": True, "supports_gpus": True}
+    assert get_executor("local").capabilities is LocalExecutor.capabilities
+
+
+def test_logs_are_read_through_the_executor(workspace):
+    job = submit_job("test", ["bash", "-c", "printf 'one\\ntwo\\n'"])
+    (done,) = drive_scheduler(Scheduler(gpus=[], poll_interval=0.05), [job["id"]])
+    text, offset = get_executor("local").logs(done, 0)
+    assert "one\ntwo\n" in text and offset == (Path(done["run_dir"]) / "stdout.log").stat().st_size
+    assert read_log(job["id"]) == (text, offset)
+    head, cut = get_executor("local").logs(done, 0, max_bytes=3)
+    assert (head, cut) == (text[:3], 3)
+    assert get_executor("local").logs(done, offset) == ("", offset)
 
 
 def test_cancel_escalates_to_sigkill_after_the_grace_period(workspace):
     job = start(["bash", "-c", "trap '' TERM; sleep 120 & wait; sleep 120"])
-    procs = wait_for(lambda: len(t := tree(job["handle"]["pid"])) >= 2 and t)
+    procs = wait_until(lambda: len(t := tree(job["handle"]["pid"])) >= 2 and t)
     t0 = time.monotonic()
     assert cancel_job(job["id"], grace=1)["state"] == "cancelled"
     assert time.monotonic() - t0 >= 1.0
@@ -118,5 +121,5 @@ def test_a_killed_wrapper_is_reported_not_hidden(workspace):
     sched = Scheduler(gpus=[], poll_interval=0.05)
     sched.tick()
     assert get_job(job["id"])["state"] == "running"  # the job itself still runs
-    done = wait_for(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] == "failed" and get_job(job["id"]))
+    done = wait_until(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] == "failed" and get_job(job["id"]))
     assert "without recording an exit status" in done["history"][-1]["reason"]

@@ -11,21 +11,12 @@ from core.control import jobs as J
 from core.control.jobs import get_job, submit_job
 from core.control.scheduler import Scheduler
 from core.control.store import Store
-from executors import CapacityError, register_executor
+from executors import CapacityError, Executor, PollResult, register_executor, unregister_executor
 from executors.local import LocalExecutor
+from tests.conftest import drive_scheduler as drive
+from tests.conftest import wait_until
 
 TIMED = 'date +%s.%N > "$W2S_RUN_DIR/t0"; sleep {s}; date +%s.%N > "$W2S_RUN_DIR/t1"'
-
-
-def drive(sched: Scheduler, ids: list[str], until=("succeeded", "failed", "cancelled"), timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sched.tick()
-        jobs = [get_job(i) for i in ids]
-        if all(j["state"] in until for j in jobs):
-            return jobs
-        time.sleep(0.05)
-    raise AssertionError(f"timeout: {[(j['id'], j['state']) for j in jobs]}")
 
 
 def interval(job: dict) -> tuple[float, float]:
@@ -165,12 +156,12 @@ class NoCapacityTwice(LocalExecutor):
 
 
 def test_capacity_errors_are_retried_with_backoff(workspace):
-    register_executor("nocap", "tests.test_scheduler:NoCapacityTwice")
+    register_executor("nocap", NoCapacityTwice)
     try:
         job = submit_job("test", ["true"], executor="nocap")  # max_retries=0: capacity is not the job's fault
         (done,) = drive(Scheduler(gpus=[], limits={"nocap": 1}, poll_interval=0.05, backoff_base=0.01), [job["id"]])
     finally:
-        register_executor("nocap", "tests.test_scheduler:NoCapacityTwice")  # drop the cached instance
+        unregister_executor("nocap")
     assert done["state"] == "succeeded" and done["attempt"] == 3
     reasons = [h["reason"] for h in done["history"] if h["state"] == "retrying"]
     assert len(reasons) == 2 and all("no capacity" in r for r in reasons)
@@ -180,12 +171,49 @@ def test_progress_is_read_into_the_job(workspace):
     script = 'echo \'{"progress": 0.5, "message": "epoch 1/2"}\' > "$W2S_RUN_DIR/progress.json"; sleep 30'
     job = submit_job("test", ["bash", "-c", script])
     sched = Scheduler(gpus=[], poll_interval=0.05)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        sched.tick()
-        current = get_job(job["id"])
-        if current.get("progress") == 0.5:
-            break
-        time.sleep(0.05)
+    current = wait_until(lambda: (sched.tick(), get_job(job["id"]))[1].get("progress") == 0.5 and get_job(job["id"]),
+                         what="progress 0.5")
     assert current["progress"] == 0.5 and current["progress_message"] == "epoch 1/2"
     assert J.cancel_job(job["id"], grace=2)["state"] == "cancelled"
+
+
+def test_a_launch_the_service_did_not_see_finish_is_adopted_not_repeated(workspace):
+    job = submit_job("test", ["bash", "-c", 'echo launched >> "$W2S_RUN_DIR/launches"; sleep 30'])
+    sched = Scheduler(gpus=[], poll_interval=0.05)
+    running = wait_until(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] == "running"
+                         and (get_job(job["id"])["handle"] or {}).get("pid") and get_job(job["id"]))
+    # the service died between calling the executor and recording the handle
+    Store().table("jobs").update(job["id"], lambda j: j.update(
+        state="starting", handle=None, launching=True,
+        history=[*j["history"], {"state": "starting", "time": time.time() - 3600, "reason": "claimed"}]))
+    Scheduler(gpus=[], poll_interval=0.05).reconcile()  # a fresh service: LocalExecutor.adopt finds the attempt
+    adopted = get_job(job["id"])
+    assert adopted["state"] == "running" and adopted["history"][-1]["reason"] == "re-attached after service restart"
+    assert adopted["handle"]["pid"] == running["handle"]["pid"] and adopted["attempt"] == 1
+    assert (Path(job["run_dir"]) / "launches").read_text() == "launched\n"
+    assert J.cancel_job(job["id"], grace=2)["state"] == "cancelled"
+
+
+class SubmitOnly(Executor):
+    """Runs nothing: an adapter that implements only the two required methods (no adopt, no cancel)."""
+
+    name = "submit-only"
+
+    def submit(self, job, command, env):
+        return {"attempt": job["attempt"], "launched": time.time()}
+
+    def poll(self, job, handle):
+        return PollResult("running")
+
+
+def test_without_adopt_a_launch_in_doubt_is_failed_not_repeated(workspace):
+    register_executor("submit-only", SubmitOnly)
+    try:
+        job = submit_job("test", ["true"], executor="submit-only")
+        J.transition(job["id"], "starting", "claimed", store=Store(), attempt=1, launching=True)
+        Store().table("jobs").update(job["id"], lambda j: j["history"][-1].update(time=time.time() - 3600))
+        Scheduler(gpus=[], poll_interval=0.05).reconcile()
+    finally:
+        unregister_executor("submit-only")
+    failed = get_job(job["id"])
+    assert failed["state"] == "failed" and "not relaunched" in failed["history"][-1]["reason"]

@@ -9,7 +9,6 @@ stay bounded and input never stalls. No Textual here: the pane runs :meth:`Taile
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -101,13 +100,3 @@ class Tailer:
             return []
         text, self._partial = self._partial.decode("utf-8", "replace"), b""
         return [text]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
-    """Small helper for benches: poll ``predicate`` until true or ``timeout`` seconds pass."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-LR_SCHEDULES = ("linear", "cosine", "constant", "constant_with_warmup")
-OPTIMIZERS = ("adamw_torch", "sgd", "adafactor")
-LOSSES = ("xent", "logconf")
-BACKENDS = ("auto", "hf", "unsloth", "vllm")
+LrSchedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+Loss = Literal["xent", "logconf"]
+# the choices as tuples (the results cache parses run names with them), derived so they are written once
+LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 @dataclass
@@ -32,11 +33,11 @@ class RunConfig:
     epochs: int = 5
     seed: int = 42
     lr: float = 1e-4
-    lr_schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    lr_schedule: LrSchedule = "linear"
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     optimizer: Literal["adamw_torch", "sgd", "adafactor"] = "adamw_torch"
-    loss: Literal["xent", "logconf"] = "xent"
+    loss: Loss = "xent"
     max_ctx: int = 8192
     train_size: int | None = None
     test_size: int | None = None

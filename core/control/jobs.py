@@ -1,4 +1,4 @@
-"""The job model: submit, list, show, cancel, retry, read logs. The scheduler starts what is queued.
+"""The job queue: submit, list, show, cancel, retry, read logs. The scheduler starts what is queued.
 
 A job is a store document (compact: no command, no env, no logs) plus a run folder
 ``runs/<job-id>/`` that holds everything needed to rebuild it: ``command.json``, ``env.json`` (no
@@ -19,18 +19,22 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.common.atomic import atomic_write_bytes, atomic_write_json
-from core.common.files import read_log_file
+from core.common.files import MAX_LOG_CHUNK
 from core.common.job_types import (
     ACTIVE_STATES,
     DEFAULT_EVAL_BUDGET,
     TERMINAL_STATES,
+    WAITING_STATES,
+    Handle,
+    Job,
     JobState,
 )
 from core.common.workspace import paths
 from core.control.store import Store, default_store, new_id
+from executors import Executor, get_executor
 
 JOB_STATES = frozenset(JobState)
 SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
@@ -65,13 +69,13 @@ def _now() -> float:
 # -- state changes -----------------------------------------------------------------------------
 def transition(
     job_id: str,
-    state: str,
+    state: JobState,
     reason: str,
     *,
-    expect: Iterable[str] | None = None,
+    expect: Iterable[JobState] | None = None,
     store: Store | None = None,
     **fields: Any,
-) -> dict[str, Any] | None:
+) -> Job | None:
     """Move a job to ``state`` atomically, only if its current state is in ``expect`` (when given).
 
     Returns the new job, or None when the job was not in an expected state (someone else moved it
@@ -91,14 +95,14 @@ def transition(
         job.update(fields)
         job["state"] = state
         job.setdefault("history", []).append({"state": state, "time": now, "reason": reason})
-        if state == "running" and not job.get("started"):
+        if state == JobState.RUNNING and not job.get("started"):
             job["started"] = now
         if state in TERMINAL_STATES:
             job["finished"] = now
         changed = True
 
     job = _table(store).update(job_id, apply)
-    return job if changed else None
+    return cast(Job, job) if changed else None
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -114,10 +118,8 @@ def submit_job(
     meta: Mapping[str, Any] | None = None,
     eval_budget: int = DEFAULT_EVAL_BUDGET,
     store: Store | None = None,
-) -> dict[str, Any]:
+) -> Job:
     """Queue a job; the scheduler inside ``w2s serve`` starts it. Returns the job dict."""
-    from executors import get_executor
-
     if not kind or not isinstance(kind, str):
         raise ValueError("job kind must be a non-empty string")
     if isinstance(command, str) or not command or not all(isinstance(c, str) for c in command):
@@ -126,7 +128,9 @@ def submit_job(
         raise ValueError("gpus must be an integer >= 0")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError("max_retries must be an integer >= 0")
-    get_executor(executor)  # unknown executor -> ValueError now, not a failed job later
+    capabilities = get_executor(executor).capabilities  # unknown executor: ValueError now, not a failed job later
+    if gpus and not capabilities.supports_gpus:
+        raise ValueError(f"the {executor} executor cannot give a job GPUs")
     env = {str(k): str(v) for k, v in (env or {}).items()}
     public_env = {k: v for k, v in env.items() if not is_secret_name(k)}
     secret_env = {k: v for k, v in env.items() if is_secret_name(k)}
@@ -149,11 +153,11 @@ def submit_job(
     (run_dir / "stdout.log").touch()
     if secret_env:
         atomic_write_bytes(secrets_path(job_id), json.dumps(secret_env).encode(), mode=0o600)
-    job = {
+    job: Job = {
         "id": job_id,
         "kind": kind,
         "name": name or kind,
-        "state": "queued",
+        "state": JobState.QUEUED,
         "executor": executor,
         "gpus": [],
         "gpus_requested": gpus,
@@ -161,7 +165,7 @@ def submit_job(
         "started": None,
         "finished": None,
         "exit_code": None,
-        "history": [{"state": "queued", "time": created, "reason": "submitted"}],
+        "history": [{"state": JobState.QUEUED, "time": created, "reason": "submitted"}],
         "run_dir": str(run_dir),
         "meta": dict(meta or {}),
         "progress": None,
@@ -178,7 +182,7 @@ def submit_job(
 
 def list_jobs(
     store: Store | None = None, *, active_only: bool = False, limit: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[Job]:
     """Jobs, newest first. ``active_only`` reads only the small hot file (unfinished jobs);
     ``limit`` returns every unfinished job plus the most recently finished, up to ``limit`` in all
     (cheap at any history size: only the newest archive segment(s) are read)."""
@@ -194,11 +198,11 @@ def list_jobs(
         active = [j for j in jobs if j.get("state") not in TERMINAL_STATES]
         done = [j for j in jobs if j.get("state") in TERMINAL_STATES][: max(0, limit - len(active))]
         jobs = sorted(active + done, key=lambda j: j.get("created") or 0, reverse=True)
-    return jobs
+    return cast(list[Job], jobs)
 
 
-def get_job(job_id: str, store: Store | None = None) -> dict[str, Any] | None:
-    return _table(store).get(job_id)
+def get_job(job_id: str, store: Store | None = None) -> Job | None:
+    return cast("Job | None", _table(store).get(job_id))
 
 
 def resolve_job_id(prefix: str, store: Store | None = None) -> str:
@@ -214,29 +218,31 @@ def resolve_job_id(prefix: str, store: Store | None = None) -> str:
     return matches[0]
 
 
-def cancel_job(job_id: str, store: Store | None = None, grace: float | None = None) -> dict[str, Any]:
-    """Cancel a job. Queued/retrying: at once. Running: SIGTERM its process group, SIGKILL later."""
-    from executors import get_executor
-
+def cancel_job(job_id: str, store: Store | None = None, grace: float | None = None) -> Job:
+    """Cancel a job. Queued/retrying: at once. Running: the executor stops it (locally SIGTERM to
+    its process group, SIGKILL later); JobError when its executor cannot cancel jobs."""
     store = _store(store)
     job = get_job(job_id, store)
     if job is None:
         raise JobError(f"no job {job_id!r}")
     if job["state"] in TERMINAL_STATES:
         raise JobError(f"job {job_id} is already {job['state']}")
-    done = transition(job_id, "cancelled", "cancelled by user", expect=("queued", "retrying"), store=store)
+    done = transition(job_id, JobState.CANCELLED, "cancelled by user", expect=WAITING_STATES, store=store)
     if done is not None:
         _drop_secrets(job_id, store)
         return done
-    job = _table(store).update(job_id, {"cancel_requested": True})
+    executor = _executor_of(job)
+    if not executor.capabilities.can_cancel:
+        raise JobError(f"job {job_id} runs on the {job['executor']} executor, which cannot cancel a started job")
+    job = cast(Job, _table(store).update(job_id, {"cancel_requested": True}))
     if job["state"] in TERMINAL_STATES:
         return job
-    handle = job.get("handle")
+    handle = cast("Handle | None", job.get("handle"))
     if handle:
-        get_executor(job["executor"]).cancel(job, handle, CANCEL_GRACE_S if grace is None else grace)
+        executor.cancel(job, handle, CANCEL_GRACE_S if grace is None else grace)
         status = _exit_status(job)
         done = transition(
-            job_id, "cancelled", "cancelled by user", expect=ACTIVE_STATES, store=store,
+            job_id, JobState.CANCELLED, "cancelled by user", expect=ACTIVE_STATES, store=store,
             exit_code=status.get("exit_code") if status else None,
         )
         if done is not None:
@@ -246,14 +252,14 @@ def cancel_job(job_id: str, store: Store | None = None, grace: float | None = No
     return get_job(job_id, store) or job
 
 
-def retry_job(job_id: str, store: Store | None = None) -> dict[str, Any]:
+def retry_job(job_id: str, store: Store | None = None) -> Job:
     """Queue a failed or cancelled job again (same id and run folder; the log keeps all attempts)."""
     job = get_job(job_id, store)
     if job is None:
         raise JobError(f"no job {job_id!r}")
     done = transition(
-        job_id, "queued", "retry requested by user", expect=("failed", "cancelled"), store=store,
-        cancel_requested=False, exit_code=None, finished=None, retry_at=None, handle=None, gpus=[],
+        job_id, JobState.QUEUED, "retry requested by user", expect=(JobState.FAILED, JobState.CANCELLED),
+        store=store, cancel_requested=False, exit_code=None, finished=None, retry_at=None, handle=None, gpus=[],
         progress=None,
     )
     if done is None:
@@ -261,17 +267,28 @@ def retry_job(job_id: str, store: Store | None = None) -> dict[str, Any]:
     return done
 
 
-
-
-def read_log(job_id: str, offset: int = 0, store: Store | None = None) -> tuple[str, int]:
-    """The job's ``stdout.log`` from ``offset``; returns (text, next offset)."""
+def read_log(
+    job_id: str, offset: int = 0, store: Store | None = None, max_bytes: int = MAX_LOG_CHUNK
+) -> tuple[str, int]:
+    """The job's output from byte ``offset``, as its executor serves it; returns (text, next offset)."""
     job = get_job(job_id, store)
     if job is None:
         raise JobError(f"no job {job_id!r}")
-    return read_log_file(Path(job["run_dir"]) / "stdout.log", offset)
+    executor = _executor_of(job)
+    if not executor.capabilities.streams_logs:
+        raise JobError(f"job {job_id} runs on the {job['executor']} executor, which does not serve logs")
+    return executor.logs(job, offset, max_bytes)
 
 
 # -- helpers shared with the scheduler ----------------------------------------------------------
+def _executor_of(job: Job) -> Executor:
+    """The job's executor; JobError when this process does not know its name."""
+    try:
+        return get_executor(job["executor"])
+    except ValueError as exc:
+        raise JobError(str(exc)) from exc
+
+
 def job_command(job: Mapping[str, Any]) -> list[str]:
     spec = json.loads((Path(job["run_dir"]) / "command.json").read_text(encoding="utf-8"))
     return [str(c) for c in spec["command"]]
@@ -307,13 +324,9 @@ def _drop_secrets(job_id: str, store: Store | None = None) -> None:
     revoke_run_tokens(_store(store), job_id)
 
 
-def read_progress(job: Mapping[str, Any]) -> float | None:
-    """``runs/<id>/progress.json`` {"progress": 0..1, "message": str}, clamped; None when absent."""
-    return read_progress_message(job)[0]
-
-
 def read_progress_message(job: Mapping[str, Any]) -> tuple[float | None, str | None]:
-    """(progress clamped to 0..1, message cut to 200 chars) from ``progress.json``; Nones when absent."""
+    """(progress clamped to 0..1, message cut to 200 chars) from ``runs/<id>/progress.json``
+    (``{"progress": 0..1, "message": str}``, written by the job); Nones when absent."""
     try:
         data = json.loads((Path(job["run_dir"]) / "progress.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):

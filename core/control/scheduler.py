@@ -18,13 +18,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from core.common.job_types import DEFAULT_EVAL_BUDGET
+from core.common.job_types import (
+    ACTIVE_STATES,
+    DEFAULT_EVAL_BUDGET,
+    WAITING_STATES,
+    Handle,
+    Job,
+    JobState,
+)
 from core.common.workspace import paths
 from core.control import jobs as J
 from core.control.store import Store, default_store
 from core.control.tokens import issue_run_token
+from executors import CapacityError, Executor, get_executor
 
 log = logging.getLogger("w2s.scheduler")
 
@@ -88,9 +96,8 @@ class Scheduler:
 
         return service_url() or ""
 
-    def _executor(self, name: str):
-        from executors import get_executor
-
+    @staticmethod
+    def _executor(name: str) -> Executor:
         return get_executor(name)
 
     def backoff(self, attempt: int) -> float:
@@ -101,32 +108,31 @@ class Scheduler:
         """Bring every starting/running job in line with reality (run once at service start)."""
         for job in J.list_jobs(self.store, active_only=True):
             try:
-                if job["state"] == "starting":
+                if job["state"] == JobState.STARTING:
                     self._reconcile_starting(job)
-                elif job["state"] == "running":
+                elif job["state"] == JobState.RUNNING:
                     self._poll_one(job, reconciling=True)
             except Exception as exc:  # one broken job must not stop the service
                 log.exception("reconcile %s failed", job.get("id"))
-                J.transition(job["id"], "failed", f"reconcile error: {exc}", expect=J.ACTIVE_STATES,
+                J.transition(job["id"], JobState.FAILED, f"reconcile error: {exc}", expect=ACTIVE_STATES,
                              store=self.store)
         self._reconciled = True
 
-    def _reconcile_starting(self, job: dict[str, Any]) -> None:
-        executor = self._executor(job["executor"])
-        adopt = getattr(executor, "adopt", None)
-        handle = adopt(job, None) if adopt else None
-        if handle:  # the wrapper runs: adopting it never launches anything, so do it at once
-            J.transition(job["id"], "running", "re-attached after service restart", expect=("starting",),
-                         store=self.store, handle=handle)
+    def _reconcile_starting(self, job: Job) -> None:
+        # an executor without adopt() returns None: the launch is then judged by its claim alone
+        handle = self._executor(job["executor"]).adopt(job, None)
+        if handle:  # the attempt runs: adopting it never launches anything, so do it at once
+            J.transition(job["id"], JobState.RUNNING, "re-attached after service restart",
+                         expect=(JobState.STARTING,), store=self.store, handle=handle)
             return
         if self._claim_age(job) <= STALE_CLAIM_S:
             return  # may belong to a live scheduler mid-launch: look again on a later tick
         if not job.get("launching"):  # claimed, but the executor was never called: safe to requeue
-            J.transition(job["id"], "queued", "service stopped before launch; requeued", expect=("starting",),
-                         store=self.store, gpus=[])
+            J.transition(job["id"], JobState.QUEUED, "service stopped before launch; requeued",
+                         expect=(JobState.STARTING,), store=self.store, gpus=[])
         elif self._claim_age(job) > LAUNCH_GRACE_S:
-            J.transition(job["id"], "failed", "service stopped during launch; not relaunched to avoid a "
-                         "double run", expect=("starting",), store=self.store, gpus=[])
+            J.transition(job["id"], JobState.FAILED, "service stopped during launch; not relaunched to avoid a "
+                         "double run", expect=(JobState.STARTING,), store=self.store, gpus=[])
 
     # -- one pass --------------------------------------------------------------------------
     def tick(self) -> None:
@@ -135,17 +141,18 @@ class Scheduler:
         active = J.list_jobs(self.store, active_only=True)
         for job in active:
             try:
-                if job["state"] == "running":
+                if job["state"] == JobState.RUNNING:
                     self._poll_one(job)
-                elif job["state"] == "starting":
+                elif job["state"] == JobState.STARTING:
                     self._reconcile_starting(job)  # claimed by a scheduler that died mid-launch?
             except Exception:
                 log.exception("poll %s failed", job["id"])
         self._launch_ready()
 
     @staticmethod
-    def _claim_age(job: dict[str, Any]) -> float:
-        return time.time() - float((job.get("history") or [{}])[-1].get("time") or 0)
+    def _claim_age(job: Job) -> float:
+        history = job.get("history") or []
+        return time.time() - float(history[-1]["time"] if history else 0)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -156,16 +163,16 @@ class Scheduler:
             stop.wait(self.poll_interval)
 
     # -- polling ---------------------------------------------------------------------------
-    def _poll_one(self, job: dict[str, Any], reconciling: bool = False) -> None:
-        handle = job.get("handle")
+    def _poll_one(self, job: Job, reconciling: bool = False) -> None:
+        handle = cast("Handle | None", job.get("handle"))
         executor = self._executor(job["executor"])
         if not handle:
-            J.transition(job["id"], "failed", "running without an executor handle", expect=("running",),
-                         store=self.store)
+            J.transition(job["id"], JobState.FAILED, "running without an executor handle",
+                         expect=(JobState.RUNNING,), store=self.store)
             return
         result = executor.poll(job, handle)
         if result.handle:
-            job = self.store.table("jobs").update(job["id"], {"handle": result.handle})
+            job = cast(Job, self.store.table("jobs").update(job["id"], {"handle": result.handle}))
             handle = result.handle
         if result.status == "running":
             progress, message = J.read_progress_message(job)
@@ -186,28 +193,28 @@ class Scheduler:
         if result.status == "exited":
             self._finish(job, result.exit_code, result.signal, result.reason)
         else:
-            self._end(job, "failed", result.reason or "job lost", exit_code=None)
+            self._end(job, JobState.FAILED, result.reason or "job lost", exit_code=None)
 
-    def _finish(self, job: dict[str, Any], exit_code: int | None, signal: int | None, error: str) -> None:
+    def _finish(self, job: Job, exit_code: int | None, signal: int | None, error: str) -> None:
         if job.get("cancel_requested"):
-            self._end(job, "cancelled", "cancelled by user", exit_code=exit_code)
+            self._end(job, JobState.CANCELLED, "cancelled by user", exit_code=exit_code)
             return
         if exit_code == 0:
-            self._end(job, "succeeded", "exit code 0", exit_code=0)
+            self._end(job, JobState.SUCCEEDED, "exit code 0", exit_code=0)
             return
         result = J.read_result(job) or {}
         transient = exit_code == J.TRANSIENT_EXIT_CODE or bool(result.get("transient"))
         how = error or (f"killed by signal {signal}" if signal else f"exit code {exit_code}")
         if transient and int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)):
             delay = self.backoff(int(job.get("attempt", 1)))
-            J.transition(job["id"], "retrying", f"{how} (transient); retry in {delay:.0f}s",
-                         expect=J.ACTIVE_STATES, store=self.store, exit_code=exit_code,
+            J.transition(job["id"], JobState.RETRYING, f"{how} (transient); retry in {delay:.0f}s",
+                         expect=ACTIVE_STATES, store=self.store, exit_code=exit_code,
                          retry_at=time.time() + delay, gpus=[], handle=None)
             return
-        self._end(job, "failed", how, exit_code=exit_code)
+        self._end(job, JobState.FAILED, how, exit_code=exit_code)
 
-    def _end(self, job: dict[str, Any], state: str, reason: str, exit_code: int | None) -> None:
-        done = J.transition(job["id"], state, reason, expect=J.ACTIVE_STATES, store=self.store,
+    def _end(self, job: Job, state: JobState, reason: str, exit_code: int | None) -> None:
+        done = J.transition(job["id"], state, reason, expect=ACTIVE_STATES, store=self.store,
                             exit_code=exit_code)
         if done is not None:
             J._drop_secrets(job["id"], self.store)
@@ -219,12 +226,12 @@ class Scheduler:
         running_by_exec: dict[str, int] = {}
         busy_gpus: set[int] = set()
         for job in active:
-            if job["state"] in J.ACTIVE_STATES:
+            if job["state"] in ACTIVE_STATES:
                 running_by_exec[job["executor"]] = running_by_exec.get(job["executor"], 0) + 1
                 busy_gpus.update(job.get("gpus") or [])
         candidates = [
             j for j in active
-            if j["state"] == "queued" or (j["state"] == "retrying" and (j.get("retry_at") or 0) <= now)
+            if j["state"] == JobState.QUEUED or (j["state"] == JobState.RETRYING and (j.get("retry_at") or 0) <= now)
         ]
         candidates.sort(key=lambda j: (j.get("created") or 0))
         for job in candidates:
@@ -234,15 +241,15 @@ class Scheduler:
             want = int(job.get("gpus_requested") or 0)
             free = [g for g in self.gpus if g not in busy_gpus]
             if want > len(self.gpus):
-                J.transition(job["id"], "failed", f"needs {want} GPU(s); this machine has {len(self.gpus)}",
-                             expect=("queued", "retrying"), store=self.store)
+                J.transition(job["id"], JobState.FAILED, f"needs {want} GPU(s); this machine has {len(self.gpus)}",
+                             expect=WAITING_STATES, store=self.store)
                 continue
             if want > len(free):
                 continue  # wait for GPUs without holding back jobs that need fewer
             assigned = free[:want]
             claimed = J.transition(
-                job["id"], "starting", f"claimed by scheduler (attempt {int(job.get('attempt', 0)) + 1})",
-                expect=("queued", "retrying"), store=self.store,
+                job["id"], JobState.STARTING, f"claimed by scheduler (attempt {int(job.get('attempt', 0)) + 1})",
+                expect=WAITING_STATES, store=self.store,
                 attempt=int(job.get("attempt", 0)) + 1, gpus=assigned, launching=False, cancel_sent=False,
             )
             if claimed is None:
@@ -251,38 +258,37 @@ class Scheduler:
             busy_gpus.update(assigned)
             self._launch(claimed)
 
-    def _launch(self, job: dict[str, Any]) -> None:
-        from executors import CapacityError
-
+    def _launch(self, job: Job) -> None:
         job_id = job["id"]
         try:
             executor = self._executor(job["executor"])
             command = J.job_command(job)
             env = self._child_env(job)
-            job = self.store.table("jobs").update(job_id, {"launching": True})
+            job = cast(Job, self.store.table("jobs").update(job_id, {"launching": True}))
             handle = executor.submit(job, command, env)
         except CapacityError as exc:  # not the job's fault: retried beyond max_retries, with backoff
             delay = self.backoff(int(job.get("attempt", 1)))
             if int(job.get("attempt", 0)) <= int(job.get("max_retries", 0)) + CAPACITY_RETRIES:
-                J.transition(job_id, "retrying", f"no capacity: {exc}; retry in {delay:.0f}s",
-                             expect=("starting",), store=self.store, retry_at=time.time() + delay, gpus=[])
+                J.transition(job_id, JobState.RETRYING, f"no capacity: {exc}; retry in {delay:.0f}s",
+                             expect=(JobState.STARTING,), store=self.store, retry_at=time.time() + delay, gpus=[])
             else:
-                J.transition(job_id, "failed", f"no capacity: {exc}", expect=("starting",), store=self.store)
+                J.transition(job_id, JobState.FAILED, f"no capacity: {exc}", expect=(JobState.STARTING,),
+                             store=self.store)
             return
         except Exception as exc:
             log.exception("launch of %s failed", job_id)
-            if J.transition(job_id, "failed", f"launch failed: {exc}", expect=("starting",), store=self.store,
-                            gpus=[]):
+            if J.transition(job_id, JobState.FAILED, f"launch failed: {exc}", expect=(JobState.STARTING,),
+                            store=self.store, gpus=[]):
                 J._drop_secrets(job_id, self.store)
             return
-        running = J.transition(job_id, "running", "started", expect=("starting",), store=self.store,
-                               handle=handle, launching=False)
+        running = J.transition(job_id, JobState.RUNNING, "started", expect=(JobState.STARTING,),
+                               store=self.store, handle=handle, launching=False)
         if running is not None and running.get("cancel_requested"):
             self.store.table("jobs").update(job_id, {"cancel_sent": True})
             threading.Thread(target=executor.cancel, args=(running, handle, J.CANCEL_GRACE_S),
                              daemon=True).start()
 
-    def _child_env(self, job: dict[str, Any]) -> dict[str, str]:
+    def _child_env(self, job: Job) -> dict[str, str]:
         """The service's environment (minus its secrets) + the job's env + w2s variables.
 
         A key exported where the service was started (``ANTHROPIC_API_KEY``, cloud credentials)

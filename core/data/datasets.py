@@ -58,10 +58,6 @@ def label_to_int(row: dict[str, Any], fmt: Format) -> int:
     return int(bool(label))
 
 
-def int_to_label(value: int, fmt: Format) -> Any:
-    return PREFERENCE_LABELS[value] if fmt == "preference" else bool(value)
-
-
 @dataclass
 class Split:
     """One loaded split: rows (with ``id`` filled in) and their format."""
