@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-from core.agent.budgets import DEFAULT_EVALS, DEFAULT_TURNS, DEFAULT_USD, DEFAULT_WALL_S
-from core.agent.launcher import FINAL_STATES, find_agent, launch_agent, list_agents, resume_agent, stop_agent
-from core.agent.prices import DEFAULT_MAX_TOKENS
-from core.agent.transcript import format_event, read_events
+from core.app.agents import (
+    DEFAULT_EVALS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TURNS,
+    DEFAULT_USD,
+    DEFAULT_WALL_S,
+    FINAL_STATES,
+    find_agent,
+    format_event,
+    get_agent,
+    launch_agent,
+    list_agents,
+    read_transcript,
+    resume_agent,
+    stop_agent,
+)
 from web.launcher import ensure_service
 
 
@@ -108,17 +119,16 @@ def _resume(args: argparse.Namespace, unknown: list[str]) -> int:
 
 def _transcript(args: argparse.Namespace, unknown: list[str]) -> int:
     agent = find_agent(args.id)
-    path = Path(agent.get("transcript_path") or "")
     offset = 0
     while True:
-        events, offset = read_events(path, offset) if agent.get("transcript_path") else ([], 0)
+        events, offset = read_transcript(agent, offset, include_unparsed=False)
         for ev in events:
             print(json.dumps(ev, default=str) if args.json else format_event(ev), flush=True)
         if not args.follow:
             return 0
         if any(ev.get("type") == "stop" for ev in events):
             return 0
-        current = next((a for a in list_agents() if a["id"] == agent["id"]), agent)
+        current = get_agent(agent["id"]) or agent
         if current.get("state") in FINAL_STATES and not events:
             return 0
         agent = current

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from core.app import jobs as app
 from core.common.errors import UserError
 
 
@@ -50,15 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     logs.set_defaults(func=_logs)
 
 
-def _resolve(prefix: str) -> str:
-    from core.control.jobs import JobError, resolve_job_id
-
-    try:
-        return resolve_job_id(prefix)
-    except JobError as exc:
-        raise UserError(str(exc)) from None
-
-
 def _ago(ts: float | None) -> str:
     if not ts:
         return "-"
@@ -78,11 +70,9 @@ def _row(job: dict[str, Any]) -> str:
 
 
 def _list(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import list_jobs
-
     if args.limit < 1:
         raise UserError(f"--limit: must be at least 1, got {args.limit}")
-    jobs = list_jobs(active_only=args.active, limit=None if args.all else args.limit)
+    jobs = app.list_jobs(active_only=args.active, limit=None if args.all else args.limit)
     if args.json:
         print(json.dumps(jobs, indent=2))
         return 0
@@ -95,69 +85,53 @@ def _list(args: argparse.Namespace, unknown: list[str]) -> int:
 
 
 def _submit(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import submit_job
-    from core.control.service import is_service_running
+    from core.app.views import service_status
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise UserError("jobs submit: give the command after --, e.g. w2s jobs submit -- python train.py")
     try:
-        job = submit_job(args.kind, command, name=args.name, executor=args.executor, gpus=args.gpus,
-                         max_retries=args.retries)
-    except ValueError as exc:
+        job = app.submit_command(command, kind=args.kind, name=args.name, executor=args.executor, gpus=args.gpus,
+                                 max_retries=args.retries)
+    except UserError as exc:
         raise UserError(f"jobs submit: {exc}") from None
-    print(f"{job['id']}: queued" + ("" if is_service_running() else " (no service running: start one with "
+    print(f"{job['id']}: queued" + ("" if service_status()["running"] else " (no service running: start one with "
                                     "`w2s serve --detach`)"))
     return 0
 
 
 def _show(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import get_job
-
-    print(json.dumps(get_job(_resolve(args.id)), indent=2))
+    print(json.dumps(app.show_job(args.id), indent=2))
     return 0
 
 
 def _cancel(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import JobError, cancel_job
-
-    job_id = _resolve(args.id)
-    try:
-        job = cancel_job(job_id)
-    except JobError as exc:
-        raise UserError(str(exc)) from None
+    job_id = app.resolve_job_id(args.id)
+    job = app.cancel_job(job_id)
     print(f"{job_id}: {job['state']}" + (" (cancel requested)" if job["state"] not in ("cancelled",) else ""))
     return 0
 
 
 def _retry(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import JobError, retry_job
-
-    job_id = _resolve(args.id)
-    try:
-        job = retry_job(job_id)
-    except JobError as exc:
-        raise UserError(str(exc)) from None
+    job_id = app.resolve_job_id(args.id)
+    job = app.retry_job(job_id)
     print(f"{job_id}: {job['state']}")
     return 0
 
 
 def _logs(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.control.jobs import TERMINAL_STATES, get_job, read_log
-
-    job_id = _resolve(args.id)
+    job_id = app.resolve_job_id(args.id)
     offset = 0
     while True:
-        text, offset = read_log(job_id, offset)
+        text, offset = app.read_log(job_id, offset)
         if text:
             sys.stdout.write(text)
             sys.stdout.flush()
             continue
         if not args.follow:
             return 0
-        job = get_job(job_id) or {}
-        if job.get("state") in TERMINAL_STATES:
-            text, offset = read_log(job_id, offset)
+        if app.is_finished(job_id):
+            text, offset = app.read_log(job_id, offset)
             sys.stdout.write(text)
             sys.stdout.flush()
             return 0

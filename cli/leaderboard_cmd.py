@@ -1,8 +1,9 @@
 """``w2s leaderboard``: PGR per (dataset, idea, key) against fixed baselines.
 
-``--json`` prints ``{"rows": [...], "baselines": [...]}``: ``rows`` as
+``--json`` prints ``{"rows": [...], "baselines": [...]}`` (``core.app.views.leaderboard``): ``rows`` as
 ``core.results.leaderboard.leaderboard_rows`` (keys ``dataset, idea, key, n_seeds, pgr_mean, pgr_sem,
-pgr_ci95, transfer_acc, weak_acc, strong_acc, source`` plus details), ``baselines`` one entry per
+pgr_ci95, transfer_acc, weak_acc, strong_acc, source`` plus details; rows the referee scored also
+``public_acc, private_acc``), ``baselines`` one entry per
 (dataset, producer, key) with ``n_seeds, acc_mean, acc_sd, acc_sem``.
 """
 
@@ -15,9 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from core.results.archive import ensure_demo_cache
+from core.app.views import ensure_demo_cache, leaderboard
 from core.results.cache import cache_root, parse_key
-from core.results.leaderboard import leaderboard
 
 
 def register(sub: argparse._SubParsersAction) -> None:

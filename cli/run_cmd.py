@@ -41,12 +41,10 @@ def _config(args: argparse.Namespace, unknown: list[str]) -> RunConfig:
 
 
 def _service_running() -> bool:
+    from core.app.views import service_status
+
     try:
-        from core.control.service import is_service_running
-    except ImportError:
-        return False
-    try:
-        return bool(is_service_running())
+        return bool(service_status()["running"])
     except Exception:  # noqa: BLE001 - a broken service file means "no service"
         return False
 
@@ -90,13 +88,11 @@ class _Display:
 
 def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
     """This idea's leaderboard rows with the baselines they are measured against (B's renderer)."""
-    try:
-        from rich.console import Console
+    from rich.console import Console
 
-        from cli.leaderboard_cmd import render
-        from core.results.leaderboard import leaderboard
-    except ImportError:
-        return []
+    from cli.leaderboard_cmd import render
+    from core.app.views import leaderboard
+
     doc = leaderboard(dataset=dataset)
     rows = [r for r in doc["rows"] if r.get("idea") == idea]
     used = {(r.get("weak_key"), r.get("strong_key")) for r in rows}
@@ -111,11 +107,10 @@ def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, unknown: list[str]) -> int:
-    from core.app.seed_runs import run_as_jobs, run_local
+    from core.app.jobs import check_dataset, parse_seeds
+    from core.app.seed_runs import run_as_jobs, run_config, run_local
+    from core.app.views import ensure_demo_cache
     from core.control.gpu import visible_gpus
-    from core.control.submit import check_dataset, parse_seeds, resolve_run_config
-    from core.run.ideas import idea_defaults, load_idea
-    from core.run.runner import prepare_config
 
     cfg = _config(args, unknown)
     try:
@@ -123,18 +118,10 @@ def _run(args: argparse.Namespace, unknown: list[str]) -> int:
     except UserError as exc:
         raise UserError(f"--{exc}") from None
     check_dataset(cfg)
-    module = load_idea(args.idea)
-    try:
-        from core.results.archive import ensure_demo_cache
-
-        ensure_demo_cache()
-    except ImportError:
-        pass
     gpus = visible_gpus()
     use_service = _service_running() and not args.local
-    # jobs record the config every front end resolves; a local run also shows the idea's DEFAULTS
-    cfg = resolve_run_config(cfg, cuda=bool(gpus)) if use_service else prepare_config(
-        cfg, idea_defaults(module), cuda=bool(gpus))
+    cfg = run_config(args.idea, cfg, as_jobs=use_service, cuda=bool(gpus))
+    ensure_demo_cache()
     display = _Display(seeds, enabled=not args.json)
     if not args.json:
         how = "as service jobs" if use_service else (f"on GPUs {','.join(gpus)}" if gpus else "on CPU, one at a time")

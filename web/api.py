@@ -14,15 +14,18 @@ No value from a request becomes a path without matching a strict pattern first.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from flask import Blueprint, current_app, jsonify, request
 
+from core.app import agents as app_agents
+from core.app import jobs as app_jobs
+from core.app import views
+from core.common.config import RunConfig
+from core.common.errors import UserError
 from core.common.job_types import DEFAULT_EVAL_BUDGET
-from core.common.workspace import paths
 from core.control import findings
 from core.control.operator_token import check_operator_token
 from core.referee import service as referee
@@ -49,6 +52,16 @@ def _api_error(exc: ApiError):
 @api.errorhandler(referee.RefereeError)
 def _referee_error(exc: referee.RefereeError):
     return jsonify({"error": exc.message}), exc.status
+
+
+@api.errorhandler(app_jobs.NoSuchJob)
+def _no_job(exc: app_jobs.NoSuchJob):
+    return jsonify({"error": str(exc)}), 404
+
+
+@api.errorhandler(app_jobs.JobRefused)
+def _job_refused(exc: app_jobs.JobRefused):
+    return jsonify({"error": str(exc)}), 409
 
 
 @api.errorhandler(findings.FindingError)
@@ -136,10 +149,6 @@ def dataset_arg() -> str | None:
     return dataset
 
 
-def plain(obj: Any) -> Any:
-    return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
-
-
 # --------------------------------------------------------------------------------------------- state
 
 
@@ -150,30 +159,20 @@ def health():
 
 @api.get("/leaderboard")
 def leaderboard():
-    from core.results.leaderboard import baseline_rows, leaderboard_rows
-
     dataset = dataset_arg()
-    rows = leaderboard_rows(dataset)
-    for row in rows:
-        if referee.SOURCE in str(row.get("source", "")).split("+"):
-            row.update(referee.referee_accuracies(row["dataset"], row["idea"], row["key"]))
-    return jsonify({"dataset": dataset, "rows": rows, "baselines": baseline_rows(dataset)})
+    return jsonify({"dataset": dataset, **views.leaderboard(dataset)})
 
 
 @api.get("/jobs")
 def jobs():
     """Unfinished jobs plus the newest finished ones, ``limit`` in all (default 200; 0 = every job)."""
-    from core.control.jobs import list_jobs
-
     limit = int_arg("limit", 200)
-    return jsonify({"jobs": list_jobs(store(), limit=limit or None)})
+    return jsonify({"jobs": app_jobs.list_jobs(store(), limit=limit or None)})
 
 
 @api.get("/jobs/<job_id>")
 def job(job_id: str):
-    from core.control.jobs import get_job
-
-    found = get_job(checked_id(job_id, "job"))
+    found = app_jobs.get_job(checked_id(job_id, "job"), store())
     if not found:
         raise ApiError(404, f"no job {job_id!r}")
     return jsonify(found)
@@ -181,82 +180,39 @@ def job(job_id: str):
 
 @api.get("/jobs/<job_id>/log")
 def job_log(job_id: str):
-    from core.control.jobs import get_job, read_log
-
-    checked_id(job_id, "job")
-    if not get_job(job_id):
-        raise ApiError(404, f"no job {job_id!r}")
-    text, offset = read_log(job_id, int_arg("offset"))
-    if len(text) > LOG_CHUNK:  # the page polls again from the returned offset
-        text, offset = text[:LOG_CHUNK], int_arg("offset") + len(text[:LOG_CHUNK].encode("utf-8"))
+    text, offset = app_jobs.read_log(checked_id(job_id, "job"), int_arg("offset"), LOG_CHUNK, store())
     return jsonify({"job_id": job_id, "text": text, "offset": offset})
 
 
 @api.get("/agents")
 def agents():
-    docs = store().table("agents").all()
-    docs.sort(key=lambda d: str(d.get("created", "")), reverse=True)
-    return jsonify({"agents": docs})
+    return jsonify({"agents": app_agents.list_agents(store())})
 
 
-def transcript_file(agent: dict[str, Any]) -> Path | None:
-    """The agent's transcript, only if it lies inside ``runs/`` (the stored path is not trusted)."""
-    runs = paths().runs.resolve()
-    candidates = []
-    if agent.get("transcript_path"):
-        candidates.append(Path(str(agent["transcript_path"])))
-    job_id = str(agent.get("job_id") or "")
-    if ID_RE.match(job_id):
-        candidates.append(runs / job_id / "transcript.jsonl")
-    for candidate in candidates:
-        path = (candidate if candidate.is_absolute() else paths().root / candidate).resolve()
-        if path.is_relative_to(runs) and path.is_file():
-            return path
-    return None
+def agent_doc(agent_id: str) -> dict[str, Any]:
+    doc = app_agents.get_agent(checked_id(agent_id, "agent"), store())
+    if not doc:
+        raise ApiError(404, f"no agent {agent_id!r}")
+    return doc
 
 
 @api.get("/agents/<agent_id>")
 def agent(agent_id: str):
-    doc = store().table("agents").get(checked_id(agent_id, "agent"))
-    if not doc:
-        raise ApiError(404, f"no agent {agent_id!r}")
-    return jsonify(doc)
+    return jsonify(agent_doc(agent_id))
 
 
 @api.get("/agents/<agent_id>/transcript")
 def agent_transcript(agent_id: str):
     """Whole transcript lines from byte ``offset``; poll again from the returned ``offset``."""
-    doc = store().table("agents").get(checked_id(agent_id, "agent"))
-    if not doc:
-        raise ApiError(404, f"no agent {agent_id!r}")
-    offset = int_arg("offset")
-    path = transcript_file(doc)
-    if path is None:
-        return jsonify({"agent_id": agent_id, "entries": [], "offset": offset, "state": doc.get("state")})
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        chunk = fh.read(TRANSCRIPT_CHUNK)
-    end = chunk.rfind(b"\n")
-    chunk = chunk[: end + 1] if end >= 0 else b""
-    entries = []
-    for line in chunk.splitlines():
-        if not line.strip():
-            continue
-        try:
-            entries.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            entries.append({"type": "unparsed", "text": line.decode("utf-8", "replace")[:2000]})
-    return jsonify(
-        {"agent_id": agent_id, "entries": entries, "offset": offset + len(chunk), "state": doc.get("state")}
-    )
+    doc = agent_doc(agent_id)
+    entries, offset = app_agents.read_transcript(doc, int_arg("offset"), TRANSCRIPT_CHUNK)
+    return jsonify({"agent_id": agent_id, "entries": entries, "offset": offset, "state": doc.get("state")})
 
 
 @api.get("/gpu")
 def gpu():
-    from core.control.gpu import probe
-
     try:
-        gpus = [plain(g) for g in probe(store())]
+        gpus = views.gpus(store())
     except Exception as exc:  # noqa: BLE001 - a broken driver is shown, not a 500
         return jsonify({"gpus": [], "error": str(exc)[:300]})
     return jsonify({"gpus": gpus})
@@ -388,19 +344,9 @@ def launch_job():
     "eval_budget"?, "max_retries"?}`` -> the job (operator only)."""
     require_operator()
     data = body()
-    from core.common.config import RunConfig
-    from core.common.errors import UserError
-    from core.control.submit import submit_idea_runs
-    from core.run.ideas import check_name, find_idea
-
     idea = data.get("idea")
     if not isinstance(idea, str):
         raise ApiError(400, "field 'idea': expected an idea name")
-    try:
-        check_name(idea)
-        find_idea(idea)
-    except UserError as exc:
-        raise ApiError(400, f"field 'idea': {exc}") from None
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise ApiError(400, "field 'config': expected an object of RunConfig fields")
@@ -421,10 +367,10 @@ def launch_job():
     if name is not None and (not isinstance(name, str) or len(name) > 120):
         raise ApiError(400, "field 'name': expected text up to 120 characters")
     try:
-        jobs = submit_idea_runs(
+        jobs = app_jobs.submit_idea_runs(
             idea, cfg, [cfg.seed], source="api", name=data.get("name") or None, gpus=numbers["gpus"],
             max_retries=int(numbers["max_retries"] or 0),
-            eval_budget=int(numbers["eval_budget"] or DEFAULT_EVAL_BUDGET),
+            eval_budget=int(numbers["eval_budget"] or DEFAULT_EVAL_BUDGET), store=store(),
         )
     except (UserError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None
@@ -435,27 +381,13 @@ def launch_job():
 @api.post("/jobs/<job_id>/cancel")
 def cancel(job_id: str):
     require_operator()
-    from core.control.jobs import cancel_job, get_job
-
-    if not get_job(checked_id(job_id, "job")):
-        raise ApiError(404, f"no job {job_id!r}")
-    try:
-        return jsonify(cancel_job(job_id))
-    except ValueError as exc:  # JobError: already finished
-        raise ApiError(409, str(exc)) from None
+    return jsonify(app_jobs.cancel_job(checked_id(job_id, "job"), store()))  # 404 unknown, 409 finished
 
 
 @api.post("/jobs/<job_id>/retry")
 def retry(job_id: str):
     require_operator()
-    from core.control.jobs import get_job, retry_job
-
-    if not get_job(checked_id(job_id, "job")):
-        raise ApiError(404, f"no job {job_id!r}")
-    try:
-        return jsonify(retry_job(job_id))
-    except ValueError as exc:  # JobError: not failed or cancelled
-        raise ApiError(409, str(exc)) from None
+    return jsonify(app_jobs.retry_job(checked_id(job_id, "job"), store()))  # 409 unless failed or cancelled
 
 
 # --------------------------------------------------------------------------------------------- agents
@@ -468,8 +400,6 @@ def launch_agent():
     environment, never from the request)."""
     require_operator()
     data = body()
-    from core.agent.launcher import launch_agent as launch
-    from core.common.errors import UserError
 
     kwargs: dict[str, Any] = {}
     for name, kind in (("budget_usd", float), ("max_turns", int), ("max_evals", int), ("max_wall_s", float)):
@@ -484,7 +414,7 @@ def launch_agent():
     if idea_md is not None and (isinstance(idea_md, bool) or not isinstance(idea_md, int)):
         raise ApiError(400, "field 'idea_md': expected a direction number from Idea.md")
     try:
-        doc = launch(direction, idea_md=idea_md, store=store(), start_service=False, **kwargs)
+        doc = app_agents.launch_agent(direction, idea_md=idea_md, store=store(), **kwargs)
     except UserError as exc:
         raise ApiError(400, str(exc)) from None
     return jsonify(doc), 201
@@ -493,12 +423,8 @@ def launch_agent():
 @api.post("/agents/<agent_id>/stop")
 def stop_agent(agent_id: str):
     require_operator()
-    from core.agent.launcher import stop_agent as stop
-    from core.common.errors import UserError
-
-    if not store().table("agents").get(checked_id(agent_id, "agent")):
-        raise ApiError(404, f"no agent {agent_id!r}")
+    agent_doc(agent_id)
     try:
-        return jsonify(stop(agent_id, store()))
+        return jsonify(app_agents.stop_agent(agent_id, store()))
     except UserError as exc:
         raise ApiError(409, str(exc)) from None

@@ -10,9 +10,11 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
+from core.app import agents as app_agents
+from core.app import jobs as app_jobs
+from core.app import views
 from core.control import findings
 from core.referee import service as referee
-from core.results.leaderboard import baseline_rows, groups, leaderboard_rows
 
 pages = Blueprint("pages", __name__)
 
@@ -63,37 +65,26 @@ def leaderboard():
     dataset = request.args.get("dataset") or None
     if dataset is not None and not referee.DATASET_RE.match(dataset):
         abort(400)
-    datasets = sorted({ds for ds, _ in groups()})
-    rows = leaderboard_rows(dataset)
-    for row in rows:
-        if referee.SOURCE in str(row.get("source", "")).split("+"):
-            row.update(referee.referee_accuracies(row["dataset"], row["idea"], row["key"]))
-    return _render(
-        "leaderboard.html", rows=rows, baselines=baseline_rows(dataset), datasets=datasets, dataset=dataset
-    )
+    board = views.leaderboard(dataset)
+    return _render("leaderboard.html", rows=board["rows"], baselines=board["baselines"],
+                   datasets=views.result_datasets(), dataset=dataset)
 
 
 @pages.get("/queue")
 def queue():
-    from core.control.jobs import list_jobs
-
-    return _render("queue.html", jobs=list_jobs(_store(), limit=200))
+    return _render("queue.html", jobs=app_jobs.list_jobs(_store(), limit=200))
 
 
 @pages.get("/agents")
 def agents():
-    docs = _store().table("agents").all()
-    docs.sort(key=lambda d: str(d.get("created", "")), reverse=True)
-    return _render("agents.html", agents=docs)
+    return _render("agents.html", agents=app_agents.list_agents(_store()))
 
 
 @pages.get("/gpu")
 def gpu():
-    from core.control.gpu import no_gpu_reason, probe
-
     try:
-        gpus = [g.to_dict() for g in probe(_store())]
-        reason = None if gpus else no_gpu_reason()
+        gpus = views.gpus(_store())
+        reason = None if gpus else views.no_gpu_reason()
     except Exception as exc:  # noqa: BLE001 - show the problem instead of a 500
         gpus, reason = [], str(exc)[:300]
     return _render("gpu.html", gpus=gpus, reason=reason)

@@ -24,7 +24,9 @@ from core.common.config import RunConfig
 from core.common.job_types import TERMINAL_STATES
 from core.common.workspace import WORKSPACE_ENV, paths
 from core.control.jobs import get_job
-from core.control.submit import runner_command, submit_idea_runs
+from core.control.submit import resolve_run_config, runner_command, submit_idea_runs
+from core.run.ideas import idea_defaults, load_idea
+from core.run.runner import prepare_config
 
 
 @dataclass
@@ -63,8 +65,14 @@ class SeedRun:
 Event = Callable[[SeedRun], None]
 
 
-
-
+def run_config(idea: str, cfg: RunConfig, *, as_jobs: bool, cuda: bool) -> RunConfig:
+    """The configuration ``w2s run`` shows and runs with. Jobs record what every front end resolves
+    (``resolve_run_config``); a local run also applies the idea's ``DEFAULTS``. The idea is loaded
+    either way, so a broken ``run.py`` is reported before anything starts."""
+    module = load_idea(idea)
+    if as_jobs:
+        return resolve_run_config(cfg, cuda=cuda)
+    return prepare_config(cfg, idea_defaults(module), cuda=cuda)
 
 
 def _new_run_dir(idea: str, cfg: RunConfig) -> Path:

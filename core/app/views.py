@@ -1,0 +1,95 @@
+"""Read-only views every front end shows: the leaderboard (with the referee's columns), baselines,
+ideas, datasets, executors and their capabilities, GPUs, Idea.md directions, the control service.
+
+One function per view, so the dashboard, the TUI and the CLI cannot disagree about what a row
+holds (the referee's public/private accuracy used to be merged in by the web API alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.common.workspace import paths
+from core.control import service
+from core.control.gpu import no_gpu_reason, probe
+from core.control.store import Store
+from core.referee import service as referee
+from core.results import leaderboard as lb
+from core.results.archive import ensure_demo_cache
+from core.run import idea_md, ideas
+from executors import executor_names, get_executor
+
+__all__ = [
+    "baseline_rows",
+    "ensure_demo_cache",
+    "executors",
+    "gpus",
+    "idea_directions",
+    "leaderboard",
+    "leaderboard_rows",
+    "list_datasets",
+    "list_ideas",
+    "no_gpu_reason",
+    "result_datasets",
+    "service_status",
+]
+
+
+def leaderboard_rows(dataset: str | None = None) -> list[dict[str, Any]]:
+    """Leaderboard rows; a row with referee-scored seeds also carries their mean ``public_acc`` and
+    ``private_acc``."""
+    rows = lb.leaderboard_rows(dataset)
+    for row in rows:
+        if referee.SOURCE in str(row.get("source", "")).split("+"):
+            row.update(referee.referee_accuracies(row["dataset"], row["idea"], row["key"]))
+    return rows
+
+
+def baseline_rows(dataset: str | None = None) -> list[dict[str, Any]]:
+    """The fixed baselines PGR is measured against: one entry per (dataset, producer, key)."""
+    return lb.baseline_rows(dataset)
+
+
+def leaderboard(dataset: str | None = None) -> dict[str, Any]:
+    """``{"rows": [...], "baselines": [...]}``: what ``w2s leaderboard --json`` and the API return."""
+    return {"rows": leaderboard_rows(dataset), "baselines": baseline_rows(dataset)}
+
+
+def result_datasets() -> list[str]:
+    """Datasets that have cached results (the leaderboard's dataset filter)."""
+    return sorted({ds for ds, _ in lb.groups()})
+
+
+def list_ideas() -> list[str]:
+    """Idea names, packaged and workspace ones (a workspace idea overrides a packaged one)."""
+    return [info.name for info in ideas.list_ideas()]
+
+
+def list_datasets() -> list[str]:
+    """Label-free datasets present in the workspace (``data/<name>/``): what a run may read."""
+    base = paths().data
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def executors() -> list[dict[str, Any]]:
+    """Every registered executor with its capability flags, e.g. ``{"name": "local", "can_cancel": True}``."""
+    return [{"name": name, **get_executor(name).capabilities.as_dict()} for name in executor_names()]
+
+
+def gpus(store: Store | None = None) -> list[dict[str, Any]]:
+    """Every NVIDIA GPU with its live numbers and the job holding it; empty without one
+    (:func:`no_gpu_reason` says why)."""
+    return [g.to_dict() for g in probe(store)]
+
+
+def idea_directions() -> list[tuple[str, str]]:
+    """``(title, direction)`` per ``## N. Title`` section of Idea.md (the workspace's copy first)."""
+    return idea_md.directions()
+
+
+def service_status() -> dict[str, Any]:
+    """Is a control service running here, and where: ``{"running": bool, "url": str | None}``."""
+    running = service.is_service_running()
+    return {"running": running, "url": service.service_url() if running else None}
