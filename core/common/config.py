@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -97,7 +98,8 @@ def parse_scalar(text: str) -> Any:
     return text
 
 
-def _converter(tp: Any):
+def _converter(tp: Any) -> tuple[Callable[[str], Any], list[Any] | None]:
+    """(argparse ``type=``, ``choices=``) for a RunConfig field annotation."""
     args = [a for a in get_args(tp) if a is not type(None)]
     origin = get_origin(tp)
     if origin is Literal:
@@ -110,7 +112,7 @@ def _converter(tp: Any):
     if type(None) in get_args(tp):
         inner = base
 
-        def conv(s: str, inner=inner):
+        def conv(s: str, inner: Callable[[str], Any] = inner) -> Any:
             return None if s.lower() in ("none", "null") else inner(s)
 
         return conv, None

@@ -16,6 +16,7 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ SCHEMA_KEY = "_schema"
 
 
 @contextlib.contextmanager
-def no_gc():
+def no_gc() -> Iterator[None]:
     """Pause the cyclic GC while building many small containers (JSON parsing): at 10k job
     documents it otherwise runs several full collections and triples the time. Thread-safe
     enough: whoever found it enabled re-enables it."""

@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -135,7 +135,7 @@ def _tokenizer(path: str, local_only: bool) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def _quiet_transformers() -> Iterator[None]:
     """Silence the expected 'weights not used / newly initialised' notices while loading."""
     from transformers.utils import logging as hf_logging
 
