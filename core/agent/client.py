@@ -41,7 +41,9 @@ class RetryPolicy:
     max_network_retries: int = 5
 
 
-def make_client(api_key: str | None = None, base_url: str | None = None, timeout_s: float = 600.0):
+def make_client(
+    api_key: str | None = None, base_url: str | None = None, timeout_s: float = 600.0
+) -> anthropic.Anthropic:
     """An SDK client from explicit values or the environment (``ANTHROPIC_BASE_URL`` honoured)."""
     key = api_key or os.environ.get(API_KEY_ENV)
     if not key:
@@ -140,7 +142,7 @@ class ModelCaller:
         self.sleep = sleep
         self.rng = random.Random(seed)
 
-    def create(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]):
+    def create(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
         """One model turn. The request marks the system prompt and the newest message as cache
         breakpoints, so each turn re-reads the conversation from the prompt cache (0.1x price)."""
         system_blocks, messages = with_cache_breakpoints(system, messages)

@@ -33,7 +33,7 @@ from core.common.job_types import (
     JobState,
 )
 from core.common.workspace import paths
-from core.control.store import Store, default_store, new_id
+from core.control.store import Store, Table, default_store, new_id
 from executors import Executor, get_executor
 
 JOB_STATES = frozenset(JobState)
@@ -54,7 +54,7 @@ def _store(store: Store | None) -> Store:
     return store if store is not None else default_store()
 
 
-def _table(store: Store | None):
+def _table(store: Store | None) -> Table:
     return _store(store).table("jobs")
 
 
@@ -333,8 +333,9 @@ def read_progress_message(job: Mapping[str, Any]) -> tuple[float | None, str | N
         return None, None
     if not isinstance(data, dict):
         return None, None
+    raw = data.get("progress")
     try:
-        value: float | None = min(1.0, max(0.0, float(data.get("progress"))))  # type: ignore[arg-type]
+        value: float | None = None if raw is None else min(1.0, max(0.0, float(raw)))
     except (TypeError, ValueError):
         value = None
     message = data.get("message")
