@@ -57,6 +57,7 @@ def dashboard(workspace: Path, reference_archive: Path, monkeypatch: pytest.Monk
 
     truth = gold(scored_dataset(workspace))
     store.table("jobs").insert({"id": "runref01", "kind": "agent", "name": "agent run", "state": "succeeded",
+                                "executor": "local",
                                 "created": 1764000000.0, "meta": {"idea": "agent_idea",
                                                                   "config": {"data_dir": f"data/{DATASET}"}}})
     layout = holdout.layout(DATASET)
@@ -65,7 +66,8 @@ def dashboard(workspace: Path, reference_archive: Path, monkeypatch: pytest.Monk
     run_dir.mkdir(parents=True)
     (run_dir / "stdout.log").write_text("epoch 1 loss 0.69\nepoch 2 loss 0.52\n")
     store.table("jobs").insert(
-        {"id": "job00001", "kind": "run", "name": "vanilla_w2s demo-math seed 42", "state": "running",
+        {"id": "job00001", "kind": "idea_run", "name": "vanilla_w2s demo-math seed 42", "state": "running",
+         "executor": "local",
          "created": 1764100000.0, "gpus": [0], "progress": 0.4, "run_dir": str(run_dir), "meta": {}}
     )
     (run_dir / "transcript.jsonl").write_text(

@@ -123,6 +123,7 @@ def test_seeds_become_service_jobs(workspace):
     from core.app.seed_runs import run_as_jobs
     from core.control.jobs import get_job
 
+    make_dataset(workspace)  # the submit path checks the dataset exists before queueing anything
     cfg = prepare_config(tiny_config())
     runs = run_as_jobs("vanilla_w2s", cfg, [42, 43], gpus=0, wait=False)
     assert [r.seed for r in runs] == [42, 43]
