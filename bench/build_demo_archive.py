@@ -64,7 +64,7 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     from core.common.config import RunConfig
     from core.results.cache import read_result, result_key
     from core.run.ideas import idea_defaults, load_idea
-    from core.run.runner import prepare_config
+    from core.run.resolve import prepare_config
 
     failures = []
     for seed in seeds:  # seed by seed, vanilla first: every dataset's first result comes early

@@ -21,7 +21,7 @@ from core.agent.transcript import iter_events
 from core.common.config import RunConfig
 from core.control.jobs import get_job, list_jobs
 from core.data.demo import generate_all
-from core.run.runner import prepare_config
+from core.run.resolve import prepare_config
 from tests.conftest import REPO, run_cli, wait_until
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_results, tool_use, turn
 from tests.tiny_w2s import fake_baselines

@@ -60,7 +60,7 @@ def test_fresh_workspace_reuses_the_archived_baselines(demo_workspace):
     from core.common.config import RunConfig
     from core.run.baselines import missing_baselines
     from core.run.ideas import idea_defaults, load_idea
-    from core.run.runner import prepare_config
+    from core.run.resolve import prepare_config
 
     assert ensure_demo_cache() is True
     for ds in DATASETS:

@@ -10,7 +10,7 @@ import pytest
 from core.common.errors import UserError
 from core.results.cache import result_key
 from core.run.ideas import idea_defaults, list_ideas, load_idea
-from core.run.runner import prepare_config
+from core.run.resolve import prepare_config
 from tests.conftest import run_cli
 from tests.tiny_w2s import tiny_config
 

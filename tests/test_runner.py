@@ -16,7 +16,8 @@ from core.results.cache import (
     result_path,
     weak_artifacts_key,
 )
-from core.run.runner import prepare_config, run_seed
+from core.run.resolve import prepare_config
+from core.run.runner import run_seed
 from tests.conftest import make_dataset, run_cli
 from tests.tiny_w2s import fake_baselines, tiny_config
 

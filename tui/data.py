@@ -1,6 +1,7 @@
 """Headless adapter between the TUI and the application layer (``core.app``).
 
-The panes call these from thread workers; each turns one ``core.app`` call into a :class:`Feed`
+The panes call these from thread workers (which is why ``core.app`` is imported inside each function:
+the first frame does not wait for the store, the agent launcher or psutil to load); each turns one ``core.app`` call into a :class:`Feed`
 (the items, or why there are none) so a broken store or GPU driver shows a note instead of taking
 the UI down. Nothing here imports Textual, so it can be benchmarked and tested on its own.
 """
@@ -14,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.app import agents as app_agents
-from core.app import jobs as app_jobs
-from core.app import views
 from core.common.config import RunConfig, add_run_config_arguments, run_config_from_args
 from core.common.errors import UserError
 from core.common.files import tail_jsonl
@@ -41,6 +39,8 @@ class Feed:
 
 def load_jobs(limit: int = 200) -> Feed:
     """The newest ``limit`` jobs (plus every unfinished one), newest first, and counts by state."""
+    from core.app import jobs as app_jobs
+
     try:
         feed = app_jobs.jobs_feed(limit)
     except Exception as exc:  # a broken store must not take the UI down
@@ -49,15 +49,21 @@ def load_jobs(limit: int = 200) -> Feed:
 
 
 def cancel_job(job_id: str) -> dict[str, Any]:
+    from core.app import jobs as app_jobs
+
     return dict(app_jobs.cancel_job(job_id))
 
 
 def retry_job(job_id: str) -> dict[str, Any]:
+    from core.app import jobs as app_jobs
+
     return dict(app_jobs.retry_job(job_id))
 
 
 def read_log_bytes(job_id: str, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes, int]:
     """New bytes of a job's log from ``offset`` (at most ``max_bytes``; far behind, it skips to the end)."""
+    from core.app import jobs as app_jobs
+
     return app_jobs.read_log_bytes(job_id, offset, max_bytes)
 
 
@@ -66,6 +72,9 @@ def read_log_bytes(job_id: str, offset: int, max_bytes: int = 1 << 20) -> tuple[
 
 def load_agents() -> Feed:
     """Agents newest first, reconciled with their jobs. Skipped while the workspace has no agents yet."""
+    from core.app import agents as app_agents
+    from core.app import jobs as app_jobs
+
     if not (paths().state / "agents.json").exists():
         return Feed(True, [], total=0)
     try:
@@ -77,6 +86,8 @@ def load_agents() -> Feed:
 
 def transcript_path(agent: dict[str, Any]) -> Path | None:
     """The agent's transcript once it exists (inside ``runs/``); None until then."""
+    from core.app import agents as app_agents
+
     return app_agents.transcript_file(agent)
 
 
@@ -86,17 +97,23 @@ def read_jsonl(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
 
 
 def stop_agent(agent_id: str) -> dict[str, Any]:
+    from core.app import agents as app_agents
+
     return app_agents.stop_agent(agent_id)
 
 
 def api_key_problem() -> str | None:
     """The agent needs ANTHROPIC_API_KEY in the environment; say so before anything is submitted."""
+    from core.app import agents as app_agents
+
     if not app_agents.has_api_key():
         return f"{app_agents.API_KEY_ENV} is not set: export it in the shell that runs w2s-tui to launch agents"
     return None
 
 
 def launch_agent(direction: str, executor: str, budgets: dict[str, Any], start_service: bool = True) -> Any:
+    from core.app import agents as app_agents
+
     problem = api_key_problem()
     if problem:
         raise UserError(problem)
@@ -109,6 +126,8 @@ def launch_agent(direction: str, executor: str, budgets: dict[str, Any], start_s
 
 def idea_directions() -> list[tuple[str, str]]:
     """``(title, direction)`` per ``## N. Title`` section of Idea.md, as ``w2s agent launch --idea-md N``."""
+    from core.app import views
+
     return views.idea_directions()
 
 
@@ -116,6 +135,8 @@ def idea_directions() -> list[tuple[str, str]]:
 
 
 def load_gpus() -> Feed:
+    from core.app import views
+
     try:
         devices = views.gpus()
     except Exception as exc:
@@ -127,6 +148,8 @@ def load_gpus() -> Feed:
 
 
 def ensure_demo_cache() -> bool:
+    from core.app import views
+
     try:
         return bool(views.ensure_demo_cache())
     except Exception:
@@ -135,6 +158,8 @@ def ensure_demo_cache() -> bool:
 
 def load_leaderboard() -> Feed:
     """Every leaderboard row (all datasets, with the referee's columns) plus the baselines."""
+    from core.app import views
+
     try:
         rows = views.leaderboard_rows()
         baselines = views.baseline_rows()
@@ -148,6 +173,8 @@ def load_leaderboard() -> Feed:
 
 
 def service_status() -> dict[str, Any]:
+    from core.app import views
+
     try:
         status = views.service_status()
     except Exception as exc:
@@ -174,21 +201,29 @@ def ensure_service() -> dict[str, Any]:
 
 
 def list_ideas() -> list[str]:
+    from core.app import views
+
     return views.list_ideas()
 
 
 def list_datasets() -> list[str]:
     """Label-free datasets present in the workspace (``data/<name>/``)."""
+    from core.app import views
+
     return views.list_datasets()
 
 
 def executors() -> list[str]:
     """Executor names for the launch dialogs."""
+    from core.app import views
+
     return [str(e["name"]) for e in views.executors()] or ["local"]
 
 
 def parse_seeds(text: str) -> list[int]:
     """``42,43``, ``42-44`` or ``42 43``: the one parser every front end uses."""
+    from core.app import jobs as app_jobs
+
     return app_jobs.parse_seeds(text)
 
 
@@ -215,6 +250,8 @@ def parse_run_options(text: str) -> RunConfig:
 def submit_runs(idea: str, dataset: str, seeds: list[int], executor: str, options: str = "") -> list[str]:
     """One ``idea_run`` job per seed through the one submit path, exactly as ``w2s run`` submits
     them; the control service schedules them."""
+    from core.app import jobs as app_jobs
+
     if not idea:
         raise UserError("idea: choose an idea")
     if not dataset:

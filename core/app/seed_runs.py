@@ -26,7 +26,7 @@ from core.common.workspace import WORKSPACE_ENV, paths
 from core.control.jobs import get_job
 from core.control.submit import resolve_run_config, runner_command, submit_idea_runs
 from core.run.ideas import idea_defaults, load_idea
-from core.run.runner import prepare_config
+from core.run.resolve import prepare_config
 
 
 @dataclass

@@ -13,7 +13,6 @@ from core.common.workspace import paths
 from core.control import service
 from core.control.gpu import no_gpu_reason, probe
 from core.control.store import Store
-from core.referee import service as referee
 from core.results import leaderboard as lb
 from core.results.archive import ensure_demo_cache
 from core.run import idea_md, ideas
@@ -38,6 +37,8 @@ __all__ = [
 def leaderboard_rows(dataset: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard rows; a row with referee-scored seeds also carries their mean ``public_acc`` and
     ``private_acc``."""
+    from core.referee import service as referee  # numpy: loaded by the first poll, not at TUI start
+
     rows = lb.leaderboard_rows(dataset)
     for row in rows:
         if referee.SOURCE in str(row.get("source", "")).split("+"):

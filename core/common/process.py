@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import psutil
-
 CTIME_TOLERANCE_S = 0.05
 
 
@@ -11,6 +9,8 @@ def process_alive(pid: int | None, ctime: float | None = None) -> bool:
     """True when ``pid`` runs (not a zombie) and, when ``ctime`` is given, was started at ``ctime``."""
     if not pid:
         return False
+    import psutil  # ~35 ms: loaded by the first check, not by every module that might check
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:

@@ -23,7 +23,7 @@ from core.control.gpu import visible_gpus
 from core.control.jobs import submit_job
 from core.control.store import Store
 from core.run.ideas import check_name, find_idea
-from core.run.runner import prepare_config
+from core.run.resolve import prepare_config
 
 MAX_SEEDS = 100
 SUBMIT_SOURCES = ("cli", "tui", "api", "agent")

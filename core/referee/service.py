@@ -171,7 +171,7 @@ def _prepared(cfg: RunConfig) -> RunConfig:
     match what the runner cached."""
     try:
         from core.control.gpu import probe
-        from core.run.runner import prepare_config
+        from core.run.resolve import prepare_config
 
         return prepare_config(cfg, cuda=bool(probe()))
     except Exception:  # noqa: BLE001 - fall back to the config as given

@@ -28,39 +28,11 @@ from core.common.workspace import paths
 from core.results.cache import WEAK_ARTIFACTS, result_key, write_result
 from core.run.baselines import ensure_ceiling, ensure_weak_artifacts, missing_baselines
 from core.run.ideas import idea_defaults, load_idea
+from core.run.resolve import prepare_config
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
 SOURCE = "local run"
-
-
-def has_cuda() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def prepare_config(cfg: RunConfig, defaults: dict[str, Any] | None = None, cuda: bool | None = None) -> RunConfig:
-    """The configuration a seed really runs with, so cache keys say what was trained.
-
-    Models left at the RunConfig defaults become the demo pair on demo datasets or without CUDA;
-    the strong model's recommended hyperparameters replace values still at their defaults; the
-    idea's own ``DEFAULTS`` join ``extra`` (user values win). Idempotent.
-    """
-    base = RunConfig()
-    if cfg.weak_model == base.weak_model and cfg.strong_model == base.strong_model:
-        from core.engine import default_models
-
-        weak, strong = default_models(cfg.dataset, has_cuda() if cuda is None else cuda)
-        cfg = cfg.replace(weak_model=weak, strong_model=strong)
-    from core.engine import resolve_model
-
-    cfg = resolve_model(cfg.strong_model).effective_config(cfg)
-    if defaults:
-        cfg = cfg.replace(extra={**defaults, **cfg.extra})
-    return cfg
 
 
 def _spans(weights: list[tuple[str, float]]) -> dict[str, tuple[float, float]]:
