@@ -14,6 +14,7 @@ from core.control.tokens import issue_run_token
 from core.data import holdout
 from core.referee import service as referee
 from core.results.cache import ceiling_key, read_result, weak_artifacts_key, write_result
+from core.results.leaderboard import referee_accuracies
 from tests.conftest import make_dataset as write_dataset
 
 DATASET = "tiny"
@@ -166,7 +167,7 @@ def test_final_score_writes_referee_row_once(setup):
 
     rows_ = [r for r in leaderboard_rows(DATASET) if r["idea"] == "my_idea"]
     assert rows_ and rows_[0]["source"] == "referee"
-    assert referee.referee_accuracies(DATASET, "my_idea", rows_[0]["key"])["public_acc"] == 1.0
+    assert referee_accuracies(DATASET, "my_idea", rows_[0]["key"])["public_acc"] == 1.0
 
 
 def test_quantize():

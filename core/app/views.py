@@ -37,12 +37,10 @@ __all__ = [
 def leaderboard_rows(dataset: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard rows; a row with referee-scored seeds also carries their mean ``public_acc`` and
     ``private_acc``."""
-    from core.referee import service as referee  # numpy: loaded by the first poll, not at TUI start
-
     rows = lb.leaderboard_rows(dataset)
     for row in rows:
-        if referee.SOURCE in str(row.get("source", "")).split("+"):
-            row.update(referee.referee_accuracies(row["dataset"], row["idea"], row["key"]))
+        if lb.REFEREE_SOURCE in str(row.get("source", "")).split("+"):
+            row.update(lb.referee_accuracies(row["dataset"], row["idea"], row["key"]))
     return rows
 
 

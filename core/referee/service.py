@@ -52,18 +52,17 @@ from core.referee.ledger import Entry, ledger_for
 from core.results.cache import (
     TRAIN_CEILING,
     WEAK_ARTIFACTS,
-    iter_results,
-    read_result,
     result_key,
     write_result,
 )
+from core.results.leaderboard import REFEREE_SOURCE
 from core.results.pgr import Baselines, compute_pgr, fixed_baselines
 from core.results.scoring import score_predictions, to_class
 
 ACCURACY_STEP = 0.01
 MIN_SUBSET_ROWS = 30
 MIN_SCORED_ROWS = 100
-SOURCE = "referee"
+SOURCE = REFEREE_SOURCE  # what w2s_source says on a seed result the referee wrote
 SCORED_SPLIT = "test"
 DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 IDEA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -562,23 +561,3 @@ def _final_locked(
          "path": str(path.relative_to(paths().root)) if path.is_relative_to(paths().root) else str(path)},
     )
     return result
-
-
-def referee_accuracies(dataset: str, idea: str, key: str) -> dict[str, float | None]:
-    """Mean public and private accuracy over a leaderboard row's referee-scored seeds."""
-    public: list[float] = []
-    private: list[float] = []
-    for item in iter_results(dataset=dataset):
-        if item.idea != idea or item.key != key:
-            continue
-        data = read_result(dataset, idea, key, item.seed) or {}
-        if data.get("w2s_source") != SOURCE:
-            continue
-        if isinstance(data.get("public_acc"), int | float):
-            public.append(float(data["public_acc"]))
-        if isinstance(data.get("private_acc"), int | float):
-            private.append(float(data["private_acc"]))
-    return {
-        "public_acc": sum(public) / len(public) if public else None,
-        "private_acc": sum(private) / len(private) if private else None,
-    }

@@ -12,7 +12,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from core.results.cache import BASELINE_PRODUCERS, cache_root, list_keys, read_seed_files
+from core.results.cache import (
+    BASELINE_PRODUCERS,
+    cache_root,
+    iter_results,
+    list_keys,
+    read_result,
+    read_seed_files,
+)
 from core.results.metrics import seed_stats
 from core.results.pgr import baselines_for_key, compute_pgr, producer_accuracies
 
@@ -33,6 +40,8 @@ ROW_KEYS = (
     "strong_acc",
     "source",
 )
+
+REFEREE_SOURCE = "referee"  # w2s_source of a seed result scored by the referee
 
 
 def groups(root: Path | None = None, dataset: str | None = None) -> list[tuple[str, str]]:
@@ -166,3 +175,23 @@ def baseline_rows(dataset: str | None = None, root: Path | None = None) -> list[
 def leaderboard(dataset: str | None = None, root: Path | None = None) -> dict[str, Any]:
     """The machine-readable document ``w2s leaderboard --json`` prints: rows and baselines."""
     return {"rows": leaderboard_rows(dataset, root), "baselines": baseline_rows(dataset, root)}
+
+
+def referee_accuracies(dataset: str, idea: str, key: str) -> dict[str, float | None]:
+    """Mean public and private accuracy over a leaderboard row's referee-scored seeds."""
+    public: list[float] = []
+    private: list[float] = []
+    for item in iter_results(dataset=dataset):
+        if item.idea != idea or item.key != key:
+            continue
+        data = read_result(dataset, idea, key, item.seed) or {}
+        if data.get("w2s_source") != REFEREE_SOURCE:
+            continue
+        if isinstance(data.get("public_acc"), int | float):
+            public.append(float(data["public_acc"]))
+        if isinstance(data.get("private_acc"), int | float):
+            private.append(float(data["private_acc"]))
+    return {
+        "public_acc": sum(public) / len(public) if public else None,
+        "private_acc": sum(private) / len(private) if private else None,
+    }
