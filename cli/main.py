@@ -4,22 +4,34 @@ and sets ``func`` on its parsers; ``func(args, unknown)`` returns the exit code.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from cli import (
+    agent_cmd,
+    cache_cmd,
+    data_cmd,
+    doctor_cmd,
+    gpu_cmd,
+    ideas_cmd,
+    jobs_cmd,
+    leaderboard_cmd,
+    run_cmd,
+    serve_cmd,
+)
 from core.common.errors import UserError
 
-# (module, purpose) — every verb a user can type lives in one of these.
+# Every verb a user can type lives in one of these modules (each imports its heavy parts lazily).
 COMMAND_MODULES = (
-    "cli.data_cmd",
-    "cli.cache_cmd",
-    "cli.leaderboard_cmd",
-    "cli.run_cmd",
-    "cli.ideas_cmd",
-    "cli.serve_cmd",
-    "cli.jobs_cmd",
-    "cli.gpu_cmd",
-    "cli.agent_cmd",
+    data_cmd,
+    cache_cmd,
+    leaderboard_cmd,
+    run_cmd,
+    ideas_cmd,
+    serve_cmd,
+    jobs_cmd,
+    gpu_cmd,
+    agent_cmd,
+    doctor_cmd,
 )
 
 # Verbs whose parsers accept unknown ``--flags`` (passed on as RunConfig ``extra``).
@@ -32,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="w2s: a research control center for weak-to-strong generalization research.",
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # area not built yet
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -1,0 +1,23 @@
+"""``w2s doctor``: can untrusted code be isolated on this machine, and how to get there if not."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    doctor = sub.add_parser("doctor", help="say which sandboxes work here (untrusted code runs only in one)")
+    doctor.set_defaults(func=_doctor)
+
+
+def _doctor(args: argparse.Namespace, unknown: list[str]) -> int:
+    from core.sandbox.select import doctor
+
+    reports = doctor()
+    for report in reports:
+        mark = "ok " if report.works else "-- "
+        print(f"{mark} sandbox {report.name}: {report.detail}")
+    isolated = any(r.works for r in reports if r.name != "none")
+    if not isolated:
+        print("no isolating sandbox works here: idea runs and agent tools will refuse to start")
+    return 0 if isolated else 1
