@@ -10,10 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.control.scheduler import issue_job_token
 from core.control.store import Store
 from core.control.tokens import issue_run_token
 from core.data import holdout
-from tests.test_referee import DATASET, gold, make_dataset
+from tests.test_referee import DATASET, gold
+from tests.test_referee import scored_dataset as make_dataset
 
 
 @pytest.fixture
@@ -120,7 +122,9 @@ def test_label_probing_attack_learns_no_more_than_budget(service):
 
 def test_holdout_never_scored_over_http(service):
     c, store, rows = service["client"], service["store"], service["rows"]
-    token = issue_run_token(store, "runH", 5)
+    meta = {"idea": "probe_idea", "config": {"data_dir": "data/tiny"}}
+    store.table("jobs").insert({"id": "runH", "meta": meta, "eval_budget": 5})
+    token = issue_job_token(store, store.table("jobs").get("runH"))  # bound to probe_idea on tiny
     truth = gold(rows)
     layout = holdout.layout(DATASET)
     only_private_right = [truth[i] if i in layout.private else 1 - truth[i] for i in layout.ids]
@@ -128,10 +132,8 @@ def test_holdout_never_scored_over_http(service):
     resp = c.post("/api/evaluate", json=body, headers=auth(token))
     assert resp.status_code == 200 and resp.json()["accuracy"] == 0.0
     assert resp.json()["n_scored"] == len(layout.public)
-    # the final submission is scored on both parts, once
-    meta = {"idea": "probe_idea", "config": {"data_dir": "data/tiny"}}
-    store.table("jobs").insert({"id": "runH", "meta": meta})
-    sub = {"dataset": DATASET, "ids": list(layout.ids), "predictions": only_private_right}
+    # the final submission is scored on both parts, once; idea and dataset come from the token
+    sub = {"ids": list(layout.ids), "predictions": only_private_right}
     final = c.post("/api/submit", json=sub, headers=auth(token))
     assert final.status_code == 200, final.text
     assert final.json()["public_acc"] == 0.0 and final.json()["private_acc"] == 1.0
@@ -189,6 +191,13 @@ def test_jobs_launch_cancel_log_and_path_safety(service):
     assert more["text"] == "line three\n"
     assert c.get(f"/api/jobs/{job['id']}/log", params={"offset": "-1"}).status_code == 400
     assert c.post(f"/api/jobs/{job['id']}/cancel").status_code == 401
+    run = issue_run_token(service["store"], "runJ", 3)  # a run token is known, and still no operator
+    for path in ("/api/jobs", f"/api/jobs/{job['id']}/cancel", f"/api/jobs/{job['id']}/retry", "/api/agents"):
+        refused = c.post(path, json=launch, headers=auth(run))
+        assert refused.status_code == 403 and "operator action" in refused.json()["error"]
+    zero = c.post("/api/jobs", json={**launch, "eval_budget": 0}, headers=auth(op))
+    assert zero.status_code == 201 and zero.json()["eval_budget"] == 0  # 0 stays 0 (was: the default)
+    c.post(f"/api/jobs/{zero.json()['id']}/cancel", headers=auth(op))
     cancelled = c.post(f"/api/jobs/{job['id']}/cancel", headers=auth(op))
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert c.post(f"/api/jobs/{job['id']}/cancel", headers=auth(op)).status_code == 409

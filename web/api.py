@@ -3,10 +3,12 @@
 Who may do what:
 - ``GET`` endpoints need no token (the service binds to 127.0.0.1 by default), except the
   referee's audit log (operator: all runs; a run token: its own run).
-- ``POST /api/evaluate`` and ``POST /api/submit`` need a run token (``Authorization: Bearer``).
+- ``POST /api/evaluate`` and ``POST /api/submit`` need a run token (``Authorization: Bearer``);
+  they score the idea and dataset the token is bound to, and refuse (403) a body naming others.
 - Findings share/comment/vote accept the operator token or a run token (agents post as
   ``run:<id>``; one vote per voter).
-- Launching, cancelling and retrying jobs need the operator token (``.w2s/operator_token``).
+- Launching, cancelling and retrying jobs and agents need the operator token
+  (``.w2s/operator_token``); a run token is refused (403): jobs cannot create jobs or set budgets.
 
 No value from a request becomes a path without matching a strict pattern first.
 """
@@ -27,6 +29,7 @@ from core.common.config import RunConfig
 from core.common.errors import UserError
 from core.common.job_types import DEFAULT_EVAL_BUDGET
 from core.control import findings
+from core.control.jobs import MAX_EVAL_BUDGET
 from core.control.operator_token import check_operator_token
 from core.referee import service as referee
 
@@ -90,8 +93,16 @@ def bearer() -> str | None:
 
 
 def require_operator() -> None:
-    if not check_operator_token(bearer(), Path(store().root)):
-        raise ApiError(401, "operator token required: 'Authorization: Bearer <.w2s/operator_token>'")
+    """Mutations (launch, cancel, retry, agents) are operator actions: a run token is refused with
+    403 (jobs cannot create jobs or set budgets), anything else with 401."""
+    token = bearer()
+    if check_operator_token(token, Path(store().root)):
+        return
+    from core.control.tokens import resolve_token
+
+    if token and resolve_token(store(), token):
+        raise ApiError(403, "a run token cannot launch, cancel or retry jobs or agents: that is an operator action")
+    raise ApiError(401, "operator token required: 'Authorization: Bearer <.w2s/operator_token>'")
 
 
 def actor() -> str:
@@ -249,36 +260,39 @@ def evaluate():
         data.get("ids"),
         data.get("split", "test"),
         record=record,
+        idea=data.get("idea"),
     )
     return jsonify(result)
 
 
 @api.post("/submit")
 def submit():
-    """A run's one final submission: scored on the public part and the private holdout."""
+    """A run's one final submission: scored on the public part and the private holdout.
+
+    Idea and dataset are the run token's (bound when the scheduler issued it); a body naming
+    another idea or dataset is refused (403), so no run can write another idea's result.
+    """
     token = bearer()
     record = referee.authenticate(store(), token)
     data = body()
     predictions, ids = data.get("predictions"), data.get("ids")
-    dataset = data.get("dataset")
     if data.get("split", "test") != "test":
         raise ApiError(400, "field 'split': only 'test' is scored")
+    idea, dataset = referee.check_scope(store(), record, idea=data.get("idea"), dataset=data.get("dataset"),
+                                        final=True)
     if not isinstance(dataset, str) or not referee.DATASET_RE.match(dataset):
-        raise ApiError(400, "field 'dataset': expected a dataset name")
+        raise ApiError(400, "this run's dataset is not a dataset name")
     layout = referee.holdout.layout(dataset)
     if layout is None:
-        raise ApiError(400, f"field 'dataset': no dataset {dataset!r} on this server")
+        raise ApiError(400, f"no dataset {dataset!r} on this server")
     if ids is None:
         ids = list(layout.ids)
     if not isinstance(ids, list) or not isinstance(predictions, list) or len(ids) != len(predictions):
         raise ApiError(400, "fields 'ids'/'predictions': expected two lists of the same length")
     if len(set(map(str, ids))) != len(ids):
         raise ApiError(400, "field 'ids': repeated ids")
-    idea = data.get("idea")
     by_id = dict(zip(map(str, ids), predictions, strict=True))
-    result = referee.final_score(
-        store(), str(record.get("run_id")), dataset, by_id, idea=idea if isinstance(idea, str) else None
-    )
+    result = referee.final_score(store(), str(record.get("run_id")), dataset, by_id, idea=idea)
     keep = ("idea_name", "public_acc", "private_acc", "n_public", "n_private", "pgr", "pgr_public",
             "pgr_reason", "hyperparam_config_key", "seed")
     return jsonify({k: result.get(k) for k in keep})
@@ -355,7 +369,7 @@ def launch_job():
     except (TypeError, ValueError) as exc:
         raise ApiError(400, f"field 'config': {exc}") from None
     numbers: dict[str, int | None] = {"gpus": None}  # no "gpus": one when the box has any, like every front end
-    for name, default, top in (("gpus", None, 16), ("eval_budget", DEFAULT_EVAL_BUDGET, 10_000),
+    for name, default, top in (("gpus", None, 16), ("eval_budget", DEFAULT_EVAL_BUDGET, MAX_EVAL_BUDGET),
                                ("max_retries", 0, 10)):
         value = data.get(name, default)
         if value is None and default is None:
@@ -370,7 +384,7 @@ def launch_job():
         jobs = app_jobs.submit_idea_runs(
             idea, cfg, [cfg.seed], source="api", name=data.get("name") or None, gpus=numbers["gpus"],
             max_retries=int(numbers["max_retries"] or 0),
-            eval_budget=int(numbers["eval_budget"] or DEFAULT_EVAL_BUDGET), store=store(),
+            eval_budget=int(numbers.get("eval_budget", DEFAULT_EVAL_BUDGET) or 0), store=store(),
         )
     except (UserError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None

@@ -40,6 +40,7 @@ JOB_STATES = frozenset(JobState)
 SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 TRANSIENT_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later"
 CANCEL_GRACE_S = float(os.environ.get("W2S_CANCEL_GRACE", "10"))
+MAX_EVAL_BUDGET = 10_000  # the most evaluations the operator may give one run
 
 
 class JobError(ValueError):
@@ -119,7 +120,13 @@ def submit_job(
     eval_budget: int = DEFAULT_EVAL_BUDGET,
     store: Store | None = None,
 ) -> Job:
-    """Queue a job; the scheduler inside ``w2s serve`` starts it. Returns the job dict."""
+    """Queue a job; the scheduler inside ``w2s serve`` starts it. Returns the job dict.
+
+    Submitting is an operator action (over HTTP it needs the operator token; in-process callers are
+    trusted code). ``eval_budget`` is what the job's run token may spend, 0..``MAX_EVAL_BUDGET``; a
+    job an agent launched (``meta.agent_id``) draws from the agent's pool instead, whatever its
+    ``eval_budget`` says (the scheduler binds that when it issues the token).
+    """
     if not kind or not isinstance(kind, str):
         raise ValueError("job kind must be a non-empty string")
     if isinstance(command, str) or not command or not all(isinstance(c, str) for c in command):
@@ -128,6 +135,8 @@ def submit_job(
         raise ValueError("gpus must be an integer >= 0")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError("max_retries must be an integer >= 0")
+    if isinstance(eval_budget, bool) or not isinstance(eval_budget, int) or not 0 <= eval_budget <= MAX_EVAL_BUDGET:
+        raise ValueError(f"eval_budget must be an integer 0..{MAX_EVAL_BUDGET}")
     capabilities = get_executor(executor).capabilities  # unknown executor: ValueError now, not a failed job later
     if gpus and not capabilities.supports_gpus:
         raise ValueError(f"the {executor} executor cannot give a job GPUs")

@@ -31,7 +31,7 @@ from core.common.job_types import (
 from core.common.workspace import paths
 from core.control import jobs as J
 from core.control.store import Store, default_store
-from core.control.tokens import issue_run_token
+from core.control.tokens import agent_pool, issue_run_token
 from executors import CapacityError, Executor, get_executor
 
 log = logging.getLogger("w2s.scheduler")
@@ -57,6 +57,46 @@ def gpu_inventory() -> list[int]:
     from core.control.gpu import probe
 
     return [g.index for g in probe()]
+
+
+def token_scope(store: Store, job: Job) -> dict[str, Any]:
+    """What a job's run token is bound to, from the job's recorded meta on the trusted side.
+
+    ``idea`` and ``dataset`` come from ``meta.idea`` and ``meta.dataset`` (else ``meta.config``'s
+    data_dir). A job an agent launched (``meta.agent_id``, as the agent's own job and its
+    ``run_idea`` runs record) draws from the agent's pool, sized by the ``max_evals`` the operator
+    gave the agent; its own ``eval_budget`` is ignored, and an unknown agent gets no evaluations.
+    """
+    meta = job.get("meta") or {}
+    idea = meta.get("idea") if isinstance(meta.get("idea"), str) else None
+    dataset = meta.get("dataset") if isinstance(meta.get("dataset"), str) else None
+    if dataset is None and isinstance(meta.get("config"), dict):
+        from core.common.config import RunConfig
+
+        try:
+            dataset = RunConfig.from_dict(meta["config"]).dataset or None
+        except (TypeError, ValueError):
+            dataset = None
+    agent_id = meta.get("agent_id")
+    if agent_id:
+        agent = store.table("agents").get(str(agent_id)) or {}
+        budgets = agent.get("budgets") or {}
+        try:
+            budget = max(0, int(budgets.get("max_evals", 0)))
+        except (TypeError, ValueError):
+            budget = 0
+        return {"idea": idea, "dataset": dataset, "budget": budget, "pool": agent_pool(str(agent_id))}
+    budget = job.get("eval_budget", DEFAULT_EVAL_BUDGET)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        budget = DEFAULT_EVAL_BUDGET
+    return {"idea": idea, "dataset": dataset, "budget": budget, "pool": None}
+
+
+def issue_job_token(store: Store, job: Job) -> str:
+    """A fresh run token for ``job``, scoped by :func:`token_scope` (the only way jobs get one)."""
+    scope = token_scope(store, job)
+    return issue_run_token(store, job["id"], scope["budget"], idea=scope["idea"], dataset=scope["dataset"],
+                           pool=scope["pool"])
 
 
 def default_limits(n_gpus: int) -> dict[str, int]:
@@ -296,7 +336,7 @@ class Scheduler:
         """
         env = {k: v for k, v in os.environ.items() if not J.is_secret_name(k)}
         env.update(J.job_env(job))
-        token = issue_run_token(self.store, job["id"], int(job.get("eval_budget", DEFAULT_EVAL_BUDGET)))
+        token = issue_job_token(self.store, job)
         env.update({
             "W2S_JOB_ID": job["id"],
             "W2S_RUN_TOKEN": token,

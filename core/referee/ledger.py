@@ -28,6 +28,11 @@ TABLE = "evaluations"
 CHARGED = "charged"
 
 
+def charge_key(doc: dict[str, Any]) -> str:
+    """What a charge counts against: the budget pool when the record names one, else its run."""
+    return str(doc.get("pool") or doc.get("run_id"))
+
+
 @dataclass
 class Entry:
     """One pending record; ``budget`` set means "charge it if the run has budget left"."""
@@ -42,7 +47,7 @@ class Entry:
     run_id: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.run_id = str(self.doc.get("run_id"))
+        self.run_id = charge_key(self.doc)
 
 
 class Ledger:
@@ -75,11 +80,11 @@ class Ledger:
         counts: Counter[str] = Counter()
         for doc in self.table.all():
             if doc.get(CHARGED):
-                counts[str(doc.get("run_id"))] += 1
+                counts[charge_key(doc)] += 1
         self._counts = counts
 
     def charged(self, run_id: str) -> int:
-        """How many calls of this run were charged (fresh from disk if someone else wrote)."""
+        """How many calls of this run (or pool) were charged (fresh from disk if someone else wrote)."""
         with self._lock:
             if self._stamp() != self._seen:
                 self._recount()

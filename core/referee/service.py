@@ -15,7 +15,10 @@ Rules (the contract the API documents):
   with at least ``MIN_SUBSET_ROWS`` public rows. Label counts are never returned. One call
   therefore reveals at most a few bits; flipping one prediction per call reveals at most one label
   per call, and the budget (default 20 per run) caps the calls: 429 once it is spent.
-- The budget is the run token's ``budget``; charges are counted per run id in the ``evaluations``
+- A run token is bound to its run's idea and dataset (``core.control.tokens``); a call naming another
+  dataset or idea is refused (403) and one naming none is scored as the token's.
+- The budget is the run token's ``budget``; charges are counted per pool (the run id, or the agent's
+  pool every run of one agent shares) in the ``evaluations``
   table by ``core.referee.ledger`` (group commit: the charge and its audit record are one durable
   write, made before the answer is sent). A retried job keeps its run id, so its budget is not
   refilled. A call is scored first and charged last, so refused calls (400, 429) cost nothing.
@@ -110,6 +113,48 @@ def authenticate(store: Any, token: str | None) -> dict[str, Any]:
 
 def _run_id(record: Mapping[str, Any]) -> str:
     return str(record.get("run_id") or record.get("id") or "unknown")
+
+
+def token_scope(store: Any, record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(idea, dataset) a token is bound to, as the scheduler issued it from the job's meta (None: not
+    bound). A record from before tokens carried a scope falls back to its job's recorded meta."""
+    if "idea" in record or "dataset" in record:
+        idea, dataset = record.get("idea"), record.get("dataset")
+    else:
+        meta = (run_job(store, _run_id(record)) or {}).get("meta") or {}
+        idea, dataset = meta.get("idea"), meta.get("dataset")
+        config = meta.get("config")
+        if dataset is None and isinstance(config, dict) and isinstance(config.get("data_dir"), str):
+            dataset = Path(config["data_dir"].rstrip("/")).name
+    return (idea if isinstance(idea, str) else None), (dataset if isinstance(dataset, str) else None)
+
+
+def check_scope(
+    store: Any, record: Mapping[str, Any], *, idea: Any = None, dataset: Any = None, final: bool = False
+) -> tuple[str | None, Any]:
+    """The (idea, dataset) a call is scored as: the token's, never the request's.
+
+    A request naming another idea or dataset than the token's is refused (403), not silently
+    re-targeted. A final submission needs a token bound to both (an idea run's own token).
+    """
+    bound_idea, bound_dataset = token_scope(store, record)
+    run_id = _run_id(record)
+    if dataset is not None and bound_dataset is not None and dataset != bound_dataset:
+        raise RefereeError(
+            403, f"run {run_id}'s token is bound to dataset {bound_dataset!r}; it cannot be scored on "
+            f"{str(dataset)[:64]!r} (omit 'dataset': it is taken from the token)",
+        )
+    if idea is not None and bound_idea is not None and idea != bound_idea:
+        raise RefereeError(
+            403, f"run {run_id}'s token is bound to idea {bound_idea!r}; it cannot submit for "
+            f"{str(idea)[:64]!r} (omit 'idea': it is taken from the token)",
+        )
+    if final and (bound_idea is None or bound_dataset is None):
+        raise RefereeError(
+            403, f"run {run_id}'s token is not bound to an idea and a dataset; only an idea run's own token "
+            "makes a final submission",
+        )
+    return bound_idea, (bound_dataset if bound_dataset is not None else dataset)
 
 
 def budget_of(record: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -382,19 +427,24 @@ def evaluate(
     split: Any = SCORED_SPLIT,
     *,
     record: dict[str, Any] | None = None,
+    idea: Any = None,
 ) -> dict[str, Any]:
     """Score one call of a run on the public part of ``test``; see the module docstring.
 
     ``record`` is the already resolved token record (the API resolves it before parsing the body).
+    ``dataset`` may be None (the token's); ``idea``, when a request names one, must be the token's.
     """
     record = record or authenticate(store, token)
     run_id = _run_id(record)
+    pool = str(record.get("pool") or run_id)
     budget, _ = budget_of(record)
     budget = int(budget or 0)
     started = time.perf_counter()
-    base_doc = {"kind": "evaluate", "run_id": run_id, "time": now_iso(), "dataset": str(dataset)[:64],
-                "n": _length(predictions)}
+    base_doc = {"kind": "evaluate", "run_id": run_id, "pool": pool, "time": now_iso(),
+                "dataset": str(dataset)[:64], "n": _length(predictions)}
     try:
+        _, dataset = check_scope(store, record, idea=idea, dataset=dataset)  # the token's, never another
+        base_doc["dataset"] = str(dataset)[:64]
         _check_split(split)
         gold = _check_dataset(dataset)
         pos = positions_of(gold, predictions, ids)
@@ -434,9 +484,10 @@ def evaluate(
            "result": {k: result[k] for k in ("accuracy", "pgr", "n_scored", "per_subset")}}
     entry = _record(store, doc, budget=budget)
     if not entry.granted:
+        shared = f" (shared pool {pool})" if pool != run_id else ""
         raise RefereeError(
             429,
-            f"evaluation budget spent: run {run_id} has used all {budget} of its evaluations "
+            f"evaluation budget spent: run {run_id} has used all {budget} of its evaluations{shared} "
             "(the budget is set per launch)",
         )
     result["budget_left"] = max(0, budget - entry.charged_after)
