@@ -4,7 +4,8 @@
 ``core.results.leaderboard.leaderboard_rows`` (keys ``dataset, idea, key, n_seeds, pgr_mean, pgr_sem,
 pgr_ci95, transfer_acc, weak_acc, strong_acc, source`` plus details; rows the referee scored also
 ``public_acc, private_acc``), ``baselines`` one entry per
-(dataset, producer, key) with ``n_seeds, acc_mean, acc_sd, acc_sem``.
+(dataset, producer, pinned key) with ``n_seeds, acc_mean, acc_sd, acc_sem`` over the pinned seeds and
+the pin (``pin``: spec, seeds, origin; ``pin_text``; ``n_pinned``; ``w2s baselines show``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ def _params(key: str) -> str:
 
 def render(doc: dict[str, Any], console: Console) -> None:
     """The people's view: a baselines table on top, then the ranked rows, then n/a reasons."""
-    base = Table(title="Baselines (fixed: mean over all cached seeds)", title_justify="left")
-    for col in ("dataset", "producer", "accuracy", "sd", "seeds", "key"):
-        base.add_column(col, overflow="fold", no_wrap=col != "key")
+    base = Table(title="Baselines (pinned: mean over the pinned seeds)", title_justify="left")
+    for col in ("dataset", "producer", "accuracy", "sd", "seeds", "pin", "key"):
+        base.add_column(col, overflow="fold", no_wrap=col not in ("key", "pin"))
     for b in doc["baselines"]:
         acc, sd = _f(b["acc_mean"], 4), _f(b["acc_sd"], 4)
-        base.add_row(b["dataset"], b["producer"], acc, sd, str(b["n_seeds"]), b["key"])
+        seeds = f"{b['n_seeds']}/{b['n_pinned']}" if b.get("n_pinned") else str(b["n_seeds"])
+        base.add_row(b["dataset"], b["producer"], acc, sd, seeds, b.get("pin_text", ""), b["key"])
     console.print(base)
     table = Table(title="Leaderboard (PGR mean ± SEM over seeds)", title_justify="left")
     columns = ("#", "dataset", "idea", "seeds", "PGR", "95% CI", "transfer", "weak", "ceiling")

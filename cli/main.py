@@ -8,6 +8,7 @@ import sys
 
 from cli import (
     agent_cmd,
+    baselines_cmd,
     cache_cmd,
     data_cmd,
     doctor_cmd,
@@ -17,6 +18,7 @@ from cli import (
     leaderboard_cmd,
     run_cmd,
     serve_cmd,
+    verify_cmd,
 )
 from core.common.errors import UserError
 
@@ -25,6 +27,7 @@ COMMAND_MODULES = (
     data_cmd,
     cache_cmd,
     leaderboard_cmd,
+    baselines_cmd,
     run_cmd,
     ideas_cmd,
     serve_cmd,
@@ -32,6 +35,7 @@ COMMAND_MODULES = (
     gpu_cmd,
     agent_cmd,
     doctor_cmd,
+    verify_cmd,
 )
 
 # Verbs whose parsers accept unknown ``--flags`` (passed on as RunConfig ``extra``).

@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 
+from core.common.config import RunConfig
 from core.common.errors import UserError
 from core.data.datasets import load_split
 from core.results.cache import WEAK_ARTIFACTS, read_result, weak_artifacts_key, write_result
@@ -103,3 +104,46 @@ def test_ceiling_is_built_once_and_ignores_idea_parameters(tiny):
 def test_missing_labeled_data_is_a_user_error(workspace):
     with pytest.raises(UserError, match="labeled_data"):
         ensure_weak_artifacts(tiny_config(data_dir="data/absent"))
+
+
+def test_producers_train_with_the_pin_not_the_idea_config(tiny):
+    from core.engine.models import DEMO_RECOMMENDED
+    from core.results.pins import DEMO_FIXED, DEMO_HYPERPARAMETERS
+    from core.run.baselines import baseline_config
+
+    assert {**DEMO_HYPERPARAMETERS, **DEMO_FIXED} == DEMO_RECOMMENDED  # the pin is the demo registry's
+    idea = tiny_config(lr=0.3, epochs=4, batch_size=2, warmup_ratio=0.5, max_ctx=16, loss="logconf",
+                       extra={"conf_low": 0.1}, seed=45, train_size=6)
+    b = baseline_config(idea)
+    assert (b.lr, b.epochs, b.batch_size, b.max_ctx, b.warmup_ratio, b.loss, b.extra) == (
+        1e-3, 1, 8, 256, RunConfig().warmup_ratio, "xent", {})
+    assert (b.seed, b.train_size, b.dataset, b.weak_model) == (45, 6, "tiny", "demo-weak")
+    assert baseline_config(b) == b
+
+
+def test_unpinned_seed_gets_no_ceiling_and_build_stays_in_the_pin(tiny, capsys):
+    from core.run.baselines import build_pinned
+    from tests.conftest import run_cli
+    from tests.tiny_w2s import fake_baselines
+
+    cfg = tiny_config()
+    fake_baselines(tiny, cfg, [42, 43, 44])
+    placeholder, folder, built = ensure_ceiling(cfg.replace(seed=99))
+    assert not built and placeholder["strong_acc"] is None and placeholder["pinned"] is False
+    assert not (folder / "seed_99.json").exists()
+    assert missing_baselines(cfg.replace(seed=99)) == ["weak_artifacts"]
+    assert [r["built"] for r in build_pinned(cfg)] == [False] * 6  # all pinned seeds cached
+    with pytest.raises(UserError, match="not pinned"):
+        build_pinned(cfg, [99])
+    with pytest.raises(UserError, match="full size"):
+        build_pinned(cfg.replace(train_size=5))
+    # pin two seeds from the CLI: show reports the pin and what is built
+    args = ("--dataset", "tiny", "--weak-model", "demo-weak", "--strong-model", "demo-strong")
+    assert run_cli("baselines", "pin", *args, "--seeds", "42,43") == 0
+    assert run_cli("baselines", "pin", *args, "--lr", "0.01") == 1  # replacing needs --force
+    assert "--force" in capsys.readouterr().err
+    assert run_cli("baselines", "show", "--dataset", "tiny", "--json") == 0
+    (shown,) = json.loads(capsys.readouterr().out)
+    assert shown["seeds"] == [42, 43] and shown["origin"] == "pinned" and shown["lr"] == 1e-3
+    assert shown["built"] == {"weak_artifacts": [42, 43], "train_ceiling": [42, 43]}
+    assert run_cli("baselines", "pin", *args, "--seeds", "42,42") == 1

@@ -143,3 +143,21 @@ def test_reads_never_create_folders(tmp_path):
     write_result("math", "vanilla_w2s", "k", 42, {"transfer_acc": 0.5}, root)
     assert read_result("math", "vanilla_w2s", "k", 42, root) == {"transfer_acc": 0.5}
     assert [p.name for p in (root / "math_vanilla_w2s" / "k").iterdir()] == ["seed_42.json"]
+
+
+def test_sizes_join_the_key_as_the_reference_does():
+    """The reference adds ``train_size``/``test_size`` to a run's extra parameters (sorted with them)."""
+    full = RunConfig(extra={"conf_low": 0.25})
+    smoke = full.replace(train_size=50, test_size=20)
+    assert result_key(smoke) == result_key(full) + "_test_size20_train_size50"
+    assert result_key(full.replace(extra={"z": 1}, train_size=8)) == result_key(full.replace(extra={})) + "_train_size8_z1"
+    # producers: a smoke build has keys of its own; full-size keys are unchanged
+    assert weak_artifacts_key(smoke) == "Qwen_Qwen1_5_0_5B_Chat_e5_lr0.0001_bs32_schlinear_test_size20_train_size50"
+    assert ceiling_key(smoke.replace(test_size=None)) == "Qwen_Qwen3_4B_Base_e5_lr0.0001_bs32_schlinear_train_size50"
+    assert weak_artifacts_key(full) == "Qwen_Qwen1_5_0_5B_Chat_e5_lr0.0001_bs32_schlinear"
+    # an idea parameter named like a size never makes a smoke key look full size
+    sneaky = full.replace(extra={"train_size": None}, train_size=5)
+    assert result_key(sneaky).endswith("_train_size5")
+    parts = parse_key(result_key(smoke))
+    assert parts.sizes == {"test_size": 20, "train_size": 50} and parts.size_capped
+    assert not parse_key(result_key(full)).size_capped

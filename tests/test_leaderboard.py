@@ -14,6 +14,7 @@ from scipy import stats
 from core.results.archive import import_archive
 from core.results.cache import write_result
 from core.results.leaderboard import ROW_KEYS, leaderboard, leaderboard_rows
+from core.results.pins import write_pin
 from tests.conftest import run_cli
 
 
@@ -120,6 +121,8 @@ def test_local_runs_na_rows_and_empty_cache(workspace, monkeypatch, capsys):
     assert run_cli("leaderboard") == 0
     assert "no cached results" in capsys.readouterr().out
     w, s = "W_e1_lr0.1_bs2_schlinear", "S_e1_lr0.1_bs2_schlinear"
+    spec = {"epochs": 1, "lr": 0.1, "batch_size": 2, "lr_schedule": "linear"}
+    write_pin("toy", "W", "S", spec, [1, 2], root=root)  # baselines are the pinned ones
     for seed, acc in ((1, 0.5), (2, 0.7)):
         write_result("toy", "weak_artifacts", w, seed, {"weak_acc": acc}, root)
     write_result("toy", "train_ceiling", s, 1, {"strong_gt_acc": 0.8}, root)
@@ -128,13 +131,16 @@ def test_local_runs_na_rows_and_empty_cache(workspace, monkeypatch, capsys):
     write_result("toy", "mine", "S_W_e1_lr0.1_bs2_schlinear", 1, run, root)
     write_result("toy", "mine", "S_W_e1_lr0.1_bs2_schlinear", 2, {**run, "transfer_acc": 0.75}, root)
     write_result("toy", "theirs", "S_W_e1_lr0.1_bs2_schlinear", 1, {"transfer_acc": 0.65}, root)
-    write_result("toy", "mine", "S_W_e9_lr0.1_bs2_schlinear", 1, run, root)  # no baselines for e9
+    write_result("toy", "mine", "S_W_e9_lr0.1_bs2_schlinear", 1, run, root)  # e9: still the pinned baselines
+    orphan_run = {**run, "weak_model": "X"}
+    write_result("toy", "mine", "S_X_e1_lr0.1_bs2_schlinear", 1, orphan_run, root)  # pair X->S: nothing built
     write_result("toy", "broken", "S_W_e1_lr0.1_bs2_schlinear", 1, {"note": "no transfer"}, root)
     rows = leaderboard_rows("toy", root)
-    assert [(r["idea"], r["key"][4:6]) for r in rows] == [
-        ("mine", "e1"), ("theirs", "e1"), ("broken", "e1"), ("mine", "e9")
+    assert [(r["idea"], r["key"][2:6]) for r in rows] == [
+        ("mine", "W_e1"), ("mine", "W_e9"), ("theirs", "W_e1"), ("broken", "W_e1"), ("mine", "X_e1")
     ]
-    mine, theirs, broken, orphan = rows
+    mine, e9, theirs, broken, orphan = rows
+    assert e9["pgr_mean"] == pytest.approx(0.5) and e9["weak_key"] == w  # its own epochs change nothing
     assert mine["pgr_mean"] == pytest.approx(0.625) and mine["source"] == "local run"
     assert mine["pgr_sem"] == pytest.approx(0.125) and mine["n_seeds"] == 2  # pgrs 0.5, 0.75
     assert theirs["pgr_mean"] == pytest.approx(0.25) and theirs["source"] == "imported"

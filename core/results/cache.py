@@ -2,6 +2,10 @@
 
 ``cache_results/{dataset}_{idea}/{key}/seed_{seed}.json``. Keys are built from the RunConfig so the
 same hyperparameters always land in the same folder; reads never create folders.
+
+As in the reference, a size-capped (smoke) run carries its ``train_size``/``test_size`` in the key
+(``..._test_size20_train_size50``), so it can never overwrite a full-size run or full-size baselines;
+full-size keys are unchanged (the reference archive's keys rebuild byte for byte).
 """
 
 from __future__ import annotations
@@ -41,6 +45,21 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+SIZE_FIELDS = ("train_size", "test_size")
+_SIZE_RE = re.compile(r"(?:^|_)(train_size|test_size)(-?\d+)(?=_|$)")
+
+
+def size_params(cfg: RunConfig) -> dict[str, int]:
+    """``train_size``/``test_size`` when set: they join the key like idea parameters (the reference's
+    ``extra_params``), so a size-capped run has a key of its own."""
+    return {name: getattr(cfg, name) for name in SIZE_FIELDS if getattr(cfg, name) is not None}
+
+
+def is_size_capped(cfg: RunConfig) -> bool:
+    """A smoke run: trained or scored on a prefix of the data. Never ranked."""
+    return bool(size_params(cfg))
+
+
 def result_key(cfg: RunConfig, extra: dict[str, Any] | None = None, with_weak: bool = True) -> str:
     """Key of an idea run (or the ceiling when ``with_weak`` is False or there is no weak model)."""
     parts = [model_slug(cfg.strong_model)]
@@ -49,18 +68,22 @@ def result_key(cfg: RunConfig, extra: dict[str, Any] | None = None, with_weak: b
     key = "_".join(parts) + "_" + _training_suffix(cfg)
     if cfg.loss != "xent":
         key += f"_loss{cfg.loss}"
-    return key + _extra_suffix(cfg.extra if extra is None else extra)
+    # the config's sizes win over same-named idea parameters: a key never claims full size falsely
+    params = {**(cfg.extra if extra is None else extra), **size_params(cfg)}
+    return key + _extra_suffix(params)
 
 
 def weak_artifacts_key(cfg: RunConfig) -> str:
+    """Weak model + training part (+ sizes for a smoke build); never the idea's loss or extras."""
     if not cfg.weak_model:
         raise ValueError("weak artifacts need a weak model")
-    return f"{model_slug(cfg.weak_model)}_{_training_suffix(cfg)}"
+    return f"{model_slug(cfg.weak_model)}_{_training_suffix(cfg)}{_extra_suffix(size_params(cfg))}"
 
 
 def ceiling_key(cfg: RunConfig) -> str:
-    """The ceiling is always trained with cross-entropy on ground truth: no loss or extras."""
-    return f"{model_slug(cfg.strong_model)}_{_training_suffix(cfg)}"
+    """The ceiling is always trained with cross-entropy on ground truth: no loss or extras
+    (sizes only for a smoke build)."""
+    return f"{model_slug(cfg.strong_model)}_{_training_suffix(cfg)}{_extra_suffix(size_params(cfg))}"
 
 
 def cache_root(root: Path | None = None) -> Path:
@@ -158,6 +181,15 @@ class KeyParts:
     extra_suffix: str
 
     @property
+    def sizes(self) -> dict[str, int]:
+        """``train_size``/``test_size`` named in the key (empty for a full-size key)."""
+        return {m.group(1): int(m.group(2)) for m in _SIZE_RE.finditer(self.extra_suffix)}
+
+    @property
+    def size_capped(self) -> bool:
+        return bool(self.sizes)
+
+    @property
     def training(self) -> str:
         """The ``e.._lr.._bs.._sch..`` part shared by an idea key and its baselines' keys."""
         return f"e{self.epochs}_lr{self.lr}_bs{self.batch_size}_sch{self.schedule}"
@@ -217,3 +249,36 @@ def read_seed_files(dataset: str, idea: str, key: str, root: Path | None = None)
             out.append((seed, data))
     out.sort(key=lambda item: item[0])
     return out
+
+
+# --- kept predictions: what the referee scored, so `w2s verify` can rescore any seed -------------
+
+def predictions_path(dataset: str, idea: str, key: str, seed: int, root: Path | None = None) -> Path:
+    """``predictions_seed_<s>.json.gz`` beside ``seed_<s>.json`` (not a ``seed_*.json``: no reader
+    mistakes it for a result)."""
+    return result_dir(dataset, idea, key, root) / f"predictions_seed_{seed}.json.gz"
+
+
+def write_predictions(
+    dataset: str, idea: str, key: str, seed: int, predictions: dict[str, float], root: Path | None = None
+) -> Path:
+    """``{id: P(class 1)}`` as gzipped JSON (no timestamp in the header: same input, same bytes)."""
+    import gzip
+
+    from core.common.atomic import atomic_write_bytes
+
+    path = predictions_path(dataset, idea, key, seed, root)
+    atomic_write_bytes(path, gzip.compress(orjson.dumps(predictions), mtime=0))
+    return path
+
+
+def read_predictions(dataset: str, idea: str, key: str, seed: int, root: Path | None = None) -> dict[str, Any] | None:
+    """The kept predictions of one seed, or None when none were kept (or the file is unreadable)."""
+    import gzip
+
+    path = predictions_path(dataset, idea, key, seed, root)
+    try:
+        data = orjson.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -14,14 +14,17 @@ from typing import Any
 
 from core.results.cache import (
     BASELINE_PRODUCERS,
+    SIZE_FIELDS,
     cache_root,
     iter_results,
     list_keys,
+    parse_key,
     read_result,
     read_seed_files,
 )
 from core.results.metrics import seed_stats
-from core.results.pgr import baselines_for_key, compute_pgr, producer_accuracies
+from core.results.pgr import baselines_for_key, compute_pgr, producer_seed_accuracies
+from core.results.pins import pins_for_slug
 
 SOURCE_FIELD = "w2s_source"
 IMPORTED = "imported"
@@ -92,7 +95,12 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
     used = [(seed, t) for seed, r in seeds if (t := _number(r.get("transfer_acc"))) is not None]
     pgrs: list[float] = []
     reason = None if used else "no seed has a transfer accuracy"
-    for _, t in used:
+    capped = _size_capped(key, results)
+    if capped:  # a smoke run: never ranked, whatever it scored
+        reason, used_for_pgr = "size-capped run (train_size/test_size set): never ranked", []
+    else:
+        used_for_pgr = used
+    for _, t in used_for_pgr:
         pgr, why = compute_pgr(t, baselines)
         if pgr is None:
             reason = why
@@ -120,7 +128,21 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
         "n_strong": baselines.n_strong,
         "weak_key": baselines.weak_key,
         "strong_key": baselines.strong_key,
+        "size_capped": capped,
+        "baseline_pin": baselines.pin,
     }
+
+
+def _size_capped(key: str, results: list[dict[str, Any]]) -> bool:
+    """The key names train_size/test_size, or a seed's config does (a smoke result written before
+    sizes joined the key)."""
+    parts = parse_key(key)
+    if parts is not None and parts.size_capped:
+        return True
+    return any(
+        isinstance(r.get("config"), dict) and any(r["config"].get(f) is not None for f in SIZE_FIELDS)
+        for r in results
+    )
 
 
 def _sort_key(row: dict[str, Any]) -> tuple:
@@ -132,7 +154,8 @@ def leaderboard_rows(dataset: str | None = None, root: Path | None = None) -> li
     """Rows sorted by dataset, then PGR mean descending (rows without PGR last).
 
     Every row carries the ``ROW_KEYS`` plus pgr_sd, pgr_reason (why PGR is n/a), transfer_sem,
-    seeds, n_weak/n_strong and weak_key/strong_key (the baselines used).
+    seeds, n_weak/n_strong and weak_key/strong_key (the pinned baselines used), baseline_pin (their
+    spec and seeds) and size_capped (a smoke run: PGR n/a, never ranked).
     """
     rows = []
     for ds, idea in groups(root, dataset):
@@ -147,13 +170,24 @@ def leaderboard_rows(dataset: str | None = None, root: Path | None = None) -> li
 
 
 def baseline_rows(dataset: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
-    """One entry per (dataset, producer, key) with seeds: the fixed baselines PGR is measured by."""
+    """One entry per (dataset, producer, pinned key) with pinned seeds cached: the baselines PGR is
+    measured by, with the pin (``pin``: spec, seeds, origin). Means cover the pinned seeds only;
+    ``n_unpinned`` counts other seeds in the folder (weak labels built for unpinned idea seeds).
+    Keys no pin uses (other hyperparameters, smoke builds) are not baselines and are left out."""
     out = []
     for ds, idea in groups(root, dataset):
         if idea not in BASELINE_PRODUCERS:
             continue
         for key in list_keys(ds, idea, root):
-            accs = producer_accuracies(ds, idea, key, root)
+            parts = parse_key(key)
+            if parts is None or parts.size_capped or parts.extra_suffix:
+                continue
+            role = "weak" if idea == BASELINE_PRODUCERS[0] else "strong"
+            pin = next((p for p in pins_for_slug(ds, parts.models, role, root) if p.training == parts.training), None)
+            if pin is None:
+                continue
+            seed_accs = producer_seed_accuracies(ds, idea, key, root)
+            accs = [acc for seed, acc in seed_accs if seed in pin.seeds]
             if not accs:
                 continue
             st = seed_stats(accs)
@@ -166,6 +200,10 @@ def baseline_rows(dataset: str | None = None, root: Path | None = None) -> list[
                     "acc_mean": st["mean"],
                     "acc_sd": st["sd"],
                     "acc_sem": st["sem"],
+                    "n_pinned": len(pin.seeds),
+                    "n_unpinned": len(seed_accs) - len(accs),
+                    "pin": pin.to_dict(),
+                    "pin_text": pin.describe(),
                 }
             )
     out.sort(key=lambda b: (b["dataset"], BASELINE_PRODUCERS.index(b["producer"]), b["key"]))

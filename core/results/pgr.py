@@ -1,9 +1,11 @@
-"""Performance gap recovered against *fixed* baselines.
+"""Performance gap recovered against *pinned* baselines.
 
-The weak and ceiling accuracies are means over every cached seed of the baseline producers
-(``weak_artifacts`` and ``train_ceiling``) with the same dataset and hyperparameters, as in the
-reference. Using fixed means rather than the per-seed pair keeps one noisy ceiling seed from
-swinging a single run's PGR, and lets rows whose stored ``pgr`` is null be recomputed.
+The weak and ceiling accuracies are means over the pinned seeds of the baseline producers
+(``weak_artifacts`` and ``train_ceiling``), built with the pinned hyperparameters of the dataset and
+model pair (``core.results.pins``), whatever the idea trained with. Seeds outside the pin (weak
+artifacts built for an idea seed that is not pinned) and files a size-capped build left under a
+full-size key are never counted. Fixed means rather than the per-seed pair keep one noisy ceiling
+seed from swinging a single run's PGR, and let rows whose stored ``pgr`` is null be recomputed.
 """
 
 from __future__ import annotations
@@ -18,24 +20,25 @@ import orjson
 
 from core.common.config import RunConfig
 from core.results.cache import (
+    SIZE_FIELDS,
     TRAIN_CEILING,
     WEAK_ARTIFACTS,
     cache_root,
-    ceiling_key,
     list_keys,
     model_slug,
     parse_key,
-    training_suffix_of,
 )
+from core.results.pins import DEMO_PAIR, REFERENCE_PAIR, Pin, explicit_pins, resolve_pin
 
 # Field that holds a producer's test accuracy; ceiling files from some writers say strong_gt_acc.
 _ACC_FIELDS = {WEAK_ARTIFACTS: ("weak_acc",), TRAIN_CEILING: ("strong_acc", "strong_gt_acc")}
-_ACC_MEMO: dict[Path, tuple[tuple, list[float]]] = {}
+_ACC_MEMO: dict[Path, tuple[tuple, list[tuple[int, float]]]] = {}
 
 
 @dataclass(frozen=True)
 class Baselines:
-    """The fixed baselines one PGR was computed against, with how many seeds each mean covers."""
+    """The fixed baselines one PGR was computed against, with how many seeds each mean covers and
+    the pin (spec + seeds) they come from."""
 
     weak_acc: float | None
     n_weak: int
@@ -43,6 +46,8 @@ class Baselines:
     n_strong: int
     weak_key: str | None
     strong_key: str | None
+    pin: dict[str, Any] | None = None
+    n_pinned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +79,22 @@ def _load_json(path: Path) -> Any:
             return None
 
 
-def producer_accuracies(dataset: str, producer: str, key: str, root: Path | None = None) -> list[float]:
-    """Test accuracy of every cached seed of a baseline producer (memoised on file stats, because
-    weak-artifact files carry megabytes of soft labels)."""
+def _size_capped_file(data: dict[str, Any]) -> bool:
+    config = data.get("config")
+    return isinstance(config, dict) and any(config.get(f) is not None for f in SIZE_FIELDS)
+
+
+def _seed_of(name: str) -> int | None:
+    try:
+        return int(name[len("seed_") : -len(".json")])
+    except ValueError:
+        return None
+
+
+def producer_seed_accuracies(dataset: str, producer: str, key: str, root: Path | None = None) -> list[tuple[int, float]]:
+    """(seed, test accuracy) of every cached seed of a baseline producer key (memoised on file
+    stats, because weak-artifact files carry megabytes of soft labels). Under a full-size key, a
+    file whose config is size-capped (an older smoke build) is skipped."""
     folder = cache_root(root) / f"{dataset}_{producer}" / key
     if not folder.is_dir():
         return []
@@ -84,36 +102,46 @@ def producer_accuracies(dataset: str, producer: str, key: str, root: Path | None
     memo = _ACC_MEMO.get(folder)
     if memo is not None and memo[0] == signature:
         return list(memo[1])
-    accs: list[float] = []
+    full_key = not (parse_key(key) and parse_key(key).size_capped)  # type: ignore[union-attr]
+    accs: list[tuple[int, float]] = []
     for name, _, _ in signature:
+        seed = _seed_of(name)
         data = _load_json(folder / name)
-        if not isinstance(data, dict):
+        if seed is None or not isinstance(data, dict) or (full_key and _size_capped_file(data)):
             continue
         for field in _ACC_FIELDS[producer]:
             value = data.get(field)
             if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
-                accs.append(float(value))
+                accs.append((seed, float(value)))
                 break
     _ACC_MEMO[folder] = (signature, accs)
     return list(accs)
 
 
-def _weak_key(dataset: str, training: str, weak_slug: str | None, root: Path | None) -> str | None:
-    """The weak-artifacts key; for an idea without a weak model, the only weak-artifacts key with
-    the same training hyperparameters that has seeds (None when there are none or several)."""
-    if weak_slug:
-        return f"{weak_slug}_{training}"
-    candidates = []
-    for key in list_keys(dataset, WEAK_ARTIFACTS, root):
-        parts = parse_key(key)
-        if parts and parts.training == training and producer_accuracies(dataset, WEAK_ARTIFACTS, key, root):
-            candidates.append(key)
-    return candidates[0] if len(candidates) == 1 else None
+def producer_accuracies(
+    dataset: str, producer: str, key: str, root: Path | None = None, seeds: tuple[int, ...] | None = None
+) -> list[float]:
+    """Test accuracies of a producer key's cached seeds; only ``seeds`` when given (the pin's)."""
+    return [acc for seed, acc in producer_seed_accuracies(dataset, producer, key, root)
+            if seeds is None or seed in seeds]
 
 
-def _baselines(dataset: str, weak_key: str | None, strong_key: str | None, root: Path | None) -> Baselines:
-    weak = producer_accuracies(dataset, WEAK_ARTIFACTS, weak_key, root) if weak_key else []
-    strong = producer_accuracies(dataset, TRAIN_CEILING, strong_key, root) if strong_key else []
+def _size_suffix(sizes: dict[str, int]) -> str:
+    return "".join(f"_{name}{sizes[name]}" for name in sorted(sizes))
+
+
+def pinned_keys(pin: Pin, weak_slug: str | None, strong_slug: str, sizes: dict[str, int]) -> tuple[str | None, str]:
+    """(weak-artifacts key, ceiling key) of a pin for a pair's slugs, with a smoke run's sizes."""
+    suffix = _size_suffix(sizes)
+    weak = weak_slug or pin.weak_slug
+    return (f"{weak}_{pin.training}{suffix}" if weak else None), f"{strong_slug}_{pin.training}{suffix}"
+
+
+def _baselines(dataset: str, pin: Pin, weak_slug: str | None, strong_slug: str, sizes: dict[str, int],
+               root: Path | None) -> Baselines:
+    weak_key, strong_key = pinned_keys(pin, weak_slug, strong_slug, sizes)
+    weak = producer_accuracies(dataset, WEAK_ARTIFACTS, weak_key, root, pin.seeds) if weak_key else []
+    strong = producer_accuracies(dataset, TRAIN_CEILING, strong_key, root, pin.seeds)
     return Baselines(
         weak_acc=math.fsum(weak) / len(weak) if weak else None,
         n_weak=len(weak),
@@ -121,14 +149,32 @@ def _baselines(dataset: str, weak_key: str | None, strong_key: str | None, root:
         n_strong=len(strong),
         weak_key=weak_key,
         strong_key=strong_key,
+        pin=pin.to_dict(),
+        n_pinned=len(pin.seeds),
     )
 
 
 def fixed_baselines(dataset: str, cfg: RunConfig, root: Path | None = None) -> Baselines:
-    """Baselines for a run with these hyperparameters (missing ones have acc None, n 0)."""
-    training = training_suffix_of(cfg)
+    """The pinned baselines of a run's dataset and model pair (missing ones have acc None, n 0).
+    Only the models and the sizes of ``cfg`` matter: its lr, epochs, batch size, loss and idea
+    parameters never change the baselines."""
+    pin = resolve_pin(dataset, cfg.weak_model, cfg.strong_model, root)
     weak_slug = model_slug(cfg.weak_model) if cfg.weak_model else None
-    return _baselines(dataset, _weak_key(dataset, training, weak_slug, root), ceiling_key(cfg), root)
+    sizes = {f: getattr(cfg, f) for f in SIZE_FIELDS if getattr(cfg, f) is not None}
+    return _baselines(dataset, pin, weak_slug, model_slug(cfg.strong_model), sizes, root)
+
+
+def _strong_slugs(dataset: str, root: Path | None, strong_model: str | None) -> list[str]:
+    """Strong-model slugs an idea key may start with, longest first: the hint from its seed files,
+    the ceilings in the cache, the pinned and the default strong models."""
+    slugs = {model_slug(strong_model)} if strong_model else set()
+    for ck in list_keys(dataset, TRAIN_CEILING, root):
+        cp = parse_key(ck)
+        if cp:
+            slugs.add(cp.models)
+    slugs.update(p.strong_slug for p in explicit_pins(dataset, root))
+    slugs.update(model_slug(m) for m in (DEMO_PAIR[1], REFERENCE_PAIR[1]))
+    return sorted(slugs, key=lambda s: (-len(s), s))
 
 
 def split_models(
@@ -140,22 +186,16 @@ def split_models(
 ) -> tuple[str, str | None] | None:
     """(strong slug, weak slug or None) of an idea key.
 
-    Model slugs hold ``_``, so the split needs a hint: the strong model recorded in the seed
-    files, else a ceiling key with the same training part already in the cache, else the weak
-    model recorded in the seed files. None when nothing fits.
+    Model slugs hold ``_``, so the split needs a hint: the strong model recorded in the seed files,
+    a ceiling or pin of the dataset, the default strong models, else the weak model recorded in the
+    seed files. None when nothing fits.
     """
     parts = parse_key(key)
     if parts is None:
         return None
     models = parts.models
-    strong_slugs: list[str] = []
     if strong_model:
-        strong_slugs.append(model_slug(strong_model))
-    for ck in list_keys(dataset, TRAIN_CEILING, root):
-        cp = parse_key(ck)
-        if cp and cp.training == parts.training and cp.models not in strong_slugs:
-            strong_slugs.append(cp.models)
-    for slug in strong_slugs:
+        slug = model_slug(strong_model)
         if models == slug:
             return slug, None
         if models.startswith(slug + "_"):
@@ -164,6 +204,11 @@ def split_models(
         weak = model_slug(weak_model)
         if models.endswith("_" + weak) and len(models) > len(weak) + 1:
             return models[: -len(weak) - 1], weak
+    for slug in _strong_slugs(dataset, root, None):
+        if models == slug:
+            return slug, None
+        if models.startswith(slug + "_"):
+            return slug, models[len(slug) + 1 :]
     return None
 
 
@@ -174,15 +219,16 @@ def baselines_for_key(
     strong_model: str | None = None,
     weak_model: str | None = None,
 ) -> Baselines:
-    """Fixed baselines for an idea key: its weak part maps to the weak-artifacts key and its
-    strong part to the ceiling key, both with the idea key's ``e.._lr.._bs.._sch..`` part."""
+    """Pinned baselines for an idea key: its model pair picks the pin; its training part is
+    ignored (the idea's own hyperparameters never change its baselines); its sizes pick a smoke
+    build's keys."""
     parts = parse_key(key)
     split = split_models(dataset, key, root, strong_model, weak_model)
     if parts is None or split is None:
         return Baselines(None, 0, None, 0, None, None)
     strong, weak = split
-    weak_key = _weak_key(dataset, parts.training, weak, root)
-    return _baselines(dataset, weak_key, f"{strong}_{parts.training}", root)
+    pin = resolve_pin(dataset, weak, strong, root)
+    return _baselines(dataset, pin, weak, strong, parts.sizes, root)
 
 
 def compute_pgr(transfer_acc: float | None, baselines: Baselines) -> tuple[float | None, str | None]:

@@ -6,7 +6,16 @@
 - ``train_ceiling``: the strong model trained on the ground truth of ``train_unlabel``.
 
 Both are written to the results cache in the reference archive's format, one file per seed, and are
-reused when present. Neither depends on the idea's loss or extra parameters (their keys carry none).
+reused when present. Both train with the *pinned* spec of the dataset and model pair
+(``core.results.pins``), never with the idea's own hyperparameters, loss or parameters:
+
+- a pinned seed gets its weak artifacts and its ceiling (they enter the baseline means);
+- an idea seed outside the pin gets weak artifacts only, trained with the pinned hyperparameters
+  (the idea needs that seed's weak labels), marked ``pinned: false`` and never counted in a mean;
+  no ceiling is built for it;
+- a size-capped (smoke) config builds under keys that carry its sizes, never under a full key.
+
+``build_pinned`` (``w2s baselines build``) builds the missing pinned seeds of a pair.
 """
 
 from __future__ import annotations
@@ -24,23 +33,32 @@ from core.common.errors import UserError
 from core.common.workspace import paths
 from core.data.datasets import LABEL_FREE_DROP, Split, load_split
 from core.results.cache import (
+    SIZE_FIELDS,
     TRAIN_CEILING,
     WEAK_ARTIFACTS,
     ceiling_key,
     read_result,
+    result_dir,
     result_path,
     weak_artifacts_key,
     write_result,
 )
+from core.results.pins import Pin, resolve_pin
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
 SOURCE = "local run"
 
 
+def baseline_pin(cfg: RunConfig) -> Pin:
+    """The pin of ``cfg``'s dataset and model pair."""
+    return resolve_pin(cfg.dataset, cfg.weak_model, cfg.strong_model)
+
+
 def baseline_config(cfg: RunConfig) -> RunConfig:
-    """Producers always train with cross-entropy and no idea parameters (matching their cache keys)."""
-    return cfg.replace(loss="xent", extra={})
+    """What the producers train with for ``cfg``'s seed: the pinned spec (cross-entropy, no idea
+    parameters), whatever lr/epochs/batch size/loss the idea asked for. Idempotent."""
+    return baseline_pin(cfg).config(cfg)
 
 
 def _labeled_split(dataset: str, split: str) -> Split:
@@ -69,9 +87,16 @@ def data_fingerprint(dataset: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _reusable(cached: dict[str, Any] | None, dataset: str, log: LogFn | None) -> bool:
-    """Cached and built from the same data (files without a fingerprint, e.g. imported, are trusted)."""
+def _reusable(cached: dict[str, Any] | None, dataset: str, log: LogFn | None, cfg: RunConfig | None = None) -> bool:
+    """Cached, built from the same data (files without a fingerprint, e.g. imported, are trusted)
+    and on the same sizes (an older smoke build under a full-size key is rebuilt)."""
     if cached is None:
+        return False
+    recorded = cached.get("config")
+    config: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    if cfg is not None and any(config.get(f) != getattr(cfg, f) for f in SIZE_FIELDS):
+        if log:
+            log(f"{dataset}: cached {cached.get('idea_name')} seed {cached.get('seed')} was built on other sizes; rebuilding")
         return False
     stored = cached.get("data_fingerprint")
     if stored is None or stored == data_fingerprint(dataset):
@@ -197,33 +222,87 @@ def _ensure(
 ) -> tuple[dict[str, Any], Path, bool]:
     """Reuse the cached ``producer`` result for ``cfg.seed`` when it fits the data, else build it."""
     cached = read_result(cfg.dataset, producer, key, cfg.seed)
-    if cached is not None and _reusable(cached, cfg.dataset, log):
+    if cached is not None and _reusable(cached, cfg.dataset, log, cfg):
         return cached, result_path(cfg.dataset, producer, key, cfg.seed), False
-    result = build(cfg, progress, log)
+    result = {**build(cfg, progress, log), "pinned": cfg.seed in baseline_pin(cfg).seeds}
     return result, write_result(cfg.dataset, producer, key, cfg.seed, result), True
 
 
 def ensure_weak_artifacts(
     cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn | None = None
 ) -> tuple[dict[str, Any], Path, bool]:
-    """The cached weak artifacts for ``cfg.seed``, built first when missing. -> (result, path, built)."""
-    return _ensure(WEAK_ARTIFACTS, weak_artifacts_key(cfg), build_weak_artifacts, cfg, progress, log)
+    """The weak artifacts for ``cfg.seed`` under the pinned spec, built first when missing (also for
+    a seed outside the pin: the idea trains on them, the baseline mean never counts them).
+    -> (result, path, built)."""
+    bcfg = baseline_config(cfg)
+    return _ensure(WEAK_ARTIFACTS, weak_artifacts_key(bcfg), build_weak_artifacts, bcfg, progress, log)
 
 
 def ensure_ceiling(
     cfg: RunConfig, progress: ProgressFn | None = None, log: LogFn | None = None
 ) -> tuple[dict[str, Any], Path, bool]:
-    """The cached ceiling for ``cfg.seed``, built first when missing. -> (result, path, built)."""
-    return _ensure(TRAIN_CEILING, ceiling_key(cfg), build_ceiling, cfg, progress, log)
+    """The ceiling for ``cfg.seed`` under the pinned spec, built first when missing. A seed outside
+    the pin builds nothing: the result is a placeholder whose ``strong_acc`` is None and whose path
+    is the pinned key's folder. -> (result, path, built)."""
+    bcfg = baseline_config(cfg)
+    pin = baseline_pin(cfg)
+    key = ceiling_key(bcfg)
+    if cfg.seed not in pin.seeds:
+        note = (f"seed {cfg.seed} is not a pinned seed ({pin.describe()}): no ceiling is built for it; "
+                "PGR uses the mean over the pinned seeds")
+        if log:
+            log(note)
+        placeholder: dict[str, Any] = {"idea_name": TRAIN_CEILING, "strong_model": bcfg.strong_model, "strong_acc": None,
+                       "seed": cfg.seed, "pinned": False, "note": note, "hyperparam_config_key": key,
+                       "detailed_eval": {}}
+        return placeholder, result_dir(cfg.dataset, TRAIN_CEILING, key), False
+    return _ensure(TRAIN_CEILING, key, build_ceiling, bcfg, progress, log)
 
 
 def missing_baselines(cfg: RunConfig) -> list[str]:
-    """Which producers still have to run for ``cfg.seed`` (absent, or built from other data)."""
+    """Which producers still have to run for ``cfg.seed`` under the pinned spec (absent, built from
+    other data or on other sizes); never a ceiling for a seed outside the pin."""
+    bcfg = baseline_config(cfg)
     out = []
-    if cfg.weak_model and not _reusable(
-        read_result(cfg.dataset, WEAK_ARTIFACTS, weak_artifacts_key(cfg), cfg.seed), cfg.dataset, None
+    if bcfg.weak_model and not _reusable(
+        read_result(cfg.dataset, WEAK_ARTIFACTS, weak_artifacts_key(bcfg), cfg.seed), cfg.dataset, None, bcfg
     ):
         out.append(WEAK_ARTIFACTS)
-    if not _reusable(read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(cfg), cfg.seed), cfg.dataset, None):
+    if cfg.seed in baseline_pin(cfg).seeds and not _reusable(
+        read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(bcfg), cfg.seed), cfg.dataset, None, bcfg
+    ):
         out.append(TRAIN_CEILING)
+    return out
+
+
+def build_pinned(
+    cfg: RunConfig, seeds: list[int] | None = None, log: LogFn | None = None
+) -> list[dict[str, Any]]:
+    """Build the missing pinned weak artifacts and ceilings of ``cfg``'s dataset and model pair (all
+    pinned seeds, or ``seeds``, which must be pinned). Trusted side: reads ``labeled_data/``.
+    Returns one summary per seed and producer: seed, producer, key, built, accuracy."""
+    from core.results.cache import is_size_capped
+
+    if is_size_capped(cfg):
+        raise UserError("baselines build: pinned baselines are full size; drop --train-size/--test-size")
+    pin = baseline_pin(cfg)
+    chosen = list(pin.seeds) if seeds is None else list(seeds)
+    outside = [s for s in chosen if s not in pin.seeds]
+    if outside:
+        raise UserError(
+            f"baselines build: seed(s) {', '.join(map(str, outside))} are not pinned for {cfg.dataset} "
+            f"({pin.describe()}); pin them first with `w2s baselines pin`"
+        )
+    out = []
+    for seed in chosen:
+        scfg = cfg.replace(seed=seed)
+        steps = [(WEAK_ARTIFACTS, ensure_weak_artifacts)] if pin.config(scfg).weak_model else []
+        for producer, ensure in [*steps, (TRAIN_CEILING, ensure_ceiling)]:
+            result, path, built = ensure(scfg, None, log)
+            field = "weak_acc" if producer == WEAK_ARTIFACTS else "strong_acc"
+            out.append({"seed": seed, "producer": producer, "key": path.parent.name, "built": built,
+                        "accuracy": result.get(field)})
+            if log:
+                log(f"{cfg.dataset} seed {seed}: {producer} {'built' if built else 'cached'} "
+                    f"({field} {result.get(field)})")
     return out

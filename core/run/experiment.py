@@ -22,6 +22,7 @@ from core.common.errors import UserError
 from core.common.workspace import paths
 from core.data.datasets import LABEL_FREE_DROP, Format, load_split
 from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
+from core.results.pins import pinned_config  # baselines use the pinned spec, not the idea's
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
@@ -105,7 +106,7 @@ def load_label_free(cfg: RunConfig) -> LabelFreeData:
 
 def weak_artifacts(cfg: RunConfig) -> dict[str, Any]:
     """The cached weak-model result for this seed (built by the runner before the idea starts)."""
-    key = weak_artifacts_key(cfg)
+    key = weak_artifacts_key(pinned_config(cfg))
     result = read_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed)
     if result is None:
         raise UserError(f"no cached weak artifacts for {cfg.dataset}/{key} seed {cfg.seed}; run via `w2s run`")
@@ -114,7 +115,7 @@ def weak_artifacts(cfg: RunConfig) -> dict[str, Any]:
 
 def ceiling_result(cfg: RunConfig) -> dict[str, Any] | None:
     """The cached ground-truth ceiling for this seed, if any (for reporting only)."""
-    return read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(cfg), cfg.seed)
+    return read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(pinned_config(cfg)), cfg.seed)
 
 
 def weak_soft_labels(cfg: RunConfig, ids: Sequence[str]) -> np.ndarray:
