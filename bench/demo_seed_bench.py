@@ -4,8 +4,8 @@
                                            [--epochs N] [--lr X] [--batch-size N]
 
 Runs in a fresh temporary workspace (copies of the repo's data/ and labeled_data/ for the dataset)
-through ``core.run.runner.run_seed``, so nothing is reused from a cache. Prints each stage's wall time
-and the accuracies. Goal (issue P2): <= 3 minutes on 2 CPU cores. Figures are printed, not asserted.
+through ``core.app.seed_job.run_seed`` (idea sandboxed, referee-scored), so nothing is reused from a
+cache. Prints each stage's wall time and the accuracies. Goal (issue P2): <= 3 minutes on 2 CPU cores. Figures are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def main() -> int:
 
     import torch
 
+    from core.app.seed_job import run_seed
     from core.common.config import RunConfig
-    from core.run.runner import run_seed
 
     stages: list[tuple[float, str]] = []
     last = [""]

@@ -1,8 +1,10 @@
 """``w2s run --idea NAME --seeds 42,43,44 [RunConfig flags] [--idea-param VALUE ...]``.
 
 Builds the missing baselines, runs each seed in its own process (one after another on CPU, one per
-GPU in parallel), caches every seed and prints the idea's leaderboard rows. With a control service
-running, the seeds are submitted as jobs instead (``--local`` runs them here anyway).
+GPU in parallel) with the idea's code in the sandbox, has the referee score and cache every seed and
+prints the idea's leaderboard rows (the operator's view; each seed's own result.json holds only its
+state and rounded public accuracy). With a control service running, the seeds are submitted as jobs
+instead (``--local`` runs them here anyway).
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_run_config_arguments(run)
     run.set_defaults(func=_run)
-
-
 
 
 def _config(args: argparse.Namespace, unknown: list[str]) -> RunConfig:
@@ -145,7 +145,11 @@ def _run(args: argparse.Namespace, unknown: list[str]) -> int:
     for r in runs:
         if r.state == "succeeded":
             res = r.result
-            print(f"seed {r.seed}: ok  transfer {res.get('transfer_acc')}  pgr {res.get('pgr')}  -> {res.get('path')}")
+            if res.get("state") == "not scored":
+                print(f"seed {r.seed}: ok, not scored ({res.get('note')})  run folder: {r.run_dir}")
+            else:
+                print(f"seed {r.seed}: ok  {res.get('state')}  public acc {res.get('public_acc')} "
+                      f"(rounded)  -> {res.get('path')}")
         elif r.state in ("failed", "cancelled"):
             print(f"seed {r.seed}: {r.state} (exit {r.exit_code}): {r.error}  log: {r.log_path}")
         else:

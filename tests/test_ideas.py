@@ -1,4 +1,5 @@
-"""Idea discovery and creation: `w2s ideas list` / `w2s ideas new`, workspace overrides, DEFAULTS."""
+"""Idea discovery and creation: `w2s ideas list` / `w2s ideas new`, workspace overrides, DEFAULTS
+(read from the source: trusted processes never run idea code)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from core.common.errors import UserError
 from core.results.cache import result_key
-from core.run.ideas import idea_defaults, list_ideas, load_idea
+from core.run.ideas import check_idea, find_idea, idea_defaults, list_ideas, load_idea, static_defaults
 from core.run.resolve import prepare_config
 from tests.conftest import run_cli
 from tests.tiny_w2s import tiny_config
@@ -94,3 +95,36 @@ def test_demo_pair_replaces_default_models(workspace):
     gpu = prepare_config(RunConfig(data_dir="data/math"), cuda=True)
     assert gpu.strong_model == RunConfig().strong_model
     assert prepare_config(cfg) == cfg  # idempotent: the child process recomputes it
+
+
+def test_defaults_are_read_from_source_without_running_the_idea(workspace):
+    for name in ("vanilla_w2s", "train_only_on_confident_labels"):
+        assert static_defaults(find_idea(name)) == idea_defaults(load_idea(name))
+    folder = workspace / "ideas" / "noisy"
+    folder.mkdir(parents=True)
+    marker = workspace / "ran"
+    (folder / "run.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nDEFAULTS: dict = {{'k': 1, 'name': 'a'}}\n"
+        "def run_experiment(cfg):\n    return {}\n"
+    )
+    from core.app.seed_runs import run_config
+
+    info, defaults = check_idea("noisy")
+    assert defaults == {"k": 1, "name": "a"} and info.path == folder
+    cfg = run_config("noisy", tiny_config(), as_jobs=False, cuda=False)
+    assert cfg.extra == {"k": 1, "name": "a"}
+    assert not marker.exists()  # neither check_idea nor `w2s run`'s config step imported it
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("DEFAULTS = dict(a=1)\ndef run_experiment(cfg):\n    pass\n", "literal dict"),
+    ("DEFAULTS = [1]\ndef run_experiment(cfg):\n    pass\n", "dict with string keys"),
+    ("def run_experiment(cfg)\n    pass\n", "syntax error"),
+    ("x = 1\n", "run_experiment"),
+])
+def test_check_idea_refuses_what_it_cannot_read_statically(workspace, code, message):
+    folder = workspace / "ideas" / "odd"
+    folder.mkdir(parents=True)
+    (folder / "run.py").write_text(code)
+    with pytest.raises(UserError, match=message):
+        check_idea("odd")

@@ -49,7 +49,7 @@ def test_submit_runs_queues_one_runner_job_per_seed(workspace):
     assert set(ids) == set(jobs)
     for job_id in ids:
         command = J.job_command(jobs[job_id])
-        assert command[:3] == [sys.executable, "-m", "core.run.runner"] and command[3:5] == ["--idea", "vanilla_w2s"]
+        assert command[:3] == [sys.executable, "-m", "core.app.seed_job"] and command[3:5] == ["--idea", "vanilla_w2s"]
         cfg = __import__("json").loads(command[command.index("--config-json") + 1])
         assert cfg["data_dir"] == "data/demo-math" and cfg["epochs"] == 1
     assert sorted(jobs[i]["meta"]["seed"] for i in ids) == [42, 43]

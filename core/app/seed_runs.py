@@ -3,8 +3,10 @@
 Locally: one seed after another on CPU; in parallel across GPUs with at most one seed per GPU
 (``CUDA_VISIBLE_DEVICES`` pins each child). Each seed gets a run folder ``runs/<id>/`` laid out like
 a job's (command.json, stdout.log, progress.json, result.json, exit_status) so a failure can be
-reported with its log path. When the control service runs, seeds are submitted as ``idea_run`` jobs
-instead and followed through ``core.control.jobs``.
+reported with its log path. Each child is ``python -m core.app.seed_job``: the idea runs in the
+sandbox and the referee scores it (a local run's run id is its folder's name). When the control
+service runs, seeds are submitted as ``idea_run`` jobs instead and followed through
+``core.control.jobs``. Idea code never runs in this process: the idea is checked from its source.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from core.common.job_types import TERMINAL_STATES
 from core.common.workspace import WORKSPACE_ENV, paths
 from core.control.jobs import get_job
 from core.control.submit import resolve_run_config, runner_command, submit_idea_runs
-from core.run.ideas import idea_defaults, load_idea
+from core.run.ideas import check_idea
 from core.run.resolve import prepare_config
 
 
@@ -67,12 +69,13 @@ Event = Callable[[SeedRun], None]
 
 def run_config(idea: str, cfg: RunConfig, *, as_jobs: bool, cuda: bool) -> RunConfig:
     """The configuration ``w2s run`` shows and runs with. Jobs record what every front end resolves
-    (``resolve_run_config``); a local run also applies the idea's ``DEFAULTS``. The idea is loaded
-    either way, so a broken ``run.py`` is reported before anything starts."""
-    module = load_idea(idea)
+    (``resolve_run_config``); a local run also applies the idea's ``DEFAULTS``. The idea is checked
+    from its source either way (never imported here), so a broken ``run.py`` is reported before
+    anything starts."""
+    _, defaults = check_idea(idea)
     if as_jobs:
         return resolve_run_config(cfg, cuda=cuda)
-    return prepare_config(cfg, idea_defaults(module), cuda=cuda)
+    return prepare_config(cfg, defaults, cuda=cuda)
 
 
 def _new_run_dir(idea: str, cfg: RunConfig) -> Path:
@@ -99,6 +102,8 @@ def _launch(idea: str, cfg: RunConfig, run: SeedRun) -> subprocess.Popen:
     cmd = runner_command(idea, cfg, run.run_dir)
     atomic_write_json(run.run_dir / "command.json", {"command": cmd, "cwd": str(_repo_root()), "gpu": run.gpu})
     env = dict(os.environ)
+    for name in ("W2S_JOB_ID", "W2S_RUN_TOKEN"):  # a local run is its own run, named by its folder
+        env.pop(name, None)
     env[WORKSPACE_ENV] = str(paths().root)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_repo_root()), env.get("PYTHONPATH", "")) if p)
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -116,7 +121,7 @@ def run_local(
     idea: str, cfg: RunConfig, seeds: Sequence[int], gpus: Sequence[str] | None = None,
     on_event: Event | None = None, poll_s: float = 0.5,
 ) -> list[SeedRun]:
-    """Run each seed as ``python -m core.run.runner``; one slot per GPU, or a single slot on CPU."""
+    """Run each seed as ``python -m core.app.seed_job``; one slot per GPU, or a single slot on CPU."""
     slots: list[str | None] = list(gpus) if gpus else [None]
     runs = [SeedRun(s, _new_run_dir(idea, cfg.replace(seed=s))) for s in seeds]
     pending = list(runs)

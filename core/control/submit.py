@@ -1,6 +1,6 @@
 """The one way to run an idea: every front end (CLI, TUI, web API, agent tools) submits through here.
 
-Each seed becomes one ``idea_run`` job whose command is ``python -m core.run.runner`` with the
+Each seed becomes one ``idea_run`` job whose command is ``python -m core.app.seed_job`` with the
 *resolved* configuration (demo model pair on demo data or without CUDA, the strong model's
 recommended hyperparameters), so a job records the same config whoever launched it. The idea's own
 ``DEFAULTS`` are added by the runner when it loads the idea: resolving them here would mean
@@ -67,7 +67,7 @@ def parse_seeds(text: str | None, fallback: int | None = None) -> list[int]:
 
 def runner_command(idea: str, cfg: RunConfig, run_dir: Path | None = None) -> list[str]:
     """The trusted runner for one seed of ``idea``; the job system runs it, or ``w2s run --local``."""
-    cmd = [sys.executable, "-m", "core.run.runner", "--idea", idea, "--config-json", cfg.to_json()]
+    cmd = [sys.executable, "-m", "core.app.seed_job", "--idea", idea, "--config-json", cfg.to_json()]
     return cmd + (["--run-dir", str(run_dir)] if run_dir else [])
 
 

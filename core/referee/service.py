@@ -612,3 +612,30 @@ def _final_locked(
          "path": str(path.relative_to(paths().root)) if path.is_relative_to(paths().root) else str(path)},
     )
     return result
+
+
+def rescore(dataset: str, predictions_by_id: Mapping[str, Any]) -> dict[str, Any]:
+    """Public and private accuracy of a complete set of test predictions, computed as
+    :func:`final_score` computes them, with nothing recorded or written: ``w2s verify`` rescores kept
+    predictions with it, and an unverified (unsandboxed) run is scored with it. RefereeError(400)
+    for unknown ids or anything short of every test row."""
+    gold = _check_dataset(dataset)
+    layout = gold.layout
+    if not isinstance(predictions_by_id, Mapping):
+        raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
+    keys = [str(k) for k in predictions_by_id]
+    values = list(predictions_by_id.values())
+    positions_of(gold, values, keys)
+    if len(keys) != len(layout.ids):
+        raise RefereeError(400, f"predictions: must cover all {len(layout.ids)} test rows "
+                                f"({len(layout.ids) - len(keys)} missing)")
+    classes = dict(zip(keys, classes_of(values).tolist(), strict=True))
+    public_ids, private_ids = layout.public_ordered, layout.private_ordered
+    public = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
+    private = (
+        score_predictions(dataset, {i: classes[i] for i in private_ids}, SCORED_SPLIT, private_ids)
+        if private_ids
+        else {"accuracy": None, "total": 0}
+    )
+    return {"public_acc": public["accuracy"], "private_acc": private["accuracy"],
+            "n_public": public["total"], "n_private": private["total"]}

@@ -4,6 +4,13 @@ One row per (dataset, idea, key). PGR is recomputed for each seed from its ``tra
 the fixed baselines (never taken from the stored ``pgr``, which may be null or computed against
 other baselines), then aggregated with Student-t statistics. The baseline producers
 (``weak_artifacts``, ``train_ceiling``) are not rows: they form the separate baselines list.
+
+Ranking: only seeds the referee scored (``w2s_source: "referee"``) are ranked. A row with any
+referee-scored seed counts those alone (other files in its folder are listed in
+``excluded_seeds``, so a hand-written ``seed_*.json`` cannot move it) and is ``ranked``; ranked rows
+sort first. A row with none (the imported reference archive, results from before the referee
+scored runs, ``unverified (not isolated)`` runs) is shown apart: ``ranked`` false, its numbers for
+information, after every ranked row of its dataset.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from core.results.cache import (
 from core.results.metrics import seed_stats
 from core.results.pgr import baselines_for_key, compute_pgr, producer_seed_accuracies
 from core.results.pins import pins_for_slug
+from core.sandbox.base import UNVERIFIED_LABEL
 
 SOURCE_FIELD = "w2s_source"
 IMPORTED = "imported"
@@ -42,9 +50,11 @@ ROW_KEYS = (
     "weak_acc",
     "strong_acc",
     "source",
+    "ranked",
 )
 
 REFEREE_SOURCE = "referee"  # w2s_source of a seed result scored by the referee
+UNVERIFIED_SOURCE = UNVERIFIED_LABEL  # an unsandboxed run: shown apart, never ranked
 
 
 def groups(root: Path | None = None, dataset: str | None = None) -> list[tuple[str, str]]:
@@ -86,9 +96,12 @@ def _ci(stats: dict[str, Any]) -> list[float] | None:
 
 
 def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any] | None:
-    seeds = read_seed_files(dataset, idea, key, root)
-    if not seeds:
+    found = read_seed_files(dataset, idea, key, root)
+    if not found:
         return None
+    scored = [(seed, r) for seed, r in found if r.get(SOURCE_FIELD) == REFEREE_SOURCE]
+    seeds = scored or found  # with a referee-scored seed, nothing else counts
+    excluded = sorted(seed for seed, r in found if scored and r.get(SOURCE_FIELD) != REFEREE_SOURCE)
     results = [r for _, r in seeds]
     hints = {"strong_model": _first(results, "strong_model"), "weak_model": _first(results, "weak_model")}
     baselines = baselines_for_key(dataset, key, root, **hints)
@@ -120,6 +133,7 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
         "weak_acc": baselines.weak_acc,
         "strong_acc": baselines.strong_acc,
         "source": _source(results),
+        "ranked": bool(scored) and not capped,
         "pgr_sd": pgr_stats["sd"],
         "pgr_reason": reason if pgr_stats["n"] == 0 else None,
         "transfer_sem": transfer_stats["sem"],
@@ -130,6 +144,7 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
         "strong_key": baselines.strong_key,
         "size_capped": capped,
         "baseline_pin": baselines.pin,
+        "excluded_seeds": excluded,
     }
 
 
@@ -147,13 +162,14 @@ def _size_capped(key: str, results: list[dict[str, Any]]) -> bool:
 
 def _sort_key(row: dict[str, Any]) -> tuple:
     pgr = row["pgr_mean"]
-    return (row["dataset"], pgr is None, -(pgr or 0.0), row["idea"], row["key"])
+    return (row["dataset"], not row["ranked"], pgr is None, -(pgr or 0.0), row["idea"], row["key"])
 
 
 def leaderboard_rows(dataset: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
-    """Rows sorted by dataset, then PGR mean descending (rows without PGR last).
+    """Rows sorted by dataset, ranked rows first, then PGR mean descending (rows without PGR last).
 
-    Every row carries the ``ROW_KEYS`` plus pgr_sd, pgr_reason (why PGR is n/a), transfer_sem,
+    Every row carries the ``ROW_KEYS`` (``ranked``: see the module docstring) plus excluded_seeds
+    (files a ranked row does not count), pgr_sd, pgr_reason (why PGR is n/a), transfer_sem,
     seeds, n_weak/n_strong and weak_key/strong_key (the pinned baselines used), baseline_pin (their
     spec and seeds) and size_capped (a smoke run: PGR n/a, never ranked).
     """

@@ -1,12 +1,19 @@
 """Shared steps for ideas, so no idea re-implements data loading, weak-label alignment or training.
 
-Everything here is on the *untrusted* side: it reads only the label-free view (``data/<ds>/``) and
-the results cache (weak soft labels are weak-model outputs, not ground truth). Scoring and PGR are
-the runner's job, never an idea's: an idea returns ``{"test_predictions": {id: P(class 1)}, ...}``.
+Everything here is on the *untrusted* side. In a run, the idea executes inside a sandbox
+(``core.run.sandboxed_idea``) and these helpers read only the inputs the trusted runner staged for
+it: the folder named by ``$W2S_IDEA_INPUTS`` holds the label-free ``train_unlabel``/``test`` rows
+(already cut to train_size/test_size), the weak model's P(class 1) for this seed (ids + numbers
+only: no accuracies, no label distributions) and the run's config. Called directly (tests, a
+notebook), they read the label-free view (``data/<ds>/``) and the results cache as before.
+Scoring and PGR are the referee's job, never an idea's: an idea returns
+``{"test_predictions": {id: P(class 1)}, ...}`` and the trusted side scores it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,9 +27,15 @@ import numpy as np
 from core.common.config import RunConfig
 from core.common.errors import UserError
 from core.common.workspace import paths
-from core.data.datasets import LABEL_FREE_DROP, Format, load_split
+from core.data.datasets import LABEL_FREE_DROP, Format, Split, load_split
 from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
 from core.results.pins import pinned_config  # baselines use the pinned spec, not the idea's
+
+INPUTS_ENV = "W2S_IDEA_INPUTS"  # the staged input folder inside the sandbox
+TRAIN_FILE = "train_unlabel.jsonl"
+TEST_FILE = "test.jsonl"
+WEAK_FILE = "weak_soft_labels.json"  # {"dataset", "seed", "weak_model", "ids": [...], "p1": [...]}
+CONFIG_FILE = "config.json"  # the RunConfig the seed runs with
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
@@ -83,29 +96,67 @@ def _strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k not in LABEL_FREE_DROP} for r in rows]
 
 
-def load_label_free(cfg: RunConfig) -> LabelFreeData:
-    """Load ``train_unlabel`` and ``test`` from ``cfg.data_dir`` (cut to train_size/test_size)."""
-    folder = resolve_data_dir(cfg.data_dir)
-    splits = {}
-    for name in ("train_unlabel", "test"):
-        path = folder / f"{name}.jsonl"
-        if not path.is_file():
-            raise UserError(f"{path}: missing (prepare the label-free view with `w2s data prepare`)")
-        try:
-            splits[name] = load_split(path)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    train = _strip(splits["train_unlabel"].rows)
-    test = _strip(splits["test"].rows)
+def staged_inputs() -> Path | None:
+    """The folder the runner staged this run's inputs in (``$W2S_IDEA_INPUTS``), or None when called
+    directly."""
+    value = os.environ.get(INPUTS_ENV)
+    return Path(value) if value else None
+
+
+def _read_split(path: Path) -> Split:
+    if not path.is_file():
+        raise UserError(f"{path}: missing (prepare the label-free view with `w2s data prepare`)")
+    try:
+        return load_split(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def read_label_free(folder: Path, cfg: RunConfig) -> LabelFreeData:
+    """``train_unlabel`` and ``test`` from ``folder``, without label fields, cut to the config's sizes."""
+    train_split = _read_split(folder / TRAIN_FILE)
+    test_split = _read_split(folder / TEST_FILE)
+    train, test = _strip(train_split.rows), _strip(test_split.rows)
     if cfg.train_size is not None:
         train = train[: cfg.train_size]
     if cfg.test_size is not None:
         test = test[: cfg.test_size]
-    return LabelFreeData(splits["test"].fmt, train, test)
+    return LabelFreeData(test_split.fmt, train, test)
+
+
+def load_label_free(cfg: RunConfig) -> LabelFreeData:
+    """Load ``train_unlabel`` and ``test`` (cut to train_size/test_size): the staged copy in a run,
+    else ``cfg.data_dir``."""
+    staged = staged_inputs()
+    return read_label_free(staged if staged is not None else resolve_data_dir(cfg.data_dir), cfg)
+
+
+def _staged_weak(cfg: RunConfig, folder: Path) -> dict[str, Any]:
+    path = folder / WEAK_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: staged weak labels unreadable ({exc})") from None
+    if doc.get("dataset") != cfg.dataset or doc.get("seed") != cfg.seed:
+        raise UserError(
+            f"staged weak labels are for {doc.get('dataset')} seed {doc.get('seed')}, "
+            f"not {cfg.dataset} seed {cfg.seed}"
+        )
+    return doc
 
 
 def weak_artifacts(cfg: RunConfig) -> dict[str, Any]:
-    """The cached weak-model result for this seed (built by the runner before the idea starts)."""
+    """The weak model's outputs for this seed: in a run, ``weak_model``, ``ids`` and ``soft_labels``
+    only (no accuracies: files an idea reads carry no label statistics); called directly, the cached
+    weak-model result (built by the runner before the idea starts)."""
+    staged = staged_inputs()
+    if staged is not None:
+        doc = _staged_weak(cfg, staged)
+        return {
+            "weak_model": doc.get("weak_model"),
+            "ids": list(doc.get("ids") or []),
+            "soft_labels": [[1.0 - float(p), float(p)] for p in doc.get("p1") or []],
+        }
     key = weak_artifacts_key(pinned_config(cfg))
     result = read_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed)
     if result is None:
@@ -114,26 +165,54 @@ def weak_artifacts(cfg: RunConfig) -> dict[str, Any]:
 
 
 def ceiling_result(cfg: RunConfig) -> dict[str, Any] | None:
-    """The cached ground-truth ceiling for this seed, if any (for reporting only)."""
+    """The cached ground-truth ceiling for this seed when called directly (reporting only); None in
+    a run: the ceiling's accuracy is a label statistic, and the leaderboard shows it."""
+    if staged_inputs() is not None:
+        return None
     return read_result(cfg.dataset, TRAIN_CEILING, ceiling_key(pinned_config(cfg)), cfg.seed)
 
 
 def weak_soft_labels(cfg: RunConfig, ids: Sequence[str]) -> np.ndarray:
     """Weak P(class 1) for each id, aligned by row id (never by position when ids are stored)."""
-    result = weak_artifacts(cfg)
+    staged = staged_inputs()
+    if staged is not None:
+        doc = _staged_weak(cfg, staged)
+        stored_ids = list(doc.get("ids") or [])
+        p1 = np.asarray(doc.get("p1") or [], dtype=np.float64)
+        if p1.ndim != 1 or len(p1) != len(stored_ids):
+            raise UserError(f"staged weak labels for {cfg.dataset} seed {cfg.seed}: ids and p1 differ in length")
+        return _align(cfg, stored_ids, p1, ids)
+    return cached_weak_soft_labels(cfg, ids)
+
+
+def cached_weak_soft_labels(cfg: RunConfig, ids: Sequence[str]) -> np.ndarray:
+    """Weak P(class 1) for ``ids`` from the results cache (the runner stages these for a run)."""
+    key = weak_artifacts_key(pinned_config(cfg))
+    result = read_result(cfg.dataset, WEAK_ARTIFACTS, key, cfg.seed)
+    if result is None:
+        raise UserError(f"no cached weak artifacts for {cfg.dataset}/{key} seed {cfg.seed}; run via `w2s run`")
+    return soft_labels_of(cfg, result, ids)
+
+
+def soft_labels_of(cfg: RunConfig, result: dict[str, Any], ids: Sequence[str]) -> np.ndarray:
+    """Weak P(class 1) for ``ids`` from a weak-artifacts result (``soft_labels`` N x 2, ``ids``)."""
     soft = np.asarray(result.get("soft_labels") or [], dtype=np.float64)
     if soft.ndim != 2 or soft.shape[1] != 2:
         raise UserError(f"weak artifacts for {cfg.dataset} seed {cfg.seed}: soft_labels is not N x 2")
     stored_ids = result.get("ids")
     if stored_ids is None:
         # Imported reference files carry no ids: they follow train_unlabel line order.
-        full = load_split(resolve_data_dir(cfg.data_dir) / "train_unlabel.jsonl").ids
+        full = load_split(resolve_data_dir(cfg.data_dir) / TRAIN_FILE).ids
         if len(full) != len(soft):
             raise UserError(
                 f"weak artifacts for {cfg.dataset} seed {cfg.seed} have {len(soft)} rows and no ids, "
                 f"but train_unlabel has {len(full)}"
             )
         stored_ids = full
+    return _align(cfg, list(stored_ids), soft[:, 1], ids)
+
+
+def _align(cfg: RunConfig, stored_ids: list[str], p1: np.ndarray, ids: Sequence[str]) -> np.ndarray:
     index = {rid: i for i, rid in enumerate(stored_ids)}
     missing = [rid for rid in ids if rid not in index]
     if missing:
@@ -141,7 +220,7 @@ def weak_soft_labels(cfg: RunConfig, ids: Sequence[str]) -> np.ndarray:
             f"weak artifacts for {cfg.dataset} seed {cfg.seed} lack {len(missing)} train_unlabel ids "
             f"(first: {missing[0]}); rebuild them"
         )
-    return soft[[index[rid] for rid in ids], 1]
+    return p1[[index[rid] for rid in ids]]
 
 
 def hard_labels(p1: np.ndarray) -> np.ndarray:

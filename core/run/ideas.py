@@ -4,10 +4,15 @@ An idea is a folder holding ``run.py`` with ``run_experiment(cfg: RunConfig) -> 
 idea with the same name as a packaged one overrides it, so a researcher can fork a method in place.
 An idea may declare ``DEFAULTS = {name: value}``: its own parameters, merged into ``cfg.extra`` (user
 values win) so they enter the results-cache key exactly like the reference archive's keys.
+
+Idea code is untrusted: trusted processes (the runner, ``w2s run``, the submit path) never import it.
+They read ``DEFAULTS`` and check for ``run_experiment`` from the source (:func:`static_defaults`,
+:func:`check_idea`); only the sandboxed entry point (``core.run.sandboxed_idea``) and tests load it.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import shutil
@@ -103,21 +108,25 @@ def find_idea(name: str) -> IdeaInfo:
 
 
 def load_idea(name: str) -> ModuleType:
-    """Import ``run.py`` of the named idea by path; its folder is importable while it loads."""
-    info = find_idea(name)
-    run_py = info.path / "run.py"
+    """Import ``run.py`` of the named idea (untrusted code: sandbox and tests only)."""
+    return load_idea_from(name, find_idea(name).path)
+
+
+def load_idea_from(name: str, folder: Path) -> ModuleType:
+    """Import ``folder/run.py`` by path; its folder is importable while it loads."""
+    run_py = folder / "run.py"
     module_name = f"w2s_idea_{name}"
     spec = importlib.util.spec_from_file_location(module_name, run_py)
     if spec is None or spec.loader is None:
         raise UserError(f"{run_py}: cannot be imported")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(info.path))
+    sys.path.insert(0, str(folder))
     try:
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     finally:
         try:
-            sys.path.remove(str(info.path))
+            sys.path.remove(str(folder))
         except ValueError:
             pass
     if not callable(getattr(module, "run_experiment", None)):
@@ -130,6 +139,62 @@ def idea_defaults(module: ModuleType) -> dict[str, Any]:
     if not isinstance(defaults, dict):
         raise UserError(f"{getattr(module, '__file__', module)}: DEFAULTS must be a dict")
     return dict(defaults)
+
+
+def _parse(info: IdeaInfo) -> ast.Module:
+    run_py = info.path / "run.py"
+    try:
+        return ast.parse(run_py.read_text(encoding="utf-8"), filename=str(run_py))
+    except SyntaxError as exc:
+        raise UserError(f"{run_py}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{run_py}: unreadable ({exc})") from None
+
+
+def static_defaults(info: IdeaInfo) -> dict[str, Any]:
+    """The idea's ``DEFAULTS`` read from its source without running it: a module-level literal dict
+    (``DEFAULTS = {...}`` or ``DEFAULTS: dict[...] = {...}``), else {}."""
+    run_py = info.path / "run.py"
+    found: dict[str, Any] = {}
+    for node in _parse(info).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in node.targets):
+            value: ast.expr | None = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "DEFAULTS":
+            value = node.value
+        else:
+            continue
+        if value is None:
+            continue
+        try:
+            literal = ast.literal_eval(value)
+        except ValueError:
+            raise UserError(f"{run_py}:{node.lineno}: DEFAULTS must be a literal dict (numbers, strings, ...)") from None
+        if not isinstance(literal, dict) or not all(isinstance(k, str) for k in literal):
+            raise UserError(f"{run_py}:{node.lineno}: DEFAULTS must be a dict with string keys")
+        found = dict(literal)
+    return found
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def check_idea(name: str) -> tuple[IdeaInfo, dict[str, Any]]:
+    """The named idea and its ``DEFAULTS``, checked from source: it parses and defines
+    ``run_experiment``. Runs none of its code."""
+    info = find_idea(name)
+    tree = _parse(info)
+    if "run_experiment" not in _top_level_names(tree):
+        raise UserError(f"{info.path / 'run.py'}: defines no run_experiment(cfg) function")
+    return info, static_defaults(info)
 
 
 def new_idea(name: str) -> Path:
