@@ -13,6 +13,7 @@ from core.app.agents import (
     DEFAULT_USD,
     DEFAULT_WALL_S,
     FINAL_STATES,
+    UNVERIFIED_LABEL,
     find_agent,
     format_event,
     get_agent,
@@ -43,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     launch.add_argument("--model", default=None,
                         help="Claude model (default: W2S_AGENT_MODEL, else the built-in default)")
     launch.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)
+    launch.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="debugging only: run the agent's shell unisolated when no sandbox works here "
+                             "(its results are unverified and never ranked)")
     launch.set_defaults(func=_launch)
 
     lst = verbs.add_parser("list", help="agents, newest first")
@@ -75,9 +79,12 @@ def _launch(args: argparse.Namespace, unknown: list[str]) -> int:
         executor=args.executor,
         model=args.model,
         max_tokens=args.max_tokens,
+        unsafe_no_sandbox=args.unsafe_no_sandbox,
     )
     ensure_service()  # queued jobs start only under `w2s serve`
     print(f"agent {doc['id']} queued as job {doc['job_id']} (idea folder ideas/{doc['idea']}/)")
+    if doc.get("verified") is False:
+        print(f"warning: no sandbox: the agent's shell runs unisolated; results {UNVERIFIED_LABEL}")
     print(f"follow it: w2s agent transcript {doc['id']} -f")
     return 0
 
@@ -100,6 +107,7 @@ def _list(args: argparse.Namespace, unknown: list[str]) -> int:
             f"turns {usage.get('turns', 0)}/{budgets.get('max_turns', '?')}  "
             f"evals {usage.get('evals', 0)}/{budgets.get('max_evals', '?')}  {direction}"
             + (f"  [{a['stop_reason']}]" if a.get("stop_reason") else "")
+            + (f"  [{UNVERIFIED_LABEL}]" if a.get("verified") is False else "")
         )
     return 0
 

@@ -103,3 +103,37 @@ def test_launcher_process_stops_cleanly_on_sigterm(workspace: Path, monkeypatch,
     assert run_cli("agent", "transcript", agent["id"], "-f") == 0  # ends: the transcript has its stop
     printed = capsys.readouterr().out
     assert "-> list_files" in printed and "stop (stopped): stopped by user" in printed
+
+
+def test_launch_refuses_without_a_sandbox_unless_the_operator_says_so(workspace: Path, monkeypatch,
+                                                                        capsys) -> None:
+    from core.agent.launcher import run_agent
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")  # no working sandbox here
+    monkeypatch.delenv("W2S_UNSAFE_NO_SANDBOX", raising=False)
+    with pytest.raises(UserError) as err:
+        launch_agent("d")
+    message = str(err.value)
+    assert "\n" not in message and "--unsafe-no-sandbox" in message and "W2S_UNSAFE_NO_SANDBOX=1" in message
+    assert "bwrap" in message and list_agents() == []
+    assert run_cli("agent", "launch", "--direction", "d") == 1
+    assert "--unsafe-no-sandbox" in capsys.readouterr().err and list_agents() == []
+    # the explicit operator flag: queued, and labelled unverified everywhere it is listed
+    monkeypatch.setattr("cli.agent_cmd.ensure_service", lambda: None)
+    assert run_cli("agent", "launch", "--direction", "d", "--unsafe-no-sandbox") == 0
+    assert "unverified (not isolated)" in capsys.readouterr().out
+    (doc,) = list_agents()
+    assert doc["sandbox"] == "none" and doc["verified"] is False and doc["unsafe_no_sandbox"] is True
+    assert run_cli("agent", "list") == 0 and "unverified (not isolated)" in capsys.readouterr().out
+    # the service's environment variable does the same for the web API and the TUI
+    monkeypatch.setenv("W2S_UNSAFE_NO_SANDBOX", "1")
+    assert launch_agent("e")["verified"] is False
+    # an agent launched with a sandbox never runs without one, whatever its job's environment says
+    monkeypatch.delenv("W2S_BWRAP")
+    safe = launch_agent("f")
+    assert safe["sandbox"] == "bwrap" and safe["verified"] is True
+    monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")
+    code, reason = run_agent(safe["id"])
+    assert code == 1 and "--unsafe-no-sandbox" in reason
+    assert next(a for a in list_agents() if a["id"] == safe["id"])["state"] == "failed"

@@ -160,36 +160,53 @@ def test_rate_limit_retries_are_capped(workspace: Path, fake) -> None:
     assert len(server.requests) == 4
 
 
-def test_resume_reruns_only_unfinished_calls(workspace: Path, fake) -> None:
+def test_resume_records_the_interrupted_call_and_reruns_nothing(workspace: Path, fake) -> None:
     script = [
         turn(tool_use("s1", "run_shell", {"command": "echo one >> runs.log"})),
         turn(tool_use("s2", "run_shell", {"command": "echo two >> runs.log"}),
-             tool_use("s3", "run_shell", {"command": "echo three >> runs.log"})),
+             tool_use("s3", "run_shell", {"command": "echo three >> runs.log"}),
+             tool_use("s3b", "run_shell", {"command": "echo four >> runs.log"})),
         turn(tool_use("s4", "finish", {"summary": "done"})),
     ]
     server = fake(script)
     loop, spec = make_loop(workspace, server.url)
     assert loop.run() == "finished"
     log = spec.folder / "runs.log"
-    assert log.read_text().split() == ["one", "two", "three"]
+    assert log.read_text().split() == ["one", "two", "three", "four"]
     # simulate a crash while s3 was running: cut the transcript after s3's tool_call (plus a torn line)
     lines = spec.transcript_path.read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if '"tool_call"' in line and '"s3"' in line)
     spec.transcript_path.write_text("".join(lines[: cut + 1]) + '{"type": "assistant", "tur')
     rep = replay(spec.transcript_path)
-    assert [c["id"] for c in rep.pending_calls] == ["s3"] and set(rep.open_results) == {"s2"}
+    assert [c["id"] for c in rep.pending_calls] == ["s3", "s3b"] and set(rep.open_results) == {"s2"}
+    assert [c["id"] for c in rep.interrupted_calls] == ["s3"]
     n_before = len(server.requests)
     loop2, _ = make_loop(workspace, server.url)
     assert loop2.run() == "finished"
-    assert log.read_text().split() == ["one", "two", "three", "three"]  # only s3 ran again
+    # nothing ran twice: s3 (in flight) is recorded as interrupted, s3b (after it) as not run
+    assert log.read_text().split() == ["one", "two", "three", "four"]
     assert len(server.requests) == n_before + 1  # one new model call (turn 3)
     evs = events(spec)
     assert sum(1 for e in evs if e["type"] == "tool_result" and e["id"] == "s2") == 1
-    assert any(e["type"] == "resume" and e["pending_calls"] == ["s3"] for e in evs)
-    # the resumed request carried the earlier turns exactly
+    s3 = [e for e in evs if e["type"] == "tool_result" and e["id"] == "s3"]
+    assert len(s3) == 1 and s3[0]["interrupted"] and s3[0]["is_error"]
+    assert "not run again" in s3[0]["content"]
+    s3b = [e for e in evs if e["type"] == "tool_result" and e["id"] == "s3b"]
+    assert len(s3b) == 1 and s3b[0]["skipped"] and "not run" in s3b[0]["content"]
+    assert any(e["type"] == "resume" and e["interrupted_calls"] == ["s3"] for e in evs)
+    # the resumed request carried the earlier turns exactly, and told the model what was interrupted
     msgs = server.requests[-1]["messages"]
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
     assert json.dumps(msgs[2]["content"]).count("tool_result") == 1
+    answers = {b["tool_use_id"]: b for b in msgs[4]["content"]}
+    assert answers["s3"]["is_error"] and "interrupted" in answers["s3"]["content"]
+    # a crash before any call of the turn began: its calls are still run (nothing can be half done)
+    lines = spec.transcript_path.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if '"tool_call"' in line and '"s2"' in line)
+    spec.transcript_path.write_text("".join(lines[:first]))
+    loop3, _ = make_loop(workspace, server.url)
+    assert loop3.run() == "finished"
+    assert log.read_text().split() == ["one", "two", "three", "four", "two", "three", "four"]
 
 
 def test_big_tool_result_truncated_with_pointer(workspace: Path, fake) -> None:

@@ -65,20 +65,48 @@ def test_write_read_edit_list(ctx: ToolContext) -> None:
     assert "pkg/a.py" in call(ctx, "list_files").text
 
 
-def test_shell_runs_in_folder_with_scrubbed_env_timeout_and_cap(ctx: ToolContext, monkeypatch) -> None:
+def test_shell_runs_sandboxed_in_folder_with_clean_env_timeout_and_cap(ctx: ToolContext, monkeypatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret-value")
     monkeypatch.setenv("W2S_RUN_TOKEN", "w2s-run-secret")
     monkeypatch.setenv("HARMLESS_SETTING", "visible")
     out = call(ctx, "run_shell", command="pwd; env")
     assert "exit code 0" in out.text and str(ctx.folder.resolve()) in out.text
     assert "sk-secret-value" not in out.text and "w2s-run-secret" not in out.text
-    assert "HARMLESS_SETTING=visible" in out.text
+    assert "HARMLESS_SETTING" not in out.text  # nothing inherited: the environment is built, not scrubbed
+    assert f"W2S_DATA={ctx.folder.resolve().parent.parent / 'data'}" in out.text
     slow = call(ctx, "run_shell", command="sleep 30", timeout_s=1)
     assert "killed after 1s timeout" in slow.text
     big = call(ctx, "run_shell", command="python -c \"print('y' * 50000)\"")
     assert len(big.text) <= tools.OUTPUT_CAP + 200 and "characters cut" in big.text
-    refused = call(ctx, "run_shell", command="cat ../../labeled_data/demo-math/test.jsonl")
-    assert refused.is_error and "refused" in refused.text
+    # no text filter any more: the labels simply are not in the shell's view
+    labels = call(ctx, "run_shell", command="cat ../../labeled_data/demo-math/test.jsonl")
+    assert "No such file" in labels.text and '"label"' not in labels.text
+    py = call(ctx, "run_shell", command="python -c 'import core.run.experiment, ideas; print(\"sdk ok\")'")
+    assert "sdk ok" in py.text, py.text  # the library code is there, read-only
+
+
+def test_shell_refuses_without_a_sandbox_unless_allowed(ctx: ToolContext, monkeypatch) -> None:
+    monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")
+    monkeypatch.delenv("W2S_UNSAFE_NO_SANDBOX", raising=False)
+    out = call(ctx, "run_shell", command="echo ran > ran.txt")
+    assert out.is_error and "W2S_UNSAFE_NO_SANDBOX=1" in out.text and not (ctx.folder / "ran.txt").exists()
+    monkeypatch.setenv("W2S_UNSAFE_NO_SANDBOX", "1")
+    out = call(ctx, "run_shell", command="echo ran > ran.txt")
+    assert not out.is_error and "not isolated" in out.text and (ctx.folder / "ran.txt").exists()
+
+
+def test_reads_reach_data_but_writes_only_the_folder(ctx: ToolContext, workspace: Path) -> None:
+    data = workspace / "data" / "demo-math"
+    data.mkdir(parents=True)
+    (data / "train.jsonl").write_text('{"text": "2+2"}\n')
+    read = call(ctx, "read_file", path=str(data / "train.jsonl"))
+    assert not read.is_error and "2+2" in read.text
+    assert "train.jsonl" in call(ctx, "list_files", path="../../data").text
+    out = call(ctx, "write_file", path=str(data / "train.jsonl"), content="x")
+    assert out.is_error and "refused" in out.text and "2+2" in (data / "train.jsonl").read_text()
+    for target in (workspace / "Idea.md", workspace / ".w2s" / "tokens.json", workspace / "ideas" / "other" / "run.py"):
+        out = call(ctx, "write_file", path=str(target), content="x")
+        assert out.is_error and "refused" in out.text and not target.exists()
 
 
 def test_idea_md_and_finish_and_bad_arguments(ctx: ToolContext) -> None:

@@ -3,7 +3,13 @@
 
 The API key travels only in the job's environment (the job system keeps it out of ``env.json``,
 logs and the store), never in argv. A crashed agent resumes when its job is retried: the same run
-folder, the same transcript.
+folder, the same transcript, and the budgets re-read from the store.
+
+An agent's shell runs in the sandbox (``core.sandbox``). Without a working one an agent is not
+launched (nor run) unless the operator accepts unverified results explicitly: ``w2s agent launch
+--unsafe-no-sandbox``, or ``W2S_UNSAFE_NO_SANDBOX=1`` in the environment of the process that
+launches it (the service, for the web API and the TUI). The choice is recorded in the agent's
+document, so the job follows it whatever environment it is started in.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ from core.control import service
 from core.control.jobs import JobError, cancel_job, get_job, retry_job, secrets_path, submit_job
 from core.control.store import Store, new_id
 from core.run.idea_md import direction_from_idea_md, expand_direction
+from core.sandbox.base import UNVERIFIED_LABEL, Sandbox, SandboxUnavailable
+from core.sandbox.select import default_sandbox
 
 TABLE = "agents"
 FINAL_STATES = ("finished", "stopped", "failed")
 MODEL_ENV = "W2S_AGENT_MODEL"
+UNSAFE_FLAG = "--unsafe-no-sandbox"
 
 if TYPE_CHECKING:  # the SDK loads only in the agent's own process, not for `w2s agent list`
     from core.agent.client import RetryPolicy
@@ -53,12 +62,15 @@ def launch_agent(
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     store: Store | None = None,
+    unsafe_no_sandbox: bool = False,
 ) -> dict[str, Any]:
     """Record an agent and queue its job; returns the agent document. Raises UserError without
-    ``ANTHROPIC_API_KEY`` (nothing is recorded or queued then)."""
+    ``ANTHROPIC_API_KEY`` or without a working sandbox (unless ``unsafe_no_sandbox`` or
+    ``W2S_UNSAFE_NO_SANDBOX=1``); nothing is recorded or queued then."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
         raise UserError(f"{API_KEY_ENV} is not set: export your Anthropic API key to launch an agent")
+    sandbox = agent_sandbox(True if unsafe_no_sandbox else None)
     if (direction is None) == (idea_md is None):
         raise UserError("give exactly one of --direction TEXT or --idea-md N")
     if idea_md is not None:
@@ -96,6 +108,9 @@ def launch_agent(
         "stop_reason": None,
         "stop_requested": False,
         "executor": executor,
+        "sandbox": sandbox.name,
+        "unsafe_no_sandbox": not sandbox.isolated,  # the operator's explicit choice; the job follows it
+        "verified": sandbox.isolated,
         "created": time.time(),
     })
     env = {API_KEY_ENV: key}
@@ -117,6 +132,15 @@ def launch_agent(
         raise UserError(f"agent job not queued: {exc}") from None
     transcript = str(Path(job["run_dir"]) / TRANSCRIPT_NAME)
     return table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
+
+
+def agent_sandbox(allow_unsafe: bool | None, doing: str = "launched") -> Sandbox:
+    """The sandbox an agent's shell runs in; UserError (one line, with both ways out) when there is
+    none and the operator did not accept running unisolated."""
+    try:
+        return default_sandbox(allow_unsafe)
+    except SandboxUnavailable as exc:
+        raise UserError(f"agent not {doing}: {exc} (or `w2s agent launch {UNSAFE_FLAG}`)") from None
 
 
 def list_agents(store: Store | None = None) -> list[dict[str, Any]]:
@@ -222,6 +246,11 @@ def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
     if not job_id:
         return 2, f"agent {agent_id} has no job"
     run_dir = paths().runs / job_id
+    try:  # the launch-time choice, from the store: never widened by this process's environment
+        sandbox = agent_sandbox(True if doc.get("unsafe_no_sandbox") else False, "run")
+    except UserError as exc:
+        table.update(agent_id, {"state": "failed", "stop_reason": str(exc)})
+        return 1, str(exc)
     spec = AgentSpec(
         agent_id=agent_id,
         job_id=job_id,
@@ -252,7 +281,10 @@ def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
         stop_check=lambda: bool((table.get(agent_id) or {}).get("stop_requested")),
         service_url=_service_url(),
         run_token=os.environ.get("W2S_RUN_TOKEN"),
+        sandbox=sandbox,
     )
+    if not sandbox.isolated:
+        print(f"agent {agent_id}: shell runs without a sandbox, results {UNVERIFIED_LABEL}", flush=True)
     reason = loop.run()
     final = (table.get(agent_id) or {}).get("state")
     return (1 if final == "failed" else 0), reason

@@ -1,9 +1,12 @@
 """The research agent's loop: model turn -> tool calls -> results -> next turn, within budgets.
 
 The transcript is written before the loop acts on anything, so it is the source of truth: a
-restarted loop replays it, re-runs only tool calls that never recorded a result, and carries on.
-Budgets are checked between turns against usage summed from the transcript; the agent's tools
-cannot reach them. State changes go to an ``on_update`` callback (the agents table in production)
+restarted loop replays it and carries on. A tool call that had begun but recorded no result when
+the loop died is recorded as interrupted and never run twice (its sandbox died with the loop; what
+it started may be half done), and the calls after it in that turn are skipped; calls of a turn
+where nothing had begun yet still run. Budgets come from the trusted store (the spec) and are
+checked between turns against usage summed from the transcript; neither is reachable from the
+agent's sandbox. State changes go to an ``on_update`` callback (the agents table in production)
 and to the transcript.
 """
 
@@ -20,8 +23,9 @@ from core.agent.budgets import Budgets, Usage, exhausted
 from core.agent.client import FatalAPIError, ModelCaller, RetriesExhausted
 from core.agent.prices import Price, add_usage, price_for
 from core.agent.prompt import SYSTEM_PROMPT, first_message
-from core.agent.transcript import TRANSCRIPT_NAME, Transcript, replay, result_block
+from core.agent.transcript import TRANSCRIPT_NAME, Replay, Transcript, replay, result_block
 from core.common.atomic import atomic_write_json
+from core.sandbox.base import Sandbox
 
 MAX_NUDGES = 2
 NUDGE_TEXT = (
@@ -30,6 +34,9 @@ NUDGE_TEXT = (
 )
 STATE_RUNNING = "running"
 STATE_WAITING = "waiting (rate limited)"
+INTERRUPTED_TEXT = ("interrupted: the agent was stopped while this call ran, so it was not run again "
+                    "and its effects may be partial; check them before retrying")
+SKIPPED_TEXT = "not run: an earlier call of this turn was interrupted"
 
 
 class StopRequested(BaseException):
@@ -85,6 +92,7 @@ class AgentLoop:
         run_token: str | None = None,
         price: Price | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sandbox: Sandbox | None = None,
     ):
         self.spec = spec
         self.caller = caller
@@ -106,6 +114,7 @@ class AgentLoop:
             service_url=service_url,
             run_token=run_token,
             deadline=lambda: spec.budgets.max_wall_s - self.elapsed(),
+            sandbox=sandbox,
         )
         caller.on_wait = self._on_wait
         caller.on_recovered = self._on_recovered
@@ -169,6 +178,27 @@ class AgentLoop:
         })
         self.on_update({"usage": self.usage.to_dict()})
         return outcome
+
+    def interrupt_calls(self, rep: Replay, turn: int) -> dict[str, dict[str, Any]]:
+        """Results for the open turn on resume: the recorded ones, plus an ``interrupted`` result for
+        the call that was running when the loop died and a skip for every later one. Only calls of
+        a turn where nothing was interrupted are still run by :meth:`run_calls`."""
+        done = dict(rep.open_results)
+        began = {c["id"] for c in rep.interrupted_calls}
+        cut = False
+        for call in rep.pending_calls:
+            if call["id"] not in began and not cut:
+                continue
+            if cut:
+                text = SKIPPED_TEXT
+            else:
+                note = agent_tools.interrupted_note(self.ctx, call["name"], call["id"])
+                text = INTERRUPTED_TEXT + (f"\n{note}" if note else "")
+            self.emit({"type": "tool_result", "turn": turn, "id": call["id"], "name": call["name"],
+                       "content": text, "is_error": True, "interrupted": not cut, "skipped": cut})
+            done[call["id"]] = result_block(call["id"], text, True)
+            cut = True
+        return done
 
     def run_calls(
         self, calls: list[dict[str, Any]], turn: int, done: dict[str, dict[str, Any]]
@@ -234,6 +264,7 @@ class AgentLoop:
                     "budgets": self.spec.budgets.to_dict(),
                     "direction": self.spec.direction,
                     "price_usd_per_mtok": {"input": self.price.input, "output": self.price.output},
+                    "sandbox": self.ctx.sandbox.name if self.ctx.sandbox else "default",
                 })
                 s = self.spec
                 text = first_message(s.direction, s.idea_name, s.budgets, s.folder)
@@ -241,10 +272,13 @@ class AgentLoop:
                 messages = [{"role": "user", "content": text}]
             else:
                 pending = [c["id"] for c in rep.pending_calls]
-                self.emit({"type": "resume", "turn": rep.turns, "pending_calls": pending})
+                cut = [c["id"] for c in rep.interrupted_calls]
+                self.emit({"type": "resume", "turn": rep.turns, "pending_calls": pending,
+                           "interrupted_calls": cut})
             self.set_state(STATE_RUNNING, "resumed" if rep.started else "started")
             if rep.open_calls:
-                blocks, finish, stop = self.run_calls(rep.open_calls, rep.turns, rep.open_results)
+                done = self.interrupt_calls(rep, rep.turns)
+                blocks, finish, stop = self.run_calls(rep.open_calls, rep.turns, done)
                 messages.append({"role": "user", "content": blocks})
                 if finish is not None:
                     return self.stop("finished", "finished", finish)

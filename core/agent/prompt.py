@@ -45,8 +45,9 @@ referee, have your `run_experiment` also save its test predictions as JSON insid
 (for example `preds/seed_42.json`) and call `evaluate` on that file.
 
 ## Rules (the referee and the reviewers enforce them)
-- Never look for, open or infer labels. Labels live only on the referee's side; your tools refuse
-  paths outside your folder and anything touching `labeled_data`. Data under `data/` is label-free.
+- Never look for, open or infer labels. Labels live only on the referee's side. Your shell runs in
+  a sandbox holding only your folder (writable), the label-free `data/` and the library code
+  (read-only), with no network; file tools write only in your folder and read it and `data/`.
 - Report every seed you ran, good or bad. No cherry-picking seeds, checkpoints or hyperparameters
   on the test split; pick settings on something other than test scores where you can.
 - Your evaluations are limited; the referee counts them. Final leaderboard rows are re-scored on a

@@ -104,6 +104,7 @@ class Replay:
     messages: list[dict[str, Any]] = field(default_factory=list)
     open_calls: list[dict[str, Any]] = field(default_factory=list)  # tool_use blocks of the open turn
     open_results: dict[str, dict[str, Any]] = field(default_factory=dict)  # their recorded results
+    open_started: set[str] = field(default_factory=set)  # ids of open calls that began (tool_call event)
     turns: int = 0
     cost_usd: float = 0.0
     tokens: dict[str, int] = field(default_factory=dict)
@@ -114,8 +115,14 @@ class Replay:
 
     @property
     def pending_calls(self) -> list[dict[str, Any]]:
-        """Tool calls of the open turn that have no recorded result: the only ones resume runs."""
+        """Tool calls of the open turn that have no recorded result."""
         return [c for c in self.open_calls if c["id"] not in self.open_results]
+
+    @property
+    def interrupted_calls(self) -> list[dict[str, Any]]:
+        """Pending calls that had begun when the loop died: their effects may be half done (an
+        orphaned command, submitted jobs), so resume records them as interrupted, never re-runs them."""
+        return [c for c in self.pending_calls if c["id"] in self.open_started]
 
 
 def result_block(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
@@ -138,6 +145,7 @@ def replay(path: Path) -> Replay:
     out = Replay()
     open_calls: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
+    started: set[str] = set()
 
     def close_turn() -> None:
         if open_calls:
@@ -148,6 +156,7 @@ def replay(path: Path) -> Replay:
             out.messages.append({"role": "user", "content": blocks})
         open_calls.clear()
         results.clear()
+        started.clear()
 
     for ev in iter_events(path):
         kind = ev.get("type")
@@ -168,6 +177,8 @@ def replay(path: Path) -> Replay:
             out.turns += 1
             out.cost_usd += float(ev.get("cost_usd") or 0.0)
             out.tokens = add_usage(out.tokens, ev.get("usage") or {})
+        elif kind == "tool_call":
+            started.add(str(ev.get("id")))
         elif kind == "tool_result":
             text = _full_content(path.parent, ev)
             results[ev["id"]] = result_block(ev["id"], text, bool(ev.get("is_error")))
@@ -177,6 +188,7 @@ def replay(path: Path) -> Replay:
             out.stopped = ev
     out.open_calls = list(open_calls)
     out.open_results = dict(results)
+    out.open_started = set(started)
     return out
 
 
@@ -212,8 +224,10 @@ def format_event(ev: dict[str, Any], width: int = 300) -> str:
         return (f"{stamp} start agent {ev.get('agent_id')} model {ev.get('model')} "
                 f"budgets {_short(ev.get('budgets'))}")
     if kind == "resume":
-        rerun = len(ev.get("pending_calls") or [])
-        return f"{stamp} resume after turn {ev.get('turn')} (re-running {rerun} call(s))"
+        cut = len(ev.get("interrupted_calls") or [])
+        rerun = len(ev.get("pending_calls") or []) - cut
+        return (f"{stamp} resume after turn {ev.get('turn')} ({cut} interrupted call(s) not re-run, "
+                f"{rerun} not yet started)")
     if kind == "user":
         return f"{stamp} user: {_short(ev.get('content') or '', width)}"
     if kind == "stop":

@@ -18,6 +18,7 @@ from core.agent.transcript import TRANSCRIPT_NAME, format_event
 from core.common.files import tail_jsonl
 from core.common.workspace import paths
 from core.control.store import Store
+from core.sandbox.base import UNVERIFIED_LABEL
 
 __all__ = [
     "API_KEY_ENV",
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_USD",
     "DEFAULT_WALL_S",
     "FINAL_STATES",
+    "UNVERIFIED_LABEL",
     "find_agent",
     "format_event",
     "get_agent",
@@ -59,11 +61,15 @@ def launch_agent(
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     store: Store | None = None,
+    unsafe_no_sandbox: bool = False,
 ) -> dict[str, Any]:
-    """Record an agent and queue its job (exactly one of ``direction`` or ``idea_md``)."""
+    """Record an agent and queue its job (exactly one of ``direction`` or ``idea_md``). Refused
+    without a working sandbox; ``unsafe_no_sandbox`` is the CLI's explicit operator flag (the web
+    API and the TUI never pass it: there only ``W2S_UNSAFE_NO_SANDBOX=1`` set for the service can)."""
     return launcher.launch_agent(
         direction, idea_md=idea_md, budget_usd=budget_usd, max_turns=max_turns, max_evals=max_evals,
         max_wall_s=max_wall_s, executor=executor, model=model, max_tokens=max_tokens, store=store,
+        unsafe_no_sandbox=unsafe_no_sandbox,
     )
 
 

@@ -1,7 +1,10 @@
 """What every tool shares: the context it may reach, its result type, path confinement, the output cap.
 
-Path confinement lives here, on the trusted side, because every tool that takes a path (files,
-predictions to evaluate) must refuse the same things the same way.
+File tools run here, in the trusted loop process, so their path confinement lives here too: every
+tool that takes a path (files, predictions to evaluate) resolves it (symlinks and ``..`` followed)
+and refuses the same things the same way. Writes land only inside the agent's own idea folder;
+reads also reach the label-free ``data/``. Code the agent writes never runs here: the shell runs in
+a sandbox (``shell``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.agent.budgets import Budgets, Usage
+from core.common.workspace import paths
+from core.sandbox.base import Sandbox
 
 OUTPUT_CAP = 20_000  # characters of any tool result the model sees
 
@@ -33,7 +38,8 @@ class ToolContext:
     usage: Usage
     service_url: str | None = None
     run_token: str | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # non-secret settings for the shell
+    sandbox: Sandbox | None = None  # where the shell runs; None: core.sandbox.default_sandbox()
     deadline: Callable[[], float] | None = None  # seconds of wall budget left
     sleep: Callable[[float], None] = time.sleep
 
@@ -49,27 +55,76 @@ class ToolOutcome:
     stop: str | None = None  # the loop must stop (reason)
 
 
-def resolve_inside(ctx: ToolContext, rel: str, *, must_exist: bool = False) -> Path:
-    """The real path of ``rel`` inside the agent's folder, or ToolError. Symlinks are followed
-    before the check, so a link pointing at ``../../labeled_data`` is refused like the path itself."""
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _inside(target: Path, root: Path) -> bool:
+    return target == root or root in target.parents
+
+
+def _resolve(ctx: ToolContext, rel: str) -> Path:
+    """The real path ``rel`` names (relative to the agent's folder, or absolute), every symlink and
+    ``..`` followed, so the checks below judge where a call really lands."""
     if not isinstance(rel, str) or not rel.strip():
         raise ToolError("path is required")
     if "\x00" in rel:
         raise ToolError("path contains a NUL byte")
-    root = Path(os.path.realpath(ctx.folder))
     candidate = Path(rel)
-    target = Path(os.path.realpath(candidate if candidate.is_absolute() else root / candidate))
-    if target != root and root not in target.parents:
+    return _real(candidate if candidate.is_absolute() else _real(ctx.folder) / candidate)
+
+
+def resolve_inside(ctx: ToolContext, rel: str, *, must_exist: bool = False) -> Path:
+    """The real path of ``rel`` inside the agent's own folder, or ToolError: the only places a tool
+    may write. Symlinks are followed before the check, so a link pointing at ``../../labeled_data``
+    (or another idea, Idea.md, ``.w2s/``) is refused like the path itself."""
+    target = _resolve(ctx, rel)
+    if not _inside(target, _real(ctx.folder)):
         raise ToolError(f"refused: {rel!r} resolves outside your folder ideas/{ctx.idea_name}/")
     if must_exist and not target.exists():
         raise ToolError(f"{rel}: no such file or folder")
     return target
 
 
+def resolve_readable(ctx: ToolContext, rel: str) -> Path:
+    """The real path of an existing ``rel`` in the agent's folder or the label-free ``data/``, or
+    ToolError. Never ``labeled_data/``, ``.w2s/`` or another run, through a symlink or otherwise."""
+    target = _resolve(ctx, rel)
+    roots = (_real(ctx.folder), _real(paths().data))
+    if not any(_inside(target, root) for root in roots):
+        raise ToolError(f"refused: {rel!r} resolves outside your folder ideas/{ctx.idea_name}/ "
+                        f"and the label-free {roots[1]}/")
+    if not target.exists():
+        raise ToolError(f"{rel}: no such file or folder")
+    return target
+
+
+def open_for_write(target: Path) -> int:
+    """A descriptor to overwrite ``target`` (already checked by :func:`resolve_inside`) that cannot
+    land elsewhere: no symlink as the last component, no hard link shared with a file outside."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if target.is_symlink():
+        raise ToolError(f"refused: {target.name} is a symlink")
+    if target.exists() and target.stat().st_nlink > 1:
+        raise ToolError(f"refused: {target.name} is a hard link (its other name may be outside your folder)")
+    try:
+        return os.open(target, flags, 0o644)
+    except OSError as exc:
+        raise ToolError(f"cannot write {target.name}: {exc.strerror}") from None
+
+
+def write_text(target: Path, text: str) -> None:
+    """Write through :func:`open_for_write`."""
+    with os.fdopen(open_for_write(target), "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def relative(ctx: ToolContext, path: Path) -> str:
-    """``path`` as the agent names it: relative to its folder."""
-    root = Path(os.path.realpath(ctx.folder))
-    return str(path.relative_to(root)) if path != root else "."
+    """``path`` as the agent names it: relative to its folder (absolute when it is in data/)."""
+    root = _real(ctx.folder)
+    if path == root:
+        return "."
+    return str(path.relative_to(root)) if root in path.parents else str(path)
 
 
 def cap(text: str, limit: int = OUTPUT_CAP) -> str:

@@ -1,11 +1,21 @@
 """File tools: list, read, write and edit files in the agent's own idea folder, or start it from TEMPLATE.
 
-Every path goes through :func:`resolve_inside`, so nothing outside the folder is reachable.
+They run in the trusted loop process, so they confine themselves: a write goes through
+:func:`resolve_inside` and :func:`write_text` (only the agent's own folder, never through a symlink
+or hard link), a read or listing through :func:`resolve_readable` (its folder and the label-free
+``data/``). Symlinks the agent's shell made are judged by where they point.
 """
 
 from __future__ import annotations
 
-from core.agent.tools.context import ToolContext, ToolError, relative, resolve_inside
+from core.agent.tools.context import (
+    ToolContext,
+    ToolError,
+    relative,
+    resolve_inside,
+    resolve_readable,
+    write_text,
+)
 from core.common.errors import UserError
 from core.run.ideas import new_idea
 
@@ -14,7 +24,7 @@ LIST_CAP = 500  # entries one list_files shows
 
 
 def list_files(ctx: ToolContext, path: str = ".", recursive: bool = True) -> str:
-    target = resolve_inside(ctx, path, must_exist=True)
+    target = resolve_readable(ctx, path)
     if target.is_file():
         return f"{relative(ctx, target)}  {target.stat().st_size} bytes"
     lines = []
@@ -34,7 +44,7 @@ def list_files(ctx: ToolContext, path: str = ".", recursive: bool = True) -> str
 
 
 def read_file(ctx: ToolContext, path: str, start_line: int = 1, max_lines: int = 400) -> str:
-    target = resolve_inside(ctx, path, must_exist=True)
+    target = resolve_readable(ctx, path)
     if not target.is_file():
         raise ToolError(f"{path}: not a file")
     text = target.read_text(encoding="utf-8", errors="replace")
@@ -57,7 +67,7 @@ def write_file(ctx: ToolContext, path: str, content: str) -> str:
     if target.is_dir():
         raise ToolError(f"{path}: is a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content, encoding="utf-8")
+    write_text(target, content)
     return f"wrote {relative(ctx, target)} ({len(content)} characters)"
 
 
@@ -72,7 +82,7 @@ def edit_file(ctx: ToolContext, path: str, old_text: str, new_text: str, replace
     if count > 1 and not replace_all:
         raise ToolError(f"{path}: old_text occurs {count} times; add context or set replace_all")
     text = text.replace(old_text, new_text) if replace_all else text.replace(old_text, new_text, 1)
-    target.write_text(text, encoding="utf-8")
+    write_text(target, text)
     return f"edited {relative(ctx, target)} ({count if replace_all else 1} replacement(s))"
 
 

@@ -34,6 +34,15 @@ def own_job(ctx: ToolContext, job_id: str) -> Job:
     return job
 
 
+def jobs_of_call(ctx: ToolContext, tool_use_id: str) -> list[Job]:
+    """The jobs one run_idea call of this agent submitted (found by the tool_use_id in their meta)."""
+    if not tool_use_id:
+        return []
+    return [j for j in list_jobs()
+            if (j.get("meta") or {}).get("agent_id") == ctx.agent_id
+            and (j.get("meta") or {}).get("tool_use_id") == tool_use_id]
+
+
 def blanked_secrets() -> dict[str, str]:
     """Jobs inherit the service's environment; an idea job runs agent-written code, so every
     secret-looking variable visible here is overridden with an empty value for it (the scheduler

@@ -23,6 +23,8 @@ LEADERBOARD_KEYS = ("dataset", "idea", "n_seeds", "pgr_mean", "pgr_sem", "transf
 
 def _load_predictions(ctx: ToolContext, predictions_file: str) -> tuple[list[str], list[float]]:
     target = resolve_inside(ctx, predictions_file, must_exist=True)
+    if not target.is_file():
+        raise ToolError(f"{predictions_file}: not a file")
     try:
         data = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from core.agent.tools.context import ToolContext, ToolError, ToolOutcome, cap
 from core.agent.tools.files import edit_file, list_files, read_file, start_from_template, write_file
 from core.agent.tools.forum import list_findings, read_idea_md, share_finding
-from core.agent.tools.jobs import JOB_WAIT_MAX, job_log, job_status, run_idea
+from core.agent.tools.jobs import JOB_WAIT_MAX, job_log, job_status, jobs_of_call, run_idea
 from core.agent.tools.referee import evaluate, leaderboard
 from core.agent.tools.shell import SHELL_TIMEOUT_DEFAULT, SHELL_TIMEOUT_MAX, run_shell
 
@@ -103,13 +103,16 @@ class Tool:
 
 
 TOOLS: tuple[Tool, ...] = (
-    Tool(list_files, "List files in your idea folder (paths are relative to it)."),
-    Tool(read_file, "Read a text file from your idea folder, with line numbers."),
+    Tool(list_files, "List files in your idea folder (paths are relative to it) or in the label-free "
+         "data/ folder (by its absolute path, $W2S_DATA in the shell)."),
+    Tool(read_file, "Read a text file from your idea folder or the label-free data/ folder, with line "
+         "numbers."),
     Tool(write_file, "Create or overwrite a file in your idea folder."),
     Tool(edit_file, "Replace old_text by new_text in a file of your folder (old_text must match exactly)."),
     Tool(start_from_template, "Copy the TEMPLATE idea into your (empty) idea folder: run.py and README.md."),
-    Tool(run_shell, "Run a bash command in your idea folder (no secrets in its environment; "
-         f"timeout_s default {SHELL_TIMEOUT_DEFAULT}, max {SHELL_TIMEOUT_MAX}; output capped). "
+    Tool(run_shell, "Run a bash command in your idea folder, inside a sandbox: it sees your folder "
+         "(writable), the label-free data ($W2S_DATA) and the library code (read-only), a private /tmp, "
+         f"no network (timeout_s default {SHELL_TIMEOUT_DEFAULT}, max {SHELL_TIMEOUT_MAX}; output capped). "
          "`python` is the project's interpreter."),
     Tool(run_idea, "Launch your idea as jobs, one per seed: python -m core.run.runner trains it on data_dir "
          "(builds cached baselines first) and scores it. config holds RunConfig fields and your idea's "
@@ -161,3 +164,19 @@ def run_tool(ctx: ToolContext, name: str, args: dict[str, Any], tool_use_id: str
         out.text = cap(out.text)
         return out
     return ToolOutcome(cap(str(out)))
+
+
+def interrupted_note(ctx: ToolContext, name: str, tool_use_id: str) -> str:
+    """What the model should know about a call that was cut off (resume never re-runs it): the
+    jobs an interrupted run_idea had already submitted, so it polls them instead of launching twice."""
+    if name != "run_idea":
+        return ""
+    try:
+        jobs = jobs_of_call(ctx, tool_use_id)
+    except Exception:  # noqa: BLE001 - a note, never a reason for resume to fail
+        return ""
+    if not jobs:
+        return "it had submitted no job"
+    listed = ", ".join(f"seed {(j.get('meta') or {}).get('seed')}: job {j['id']} ({j.get('state')})"
+                       for j in jobs)
+    return f"jobs it had submitted: {listed}"
