@@ -226,7 +226,7 @@ def test_e_proc_environ_and_token_files(rt):
     assert result["w2s_source"] == "referee"
 
 
-def test_f_forged_seed_files_are_never_ranked(rt):
+def test_f_forged_seed_files_are_never_ranked(rt, capsys):
     cfg = rt["cfg"]
     key = result_key(cfg)
     # from inside a run the host's cache is not there: a write lands in the sandbox's private
@@ -255,9 +255,16 @@ def test_f_forged_seed_files_are_never_ranked(rt):
     assert rows["forger"]["transfer_acc"] == honest["transfer_acc"]
     assert not rows["vanilla_w2s"]["ranked"]
     assert [r["idea"] for r in leaderboard_rows(DS)] == ["forger", "vanilla_w2s"]  # ranked rows first
-    # `w2s verify` rescores kept predictions and flags a referee claim without any
+    # `w2s verify` rescores kept predictions: the honest seed checks out; a referee claim without
+    # predictions, or an edited accuracy, is reported
+    assert run_cli("verify", "--dataset", DS, "--idea", "forger") == 0
     write_result(DS, "forger", key, 8, {**honest, "seed": 8, "transfer_acc": 1.0, "private_acc": 1.0})
+    write_result(DS, "forger", key, 42, {**honest, "public_acc": 1.0})
+    capsys.readouterr()
     assert run_cli("verify", "--dataset", DS, "--idea", "forger") == 1
+    out = capsys.readouterr().out
+    assert "no predictions: " in out and "seed_8.json" in out
+    assert "mismatch: " in out and "seed_42.json" in out and "public_acc stored 1.0" in out
 
 
 def test_g_partial_coverage_is_refused_and_nothing_ranked(rt):
@@ -352,3 +359,41 @@ def run_experiment(cfg):
         run_seed("runaway", cfg, run_id="rt-runaway", timeout_s=4)
     left = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == ["4242.5"]]
     assert left == []
+
+
+def test_cancelling_the_job_stops_the_sandbox_and_everything_in_it(rt):
+    """SIGTERM to the job (what cancel sends) unwinds the runner, which kills the sandbox's tree."""
+    import os
+    import signal
+    import subprocess
+
+    from core.control.submit import runner_command
+    from tests.conftest import wait_until
+
+    ws, cfg = rt["ws"], rt["cfg"]
+    _idea(ws, "stubborn", '''
+import signal, subprocess, time
+
+def run_experiment(cfg):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    subprocess.Popen(["sleep", "4343.5"], start_new_session=True)
+    time.sleep(600)
+''')
+    run_dir = ws / "runs" / "job-cancel"
+    env = {**os.environ, "W2S_WORKSPACE": str(ws), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    job = subprocess.Popen(runner_command("stubborn", cfg, run_dir), env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+    def marker() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-1:] == ["4343.5"]]
+
+    try:
+        wait_until(marker, timeout=60, what="the idea's child process")
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=30) != 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert marker() == []
+    summary = json.loads((run_dir / "result.json").read_text())
+    assert summary["state"] == "cancelled" and summary["ok"] is False
