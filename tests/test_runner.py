@@ -173,3 +173,14 @@ def test_seeds_become_service_jobs(workspace):
         assert cmd[1:5] == ["-m", "core.app.seed_job", "--idea", "vanilla_w2s"]
         assert json.loads(cmd[cmd.index("--config-json") + 1])["seed"] == run.seed
         assert run.log_path == Path(job["run_dir"]) / "stdout.log"
+
+
+def test_a_size_capped_run_is_not_scored_or_cached(workspace):
+    make_dataset(workspace)
+    cfg = prepare_config(tiny_config(train_size=6, test_size=5))
+    _idea(workspace, "smoke", FLAKY)
+    run_dir = workspace / "runs" / "smoke-1"
+    result = run_seed("smoke", cfg, run_id="smoke-1", run_dir=run_dir)
+    assert result["scored"] is False and "size-capped" in result["note"]
+    assert not (workspace / "cache_results" / "tiny_smoke").exists()
+    assert len(json.loads((run_dir / "idea_out" / "predictions.json").read_text())) == 5  # kept in the run folder

@@ -224,23 +224,25 @@ class _Relay:
         self.fd: int | None = None
         self.buf = b""
 
-    def pump(self) -> None:
+    def pump(self) -> bool:
+        """Relay what arrived since the last call (at most ``MAX_EVENT_BYTES``); True if anything did."""
         if self.fd is None:
             try:
                 fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
-                return
+                return False
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
-                return
+                return False
             self.fd = fd
         chunk = os.read(self.fd, MAX_EVENT_BYTES)
         if not chunk:
-            return
+            return False
         *lines, self.buf = (self.buf + chunk).split(b"\n")
         self.buf = self.buf[-MAX_MESSAGE * 4:]
         for line in lines:
             self._event(line)
+        return True
 
     def _event(self, line: bytes) -> None:
         try:
@@ -304,7 +306,9 @@ def run_sandboxed(
             if deadline is not None and time.monotonic() > deadline:
                 stop_tree(proc)
                 raise IdeaFailed(f"the idea ran past its time limit ({timeout_s:g} s) and was stopped")
-        relay.pump()
+        for _ in range(64):  # the rest of what it wrote before it exited (bounded)
+            if not relay.pump():
+                break
     finally:
         stop_tree(proc, grace=2.0)
         relay.close()
