@@ -1,5 +1,5 @@
 """Acceptance: a scripted agent, driven through the real SDK against the fake Messages API, runs as
-a job under a real ``w2s serve``: it copies TEMPLATE, makes the idea save its predictions, runs it
+a job under a real ``w2s serve``: it copies TEMPLATE, edits it, runs it (in the sandbox)
 on demo-math, reaches for labels (refused), evaluates through the referee, shares a finding and is
 stopped by its USD budget — after a ``kill -9`` midway and a resume that repeats no finished call.
 """
@@ -29,14 +29,8 @@ from tests.tiny_w2s import fake_baselines
 KEY = "sk-acceptance-key"
 RUN_CFG = {"weak_model": "demo-weak", "strong_model": "demo-strong", "epochs": 1, "batch_size": 8,
            "max_ctx": 64, "lr": 0.001}
-SAVE_PREDS = '''    out = experiment.transfer(cfg, data, rows, targets, sample_weights=weights)
-    import json
-    from pathlib import Path
-
-    preds = Path(__file__).parent / "preds"
-    preds.mkdir(exist_ok=True)
-    (preds / f"seed_{cfg.seed}.json").write_text(json.dumps(out["test_predictions"]))
-    return out'''
+LOG_LINE = '''    experiment.log("agent edit: confidence-weighted transfer")
+    return experiment.transfer(cfg, data, rows, targets, sample_weights=weights)'''
 RETURN_LINE = "    return experiment.transfer(cfg, data, rows, targets, sample_weights=weights)"
 
 
@@ -57,7 +51,7 @@ def script(i: int, req: dict) -> dict:
         return turn(text("Reading direction 3, then starting from TEMPLATE."),
                     tool_use("c0a", "read_idea_md", {"number": 3}), tool_use("c0b", "start_from_template"))
     if i == 1:
-        edit = {"path": "run.py", "old_text": RETURN_LINE, "new_text": SAVE_PREDS}
+        edit = {"path": "run.py", "old_text": RETURN_LINE, "new_text": LOG_LINE}
         return turn(tool_use("c1", "edit_file", edit))
     if i == 2:
         run = {"seeds": [42], "data_dir": "data/demo-math", "config": RUN_CFG}
@@ -69,7 +63,7 @@ def script(i: int, req: dict) -> dict:
                     tool_use("c4a", "read_file", {"path": "../../labeled_data/demo-math/test.jsonl"}),
                     tool_use("c4b", "list_files", {}))
     if i == 5:
-        ask = {"dataset": "demo-math", "predictions_file": "preds/seed_42.json", "job_id": _job_id(req, 3)}
+        ask = {"dataset": "demo-math", "job_id": _job_id(req, 3)}  # the run's own sandboxed predictions
         return turn(tool_use("c5", "evaluate", ask))
     if i == 6:
         return turn(tool_use("c6", "share_finding", {

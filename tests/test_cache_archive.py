@@ -195,3 +195,25 @@ def test_truncated_archive_writes_nothing(workspace, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "corrupt" in err or "not a readable" in err
     assert _files(workspace) == []
+
+
+def test_kept_predictions_travel_with_their_seed_and_bombs_are_skipped(workspace, tmp_path, monkeypatch):
+    import gzip
+
+    seed = "cache_results/alpha_vanilla_w2s/K_e1_lr0.1_bs2_schlinear/seed_42.json"
+    kept = seed.replace("seed_42.json", "predictions_seed_42.json.gz")
+    preds = gzip.compress(json.dumps({"r1": 0.9, "r2": 0.1}).encode(), mtime=0)
+    bomb = gzip.compress(b"[" + b"0," * (40 * 1024 * 1024) + b"0]", mtime=0)  # 80 MB unzipped
+    report = import_archive(_tar(tmp_path / "in.tar.gz", [
+        (seed, _payload(w2s_source="referee")), (kept, preds),
+        (kept.replace("42", "43"), bomb), (kept.replace("42", "44"), b"not gzip"),
+    ]))
+    assert (workspace / kept).read_bytes() == preds
+    assert not (workspace / kept.replace("42", "43")).exists() and not (workspace / kept.replace("42", "44")).exists()
+    reasons = dict(report.skipped)
+    assert "unzips to more than" in reasons[kept.replace("42", "43")]
+    assert reasons[kept.replace("42", "44")] == "not a gzip file"
+    out = tmp_path / "out.tar.gz"
+    assert run_cli("cache", "export", str(out)) == 0
+    with tarfile.open(out) as tf:
+        assert sorted(tf.getnames()) == sorted([seed, kept]) and tf.extractfile(kept).read() == preds

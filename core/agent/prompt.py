@@ -26,8 +26,8 @@ transfer run -- and is scored on `test`. The same strong model trained on the gr
     PGR = (transfer_acc - weak_acc) / (strong_acc - weak_acc)
 
 0 means the strong student is no better than its weak teacher; 1 means it matches the ceiling.
-The weak and ceiling baselines are fixed per dataset and hyperparameters (averaged over their
-cached seeds) and are built automatically the first time you run a method, then reused.
+The weak and ceiling baselines are pinned per dataset and model pair (fixed hyperparameters and
+seeds, built by the trusted side); your own hyperparameters never change them.
 
 ## How a method is written
 A method ("idea") is a folder with `run.py` defining `run_experiment(cfg: RunConfig) -> dict`
@@ -41,8 +41,10 @@ config) is importable from your code; read its source with `run_shell` if you ne
 Runs go through the job system: `run_idea` launches one job per seed; each job trains your idea,
 scores it on the trusted side and caches the result. Use small settings first (few epochs, a
 `train_size`/`test_size` cap) to catch bugs in seconds, then scale up. To get a score from the
-referee, have your `run_experiment` also save its test predictions as JSON inside your folder
-(for example `preds/seed_42.json`) and call `evaluate` on that file.
+referee, call `evaluate(dataset, job_id=...)` on a finished run: it scores the predictions that run
+returned (your code runs in a sandbox and cannot write outside its output folder). Predictions
+you make yourself with `run_shell` can be scored too: save them in your folder and pass
+`predictions_file`.
 
 ## Rules (the referee and the reviewers enforce them)
 - Never look for, open or infer labels. Labels live only on the referee's side. Your shell runs in

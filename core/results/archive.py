@@ -3,7 +3,8 @@
 An archive is untrusted input: every member is checked *before* anything is written, and one
 absolute path, ``..`` component, link or device refuses the whole archive. Files are read from
 the tar stream and written by us (atomic, one at a time), never via ``extractall``, so nothing
-outside ``cache_results/<dataset>_<idea>/<key>/seed_<n>.json`` can ever be created.
+outside ``cache_results/<dataset>_<idea>/<key>/seed_<n>.json`` (and the gzipped predictions kept beside a
+referee-scored seed, ``predictions_seed_<n>.json.gz``) can ever be created.
 The reference archive's quirks are tolerated and reported: its stale nested
 ``cache_results/cache_results/`` copy is skipped, empty folders are not recreated, null ``pgr``
 and foreign ``idea_name`` values are imported unchanged (the folder names decide).
@@ -40,6 +41,8 @@ MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024  # a results cache is megabytes; refuse
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*_[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SEED_RE = re.compile(r"^seed_-?\d+\.json$")
+_PREDICTIONS_RE = re.compile(r"^predictions_seed_-?\d+\.json\.gz$")  # kept beside referee-scored seeds
+MAX_PREDICTIONS_BYTES = 64 * 1024 * 1024  # unzipped: a gzip member is checked before it is written
 
 
 class ArchiveError(UserError):
@@ -163,6 +166,8 @@ def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _En
         report.skipped.append((m.name, "not <dataset>_<idea>/<key>/seed_<n>.json"))
         return None
     group, key, filename = parts
+    if _GROUP_RE.match(group) and _KEY_RE.match(key) and _PREDICTIONS_RE.match(filename):
+        return _predictions_entry(tf, m, group, key, filename, report)
     if not _GROUP_RE.match(group) or not _KEY_RE.match(key) or not _SEED_RE.match(filename):
         report.skipped.append((m.name, "not <dataset>_<idea>/<key>/seed_<n>.json"))
         return None
@@ -181,6 +186,32 @@ def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _En
         return None
     null_pgr = "pgr" in parsed and parsed["pgr"] is None
     return _Entry(m.name, group, key, filename, data, null_pgr, parsed.get("idea_name"))
+
+
+def _predictions_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, group: str, key: str, filename: str,
+                       report: ImportReport) -> _Entry | None:
+    """A kept-predictions file: stored as it is (gzip), after checking it unzips, within a size cap,
+    to a JSON object (so ``w2s verify`` can rescore the seed it belongs to)."""
+    fh = tf.extractfile(m)
+    data = fh.read() if fh is not None else b""
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflate.decompress(data, MAX_PREDICTIONS_BYTES + 1)
+        complete = inflate.eof
+    except zlib.error:
+        report.skipped.append((m.name, "not a gzip file"))
+        return None
+    if len(raw) > MAX_PREDICTIONS_BYTES or not complete:
+        report.skipped.append((m.name, f"unzips to more than {MAX_PREDICTIONS_BYTES} bytes"))
+        return None
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        report.skipped.append((m.name, "not gzipped JSON predictions {id: P(class 1)}"))
+        return None
+    return _Entry(m.name, group, key, filename, data, False, None)
 
 
 def import_archive(archive: Path, root: Path | None = None, overwrite: bool = False) -> ImportReport:
@@ -226,12 +257,14 @@ def export_archive(archive: Path, dataset: str | None = None, root: Path | None 
         with os.fdopen(fd, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz") as tf:
                 for r in results:
-                    info = tarfile.TarInfo(f"{TOP}/{r.path.parent.parent.name}/{r.key}/{r.path.name}")
-                    data = r.path.read_bytes()
-                    info.size = len(data)
-                    info.mtime = int(r.path.stat().st_mtime)
-                    info.mode = 0o644
-                    tf.addfile(info, io.BytesIO(data))
+                    kept = r.path.with_name(f"predictions_{r.path.name}.gz")
+                    for path in (r.path, kept) if kept.is_file() else (r.path,):
+                        info = tarfile.TarInfo(f"{TOP}/{r.path.parent.parent.name}/{r.key}/{path.name}")
+                        data = path.read_bytes()
+                        info.size = len(data)
+                        info.mtime = int(path.stat().st_mtime)
+                        info.mode = 0o644
+                        tf.addfile(info, io.BytesIO(data))
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, archive)

@@ -97,14 +97,22 @@ class Sandbox(ABC):
         return subprocess.CompletedProcess(list(spec.command), proc.returncode, out, err)
 
 
-def kill_tree(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
-    """Stop a sandbox started by :meth:`Sandbox.popen` and everything it started.
+def kill_tree(proc: subprocess.Popen[bytes], grace: float = 0.0, reap_timeout: float = 10.0) -> None:
+    """Stop a sandbox started by :meth:`Sandbox.popen` and everything it started, and wait until
+    all of it is gone.
 
     The launcher leads its own process group; with a pid namespace, killing the namespace's first
-    process also kills every process inside, so nothing is left running.
+    process makes the kernel kill every process inside, asynchronously: so the descendants are
+    collected first and waited for, and a caller never sees a survivor.
     """
+    import psutil
+
     if proc.poll() is not None:
         return
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
     try:
         pgid = os.getpgid(proc.pid)
     except ProcessLookupError:
@@ -113,11 +121,18 @@ def kill_tree(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
         try:
             os.killpg(pgid, signal.SIGTERM)
             proc.wait(timeout=grace)
-            return
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    if proc.poll() is None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=reap_timeout)
+    for survivor in alive:  # outside any namespace (the unsafe mode) or in a group of its own
+        try:
+            survivor.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=reap_timeout)

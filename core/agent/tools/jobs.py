@@ -57,7 +57,7 @@ def run_idea(
     config: dict[str, Any] | None = None,
     tool_use_id: str = "",
 ) -> str:
-    """One job per seed running ``python -m core.run.runner`` on the agent's idea. Idempotent per tool
+    """One job per seed of the agent's idea (the trusted job entry runs it in the sandbox). Idempotent per tool
     call: a resumed call finds the jobs it already submitted instead of submitting twice."""
     if not (ctx.folder / "run.py").is_file():
         raise ToolError(f"ideas/{ctx.idea_name}/run.py does not exist yet (start_from_template first)")

@@ -7,6 +7,7 @@ evaluation budget as well as the referee's; the first one spent stops the run.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,14 +16,32 @@ from core.agent.tools.context import ToolContext, ToolError, ToolOutcome, resolv
 from core.agent.tools.jobs import own_job
 from core.control.store import Store
 from core.results.leaderboard import leaderboard_rows
+from core.run.runner import OUT_DIR
+from core.run.sandboxed_idea import PREDICTIONS_FILE
 
 EVALUATE_TIMEOUT_S = 120
 LEADERBOARD_KEYS = ("dataset", "idea", "n_seeds", "pgr_mean", "pgr_sem", "transfer_acc", "weak_acc",
                     "strong_acc", "source")
 
 
-def _load_predictions(ctx: ToolContext, predictions_file: str) -> tuple[list[str], list[float]]:
-    target = resolve_inside(ctx, predictions_file, must_exist=True)
+def _run_predictions(ctx: ToolContext, job_id: str) -> Path:
+    """The predictions one of this agent's runs wrote in its sandbox's output folder."""
+    job = own_job(ctx, job_id)
+    path = Path(str(job.get("run_dir") or "")) / OUT_DIR / PREDICTIONS_FILE
+    if not path.is_file() or path.is_symlink():
+        raise ToolError(f"job {job_id} has no predictions yet ({job.get('state')}); wait for it with job_status")
+    return path
+
+
+def _load_predictions(ctx: ToolContext, predictions_file: str | None, job_id: str | None
+                      ) -> tuple[list[str], list[float]]:
+    if predictions_file:
+        target = resolve_inside(ctx, predictions_file, must_exist=True)
+    elif job_id:
+        target = _run_predictions(ctx, job_id)
+        predictions_file = f"job {job_id}'s predictions"
+    else:
+        raise ToolError("give job_id (score that run's predictions) or predictions_file (a file in your folder)")
     if not target.is_file():
         raise ToolError(f"{predictions_file}: not a file")
     try:
@@ -52,15 +71,17 @@ def _measure_against(ctx: ToolContext, job_id: str) -> None:
     Store().table("jobs").update(agent_job, apply)
 
 
-def evaluate(ctx: ToolContext, dataset: str, predictions_file: str, job_id: str | None = None) -> ToolOutcome:
-    """Score predictions on ``test`` through the referee; spends one evaluation."""
+def evaluate(ctx: ToolContext, dataset: str, predictions_file: str | None = None, job_id: str | None = None
+             ) -> ToolOutcome:
+    """Score predictions on ``test`` through the referee; spends one evaluation. The predictions are a
+    run's (``job_id`` alone: what the sandboxed idea wrote) or a file in the agent's folder."""
     if ctx.usage.evals >= ctx.budgets.max_evals:
         return ToolOutcome(
             f"evaluation budget spent ({ctx.usage.evals}/{ctx.budgets.max_evals}); share findings and finish",
             is_error=True,
             stop=f"max_evals: {ctx.usage.evals} of {ctx.budgets.max_evals} evaluations used",
         )
-    ids, preds = _load_predictions(ctx, predictions_file)
+    ids, preds = _load_predictions(ctx, predictions_file, job_id)
     if not ctx.service_url or not ctx.run_token:
         raise ToolError("no referee configured for this run (W2S_SERVICE_URL / W2S_RUN_TOKEN missing)")
     if job_id:

@@ -114,14 +114,15 @@ TOOLS: tuple[Tool, ...] = (
          "(writable), the label-free data ($W2S_DATA) and the library code (read-only), a private /tmp, "
          f"no network (timeout_s default {SHELL_TIMEOUT_DEFAULT}, max {SHELL_TIMEOUT_MAX}; output capped). "
          "`python` is the project's interpreter."),
-    Tool(run_idea, "Launch your idea as jobs, one per seed: python -m core.run.runner trains it on data_dir "
-         "(builds cached baselines first) and scores it. config holds RunConfig fields and your idea's "
+    Tool(run_idea, "Launch your idea as jobs, one per seed: each builds the cached baselines, runs your "
+         "run.py in a sandbox on data_dir and has the referee score its predictions. config holds RunConfig fields and your idea's "
          "own parameters (for example {\"epochs\": 1, \"train_size\": 200})."),
     Tool(job_status, f"State of one of your jobs; wait_s (max {JOB_WAIT_MAX}) waits for it to finish."),
     Tool(job_log, "The last tail_chars characters of one of your jobs' output."),
-    Tool(evaluate, "Ask the referee to score test predictions (a JSON file in your folder: "
-         "{row_id: P(class 1)}). job_id names the run that made them, so PGR uses that run's baselines. "
-         "Returns accuracy and PGR; spends one evaluation from your budget."),
+    Tool(evaluate, "Ask the referee to score test predictions: job_id alone scores the predictions that "
+         "run of yours wrote; or predictions_file, a JSON file in your folder ({row_id: P(class 1)}), with "
+         "job_id naming the run whose baselines PGR uses. Returns the rounded public accuracy and PGR; "
+         "spends one evaluation from your budget."),
     Tool(leaderboard, "The PGR leaderboard (optionally for one dataset)."),
     Tool(share_finding, "Share a finding with the other researchers: what you tried, the numbers (every "
          "seed), what you conclude. job_id links the run."),
