@@ -50,6 +50,8 @@ def _still_valid(cached: dict | None, cfg: RunConfig) -> bool:
 
     if not cached or missing_baselines(cfg):
         return False
+    if cached.get("w2s_source") != "referee":  # only referee-scored rows, with their predictions kept
+        return False
     made = str(cached.get("cached_at", ""))
     for producer, key in ((WEAK_ARTIFACTS, weak_artifacts_key(cfg)), (TRAIN_CEILING, ceiling_key(cfg))):
         base = read_result(cfg.dataset, producer, key, cfg.seed) or {}
@@ -62,25 +64,25 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
     os.environ["W2S_WORKSPACE"] = str(ws)
     from core.app.seed_runs import run_local
     from core.common.config import RunConfig
-    from core.results.cache import read_result, result_key
-    from core.run.ideas import idea_defaults, load_idea
+    from core.results.cache import predictions_path, read_result, result_key
+    from core.run.ideas import find_idea, static_defaults
     from core.run.resolve import prepare_config
 
     failures = []
     for seed in seeds:  # seed by seed, vanilla first: every dataset's first result comes early
         for idea in IDEAS:
             for ds in datasets:
-                cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), idea_defaults(load_idea(idea)), cuda=False)
+                cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), static_defaults(find_idea(idea)), cuda=False)
                 cached = read_result(ds, idea, result_key(cfg), seed)
-                if _still_valid(cached, cfg.replace(seed=seed)):
+                kept = predictions_path(ds, idea, result_key(cfg), seed).is_file()
+                if kept and _still_valid(cached, cfg.replace(seed=seed)):
                     print(f"{ds} {idea} seed {seed}: cached (transfer {cached.get('transfer_acc')})", flush=True)
                     continue
                 start = time.time()
                 runs = run_local(idea, cfg, [seed])
                 for r in runs:
                     print(f"{ds} {idea} seed {r.seed}: {r.state} in {time.time() - start:.0f}s "
-                          f"transfer {r.result.get('transfer_acc')} pgr {r.result.get('pgr')} ({r.log_path})",
-                          flush=True)
+                          f"public acc {r.result.get('public_acc')} ({r.log_path})", flush=True)
                     if r.state != "succeeded":
                         failures.append(f"{ds} {idea} seed {r.seed}: {r.error} ({r.log_path})")
     return failures
@@ -100,7 +102,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
 
 
 def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) -> dict[str, int]:
-    """Tar ``cache_results/<ds>_<group>/<key>/seed_<s>.json`` for the demo groups (sorted, no mtimes)."""
+    """Tar ``cache_results/<ds>_<group>/<key>/seed_<s>.json`` for the demo groups, with the predictions
+    kept beside referee-scored seeds (sorted, no mtimes)."""
     base = ws / "cache_results"
     files: list[Path] = []
     for ds in datasets:
@@ -109,6 +112,9 @@ def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) ->
             for f in sorted(folder.glob("*/seed_*.json")):
                 if int(f.stem.split("_", 1)[1]) in seeds:
                     files.append(f)
+                    kept = f.with_name(f"predictions_{f.name}.gz")  # referee rows stay re-verifiable
+                    if kept.is_file():
+                        files.append(kept)
     counts: dict[str, int] = {}
     tmp = out.with_name(out.name + ".tmp")
     with tarfile.open(tmp, "w:gz", compresslevel=9) as tar:
@@ -120,7 +126,8 @@ def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) ->
                 if str(parent) not in made:
                     made.add(str(parent))
                     _add(tar, str(parent), None)
-            json.loads(f.read_text())  # never ship a broken file
+            if f.suffix == ".json":
+                json.loads(f.read_text())  # never ship a broken file
             _add(tar, str(rel), f.read_bytes())
             counts[rel.parts[1]] = counts.get(rel.parts[1], 0) + 1
     os.replace(tmp, out)
