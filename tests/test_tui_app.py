@@ -188,7 +188,7 @@ async def test_launch_a_run_from_the_keyboard_and_watch_it_finish(workspace):
         assert await pilot_wait_until(pilot, lambda: any(r.get("idea") == "quick" for r in lb.rows), 30)
         assert lb.dataset == "tiny" and any("quick" in k for k in lb.table.order)
         row = next(r for r in lb.rows if r.get("idea") == "quick")
-        assert row["n_seeds"] == 1 and row["source"] == "local run"
+        assert row["n_seeds"] == 1 and row["source"] == "referee"  # scored by the referee, not the idea
 
 
 async def test_cancel_asks_first_and_then_kills_the_job(workspace):
