@@ -397,3 +397,34 @@ def run_experiment(cfg):
     assert marker() == []
     summary = json.loads((run_dir / "result.json").read_text())
     assert summary["state"] == "cancelled" and summary["ok"] is False
+
+
+def test_i_a_job_cannot_create_jobs_or_raise_a_budget(rt):
+    """Before the boundary, a job called ``core.jobs.submit_job(eval_budget=10000)`` in the runner's
+    process and the scheduler gave it a 10,000-evaluation token. Inside the sandbox there is no
+    store, no service address and no network: whatever it does, the real queue is untouched."""
+    from core.control.jobs import list_jobs
+
+    before = [j["id"] for j in list_jobs()]
+    lines, result = _attack(rt, "spawner", '''
+        def attempt():
+            import socket
+            made = []
+            try:
+                from core.control.jobs import submit_job  # needs executors/, which is not in the view
+                made.append(submit_job("idea_run", ["sleep", "1"], eval_budget=10000)["id"])
+            except Exception as exc:
+                experiment.log(f"attack-spawn: {type(exc).__name__}")
+            try:
+                socket.create_connection(("127.0.0.1", 8000), timeout=3)
+                experiment.log("attack-net: connected")
+            except OSError:
+                experiment.log("attack-net: no network")
+            experiment.log(f"attack-spawned: {made}")
+            return {}
+    ''')
+    assert "attack-net: no network" in lines and "attack-spawned: []" in lines, lines
+    assert [j["id"] for j in list_jobs()] == before  # nothing queued where the scheduler looks
+    assert not list((rt["ws"] / ".w2s").glob("tokens*")) or all(
+        "10000" not in p.read_text() for p in (rt["ws"] / ".w2s").glob("tokens*"))
+    assert result["w2s_source"] == "referee"
