@@ -72,14 +72,19 @@ def render(doc: dict[str, Any], console: Console) -> None:
             justify="right" if col in ("#", "seeds") else "left",
         )
     notes = []
-    for i, r in enumerate(doc["rows"], start=1):
+    unranked = 0
+    for r in doc["rows"]:
         table.add_row(
-            str(i), r["dataset"], r["idea"], str(r["n_seeds"]), _pgr(r), _ci(r),
+            str(r["rank"]) if r.get("rank") else "-", r["dataset"], r["idea"], str(r["n_seeds"]), _pgr(r), _ci(r),
             _f(r["transfer_acc"], 4), _f(r["weak_acc"], 4), _f(r["strong_acc"], 4),
             r["source"], _params(r["key"]),
         )
         if r.get("pgr_reason"):
-            notes.append(f"#{i} {r['dataset']}/{r['idea']}: PGR n/a: {r['pgr_reason']}")
+            notes.append(f"{r['dataset']}/{r['idea']}: PGR n/a: {r['pgr_reason']}")
+        if not r.get("rank"):
+            unranked += 1
+    if unranked:
+        notes.append(f"'-': {unranked} rows shown apart, not ranked (only referee-scored, full-size runs rank)")
     console.print(table)
     for note in notes:
         console.print(note, highlight=False)

@@ -36,11 +36,18 @@ __all__ = [
 
 def leaderboard_rows(dataset: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard rows; a row with referee-scored seeds also carries their mean ``public_acc`` and
-    ``private_acc``."""
+    ``private_acc``. ``rank`` is the place among its dataset's ranked rows (1 = best PGR), None for a
+    row shown apart (imported, unverified, size-capped): every front end numbers rows the same way."""
     rows = lb.leaderboard_rows(dataset)
+    places: dict[str, int] = {}
     for row in rows:
         if lb.REFEREE_SOURCE in str(row.get("source", "")).split("+"):
             row.update(lb.referee_accuracies(row["dataset"], row["idea"], row["key"]))
+        if row.get("ranked") and row.get("pgr_mean") is not None:
+            places[row["dataset"]] = places.get(row["dataset"], 0) + 1
+            row["rank"] = places[row["dataset"]]
+        else:
+            row["rank"] = None
     return rows
 
 

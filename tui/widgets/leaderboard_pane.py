@@ -14,6 +14,7 @@ from tui.format import num, pgr_cell, shorten
 from tui.widgets.keyed_table import KeyedTable
 
 LB_COLUMNS = [
+    ("rank", "#", 2),
     ("idea", "idea", 16),
     ("pgr", "PGR ± CI95", 14),
     ("n", "n", 3),
@@ -46,6 +47,7 @@ def row_key(row: dict[str, Any]) -> str:
 
 def lb_cells(row: dict[str, Any]) -> tuple[str, ...]:
     return (
+        str(row["rank"]) if row.get("rank") else "[dim]-[/]",  # '-': shown apart, never ranked
         escape(shorten(row.get("idea", ""), 16)),
         pgr_cell(row.get("pgr_mean"), row.get("pgr_ci95")),
         str(row.get("n_seeds", "-")),
@@ -158,7 +160,8 @@ class LeaderboardPane(Vertical):
         if self.filter_text:
             rows = [r for r in rows if self.filter_text.lower() in str(r.get("idea", "")).lower()]
         value, descending = SORTS[self.sort_name]
-        return sorted(rows, key=value, reverse=descending)
+        rows = sorted(rows, key=value, reverse=descending)
+        return sorted(rows, key=lambda r: not r.get("rank"))  # rows shown apart stay below the ranked ones
 
     def redraw(self) -> None:
         head = self.query_one("#lb-head", Static)
