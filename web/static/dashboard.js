@@ -87,12 +87,13 @@ function leaderboardPage() {
   const ds = table.dataset.dataset;
   poll(async () => {
     const data = await api("GET", "/api/leaderboard" + (ds ? "?dataset=" + encodeURIComponent(ds) : ""));
-    fillRows(table.tBodies[0], data.rows, (r, i) => {
+    fillRows(table.tBodies[0], data.rows, (r) => {
       const ci = r.pgr_ci95 ? "[" + num(r.pgr_ci95[0], 2) + ", " + num(r.pgr_ci95[1], 2) + "]" : "–";
       const pp = (r.private_acc !== undefined) ? num(r.public_acc) + " / " + num(r.private_acc) : "–";
       const src = el("span", r.source, "src src-" + String(r.source).replace(/[+ ]/g, "-"));
-      const tr = row([i + 1, r.dataset, r.idea, r.n_seeds, num(r.pgr_mean), num(r.pgr_sem), ci,
-        num(r.transfer_acc), num(r.weak_acc), num(r.strong_acc), pp, src, r.key], "lb-row");
+      const tr = row([r.rank || "–", r.dataset, r.idea, r.n_seeds, num(r.pgr_mean), num(r.pgr_sem), ci,
+        num(r.transfer_acc), num(r.weak_acc), num(r.strong_acc), pp, src, r.key],
+        r.rank ? "lb-row" : "lb-row unranked");  // "–": shown apart, never ranked
       tr.dataset.idea = r.idea;
       tr.children[12].className = "key";
       return tr;
