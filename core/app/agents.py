@@ -49,28 +49,10 @@ def has_api_key() -> bool:
     return bool(os.environ.get(API_KEY_ENV, "").strip())
 
 
-def launch_agent(
-    direction: str | None = None,
-    *,
-    idea_md: int | None = None,
-    budget_usd: float = DEFAULT_USD,
-    max_turns: int = DEFAULT_TURNS,
-    max_evals: int = DEFAULT_EVALS,
-    max_wall_s: float = DEFAULT_WALL_S,
-    executor: str = "local",
-    model: str | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    store: Store | None = None,
-    unsafe_no_sandbox: bool = False,
-) -> dict[str, Any]:
-    """Record an agent and queue its job (exactly one of ``direction`` or ``idea_md``). Refused
-    without a working sandbox; ``unsafe_no_sandbox`` is the CLI's explicit operator flag (the web
-    API and the TUI never pass it: there only ``W2S_UNSAFE_NO_SANDBOX=1`` set for the service can)."""
-    return launcher.launch_agent(
-        direction, idea_md=idea_md, budget_usd=budget_usd, max_turns=max_turns, max_evals=max_evals,
-        max_wall_s=max_wall_s, executor=executor, model=model, max_tokens=max_tokens, store=store,
-        unsafe_no_sandbox=unsafe_no_sandbox,
-    )
+# Record an agent and queue its job (exactly one of ``direction`` or ``idea_md``); refused without a
+# working sandbox. ``unsafe_no_sandbox`` is the CLI's explicit operator flag: the web API and the TUI
+# never pass it (there only ``W2S_UNSAFE_NO_SANDBOX=1`` set for the service can).
+launch_agent = launcher.launch_agent
 
 
 def list_agents(store: Store | None = None) -> list[dict[str, Any]]:

@@ -516,6 +516,24 @@ def _strip_labels(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def complete_classes(dataset: str, predictions_by_id: Any) -> tuple[holdout.HoldoutLayout, dict[str, int]]:
+    """The predicted class of every test row, or RefereeError(400): unknown ids, or anything short of
+    all of them (a final score is never computed on the rows an idea chose to be sure about)."""
+    gold = _check_dataset(dataset)
+    layout = gold.layout
+    if not isinstance(predictions_by_id, Mapping):
+        raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
+    keys = [str(k) for k in predictions_by_id]
+    values = list(predictions_by_id.values())
+    positions_of(gold, values, keys)  # 400 for unknown ids
+    if len(keys) != len(layout.ids):
+        raise RefereeError(
+            400, f"predictions: a final submission must cover all {len(layout.ids)} test rows "
+            f"({len(layout.ids) - len(keys)} missing)"
+        )
+    return layout, dict(zip(keys, classes_of(values).tolist(), strict=True))
+
+
 def final_score(
     store: Any,
     run_id: str,
@@ -532,19 +550,7 @@ def final_score(
     the config is taken as the runner runs it (see :func:`baselines_for`), which names the row's key.
     Raises RefereeError: 400 for a bad submission, 409 when the run already has a final score.
     """
-    gold = _check_dataset(dataset)
-    layout = gold.layout
-    if not isinstance(predictions_by_id, Mapping):
-        raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
-    keys = [str(k) for k in predictions_by_id]
-    values = list(predictions_by_id.values())
-    positions_of(gold, values, keys)  # 400 for unknown ids
-    if len(keys) != len(layout.ids):
-        raise RefereeError(
-            400, f"predictions: a final submission must cover all {len(layout.ids)} test rows "
-            f"({len(layout.ids) - len(keys)} missing)"
-        )
-    classes = dict(zip(keys, classes_of(values).tolist(), strict=True))
+    layout, classes = complete_classes(dataset, predictions_by_id)
     job = run_job(store, run_id) or {}
     meta = job.get("meta") or {}
     idea = idea or meta.get("idea")
@@ -619,17 +625,7 @@ def rescore(dataset: str, predictions_by_id: Mapping[str, Any]) -> dict[str, Any
     :func:`final_score` computes them, with nothing recorded or written: ``w2s verify`` rescores kept
     predictions with it, and an unverified (unsandboxed) run is scored with it. RefereeError(400)
     for unknown ids or anything short of every test row."""
-    gold = _check_dataset(dataset)
-    layout = gold.layout
-    if not isinstance(predictions_by_id, Mapping):
-        raise RefereeError(400, "predictions: expected a mapping of row id to prediction")
-    keys = [str(k) for k in predictions_by_id]
-    values = list(predictions_by_id.values())
-    positions_of(gold, values, keys)
-    if len(keys) != len(layout.ids):
-        raise RefereeError(400, f"predictions: must cover all {len(layout.ids)} test rows "
-                                f"({len(layout.ids) - len(keys)} missing)")
-    classes = dict(zip(keys, classes_of(values).tolist(), strict=True))
+    layout, classes = complete_classes(dataset, predictions_by_id)
     public_ids, private_ids = layout.public_ordered, layout.private_ordered
     public = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
     private = (
