@@ -111,6 +111,7 @@ def test_launch_refuses_without_a_sandbox_unless_the_operator_says_so(workspace:
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")  # no working sandbox here
+    monkeypatch.setenv("W2S_LANDLOCK", "0")  # nor the Landlock fallback
     monkeypatch.delenv("W2S_UNSAFE_NO_SANDBOX", raising=False)
     with pytest.raises(UserError) as err:
         launch_agent("d")

@@ -87,6 +87,7 @@ def test_shell_runs_sandboxed_in_folder_with_clean_env_timeout_and_cap(ctx: Tool
 
 def test_shell_refuses_without_a_sandbox_unless_allowed(ctx: ToolContext, monkeypatch) -> None:
     monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")
+    monkeypatch.setenv("W2S_LANDLOCK", "0")  # nor the Landlock fallback
     monkeypatch.delenv("W2S_UNSAFE_NO_SANDBOX", raising=False)
     out = call(ctx, "run_shell", command="echo ran > ran.txt")
     assert out.is_error and "W2S_UNSAFE_NO_SANDBOX=1" in out.text and not (ctx.folder / "ran.txt").exists()

@@ -112,6 +112,7 @@ def test_selection_and_doctor(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     assert isinstance(default_sandbox(), BwrapSandbox)
     assert run_cli("doctor") == 0 and "sandbox bwrap: works" in capsys.readouterr().out
     monkeypatch.setenv("W2S_BWRAP", "/nonexistent/bwrap")
+    monkeypatch.setenv("W2S_LANDLOCK", "0")  # no fallback either
     monkeypatch.delenv(UNSAFE_ENV, raising=False)
     with pytest.raises(SandboxUnavailable, match=UNSAFE_ENV):
         default_sandbox()
@@ -120,7 +121,7 @@ def test_selection_and_doctor(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     monkeypatch.setenv(UNSAFE_ENV, "1")
     chosen = default_sandbox()
     assert isinstance(chosen, UnsafeNoSandbox) and not chosen.isolated
-    assert [r.works for r in doctor()] == [False, True]
+    assert [(r.name, r.works) for r in doctor()] == [("bwrap", False), ("landlock", False), ("none", True)]
 
 
 def test_library_code_importable_inside() -> None:
