@@ -10,7 +10,13 @@ from core.common.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the control service (scheduler, API, --dashboard pages)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1); any other than loopback needs --expose")
+    serve.add_argument("--expose", action="store_true",
+                       help="allow a non-loopback --host (0.0.0.0 etc.): the API's reads need no token")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a name clients use in the Host header besides localhost/127.0.0.1/[::1] "
+                            "and the bound address (repeatable)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000; 0 = any free port)")
     serve.add_argument("--dashboard", action="store_true", help="also serve the HTML dashboard")
     serve.add_argument("--no-web", action="store_true", help="scheduler only, no HTTP API")
@@ -39,7 +45,20 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
             return 1
         print(f"w2s service running (pid {info['pid']}) at {info.get('url') or 'no HTTP'}")
         return 0
+    import os
+
+    from web.app import ALLOWED_HOSTS_ENV
+
+    if not args.no_web:
+        service.check_exposure(args.host, args.expose)
+    for name in args.allow_host:
+        if not name.strip() or "," in name or "/" in name:
+            raise UserError(f"--allow-host: {name!r} is not a host name")
     if args.detach:
+        if args.expose:  # the detached service inherits these (this process exits right after)
+            os.environ[service.EXPOSE_ENV] = "1"
+        if args.allow_host:
+            os.environ[ALLOWED_HOSTS_ENV] = ",".join(args.allow_host)
         info = discovery.service_info()
         if info:
             raise UserError(f"a w2s service is already running for this workspace (pid {info['pid']}, "
@@ -49,13 +68,16 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
         info = discovery.service_info() or {}
         print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
         print(f"log: {discovery.log_file()}; stop with `w2s serve --stop`")
+        if url and not service.is_loopback(args.host):
+            print(service.exposure_notice(args.host, int(info.get("port") or 0), args.allow_host))
         _print_operator_token()
         return 0
     if not args.no_web:
         _print_operator_token()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = discovery.DEFAULT_PORT if args.port is None else args.port
-    return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web)
+    return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web,
+                         expose=args.expose, allow_hosts=args.allow_host)
 
 
 def _print_operator_token() -> None:

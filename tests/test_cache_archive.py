@@ -178,7 +178,7 @@ def test_oversized_archive_is_refused(workspace, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(ca, "MAX_TOTAL_BYTES", 10)
     archive = _tar(tmp_path / "big.tar.gz", [(GOOD, _payload())])
     assert run_cli("cache", "import", str(archive)) == 1
-    assert "over 10" in capsys.readouterr().err and _files(workspace) == []
+    assert "more than 10 bytes unpacked" in capsys.readouterr().err and _files(workspace) == []
 
 
 def test_archive_without_top_folder_lands_in_the_cache(workspace, tmp_path):
@@ -217,3 +217,80 @@ def test_kept_predictions_travel_with_their_seed_and_bombs_are_skipped(workspace
     assert run_cli("cache", "export", str(out)) == 0
     with tarfile.open(out) as tf:
         assert sorted(tf.getnames()) == sorted([seed, kept]) and tf.extractfile(kept).read() == preds
+
+
+# ---------------------------------------------------------------------------------- archive bombs
+
+
+def _many_members(path: Path, n: int) -> Path:
+    """``n`` empty seed files in one .tar.gz: a few hundred KB that would unpack into ``n`` files."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tf:
+        for i in range(n):
+            info = tarfile.TarInfo(f"cache_results/demo-math_bomb/k{i}/seed_42.json")
+            tf.addfile(info, io.BytesIO(b""))
+    return path
+
+
+def _huge_members(path: Path, sizes: list[int]) -> Path:
+    """Seed members of ``sizes`` zero bytes, written as a multi-member gzip of one small compressed
+    chunk repeated, so a 250 MB member costs a few hundred KB on disk and no time to build."""
+    import gzip
+
+    chunk = 1 << 20
+    zeros = gzip.compress(b"\0" * chunk, compresslevel=9)
+    with open(path, "wb") as out:
+        for i, size in enumerate(sizes):
+            info = tarfile.TarInfo(f"cache_results/demo-math_bomb/k{i}/seed_42.json")
+            info.size = size
+            out.write(gzip.compress(info.tobuf(format=tarfile.GNU_FORMAT)))
+            for _ in range(size // chunk):
+                out.write(zeros)
+            rest = size % chunk + (-size) % 512  # the member's tail, padded to a tar block
+            out.write(gzip.compress(b"\0" * rest))
+        out.write(gzip.compress(b"\0" * 1024))  # end-of-archive blocks
+    return path
+
+
+def test_archive_of_50000_members_is_refused_before_writing(workspace, tmp_path, capsys):
+    import time
+
+    archive = _many_members(tmp_path / "many.tar.gz", 50_000)
+    assert archive.stat().st_size < 2_000_000
+    start = time.monotonic()
+    assert run_cli("cache", "import", str(archive)) == 1
+    took = time.monotonic() - start
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "more than 20000 members" in err and "nothing was written" in err
+    assert _files(workspace) == [] and took < 10
+
+
+def test_archive_of_huge_json_members_is_refused_from_the_header(workspace, tmp_path, capsys):
+    import resource
+    import time
+
+    archive = _huge_members(tmp_path / "huge.tar.gz", [250 * 1024 * 1024] * 4)
+    assert archive.stat().st_size < 2_000_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    assert run_cli("cache", "import", str(archive)) == 1
+    took = time.monotonic() - start
+    grew_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "larger than 33554432 bytes" in err, err
+    assert _files(workspace) == [] and took < 10 and grew_kb < 100_000
+
+
+def test_member_sizes_and_total_are_capped_before_anything_is_written(workspace, tmp_path, monkeypatch, capsys):
+    import core.results.archive as ca
+
+    good = _tar(tmp_path / "ok.tar.gz", [(GOOD, _payload())])
+    monkeypatch.setattr(ca, "MAX_SEED_BYTES", 10)
+    with pytest.raises(ca.ArchiveError, match="a seed result is at most 10"):
+        import_archive(good)
+    monkeypatch.setattr(ca, "MAX_SEED_BYTES", 1 << 20)
+    monkeypatch.setattr(ca, "MAX_MEMBERS", 1)
+    two = _tar(tmp_path / "two.tar.gz", [(GOOD, _payload()), (GOOD.replace("seed_42", "seed_43"), _payload())])
+    with pytest.raises(ca.ArchiveError, match="more than 1 members"):
+        import_archive(two)
+    assert _files(workspace) == []
+    assert import_archive(good).n_imported == 1  # within the caps it imports as before

@@ -82,3 +82,31 @@ def test_concurrent_votes_and_comments_are_not_lost(workspace: Path):
     doc = findings.get(Store(), fid)
     assert doc["score"] == 24 and len(doc["votes"]) == 24
     assert len(doc["comments"]) == 24
+
+
+def test_config_and_metrics_are_capped_in_size_and_depth(workspace: Path):
+    """A 10 MB or deeply nested ``config`` is refused with one line; nothing is stored."""
+    store = Store()
+    deep: dict = {}
+    node = deep
+    for _ in range(200):
+        node["x"] = {}
+        node = node["x"]
+    big = {"blob": "x" * (10 * 1024 * 1024)}
+    wide = {f"k{i}": ["y" * 1000] for i in range(90)}  # under the key count, over 64 KB
+    for config, message in ((deep, "config: nested deeper than 8"), (big, "config: .* bytes serialized"),
+                            (wide, "config: .* bytes serialized")):
+        with pytest.raises(findings.FindingError, match=message):
+            _share(store, config=config)
+    assert findings.list_findings(store) == []
+    ok = _share(store, config={"a": {"b": {"c": [1, 2, {"d": 3}]}}})
+    assert ok["config"]["a"]["b"]["c"][2] == {"d": 3}
+
+
+def test_a_run_token_may_link_only_its_own_run(workspace: Path):
+    store = Store()
+    with pytest.raises(findings.FindingError, match=r"run: a run may link only its own run id \(a1\)"):
+        _share(store, run="someone-elses-run")
+    assert findings.list_findings(store) == []
+    assert _share(store)["run"] == "a1"
+    assert _share(store, author="operator", run="any-run")["run"] == "any-run"

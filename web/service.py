@@ -10,6 +10,7 @@ a stale lock).
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -25,6 +26,35 @@ from core.common.errors import UserError
 from core.control.service import DEFAULT_HOST, DEFAULT_PORT, lock_file, service_file, service_info
 
 log = logging.getLogger("w2s.service")
+EXPOSE_ENV = "W2S_EXPOSE"  # "1": the operator passed --expose (carried to a detached service)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the service on this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_notice(host: str, port: int, allowed: list[str]) -> str:
+    """What ``--expose`` makes reachable, said once at start-up (the operator asked for it)."""
+    names = ", ".join(["localhost", "127.0.0.1", "[::1]", *([] if host in ("0.0.0.0", "::") else [host]),
+                       *allowed])
+    return (f"w2s: exposed on {host}:{port}: anyone who can reach this address can read the API "
+            "(jobs, job logs, results, leaderboard, findings) without a token; launch, cancel, retry, "
+            "budgets and the forum's writes need the operator token or a run token. Requests are "
+            f"accepted only when their Host header is one of: {names} (add more with --allow-host).")
+
+
+def check_exposure(host: str, expose: bool) -> None:
+    """A non-loopback bind only with an explicit ``--expose``: the API has open GETs."""
+    if not is_loopback(host) and not expose:
+        raise UserError(f"--host {host} would serve the API beyond this machine (job logs and results can "
+                        "be read without a token); add --expose to do it on purpose, or keep --host 127.0.0.1")
 
 
 class ServiceLock:
@@ -52,10 +82,20 @@ class ServiceLock:
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = False,
-          stop: threading.Event | None = None, web: bool = True) -> int:
-    """Run the service in this process until SIGTERM/SIGINT (or ``stop`` is set)."""
+          stop: threading.Event | None = None, web: bool = True, expose: bool = False,
+          allow_hosts: list[str] | None = None) -> int:
+    """Run the service in this process until SIGTERM/SIGINT (or ``stop`` is set).
+
+    A host other than a loopback address needs ``expose`` (``--expose``); ``allow_hosts`` are the
+    extra names the ``Host`` header may carry (DNS-rebinding protection, see ``web.app``)."""
     from core.control.scheduler import Scheduler
 
+    expose = expose or os.environ.get(EXPOSE_ENV) == "1"
+    if web:
+        check_exposure(host, expose)
+    from web.app import env_allowed_hosts
+
+    allowed = [*(allow_hosts or []), *env_allowed_hosts()]
     lock = ServiceLock()
     if not lock.acquire():
         info = service_info()
@@ -68,14 +108,19 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
         if web:
             from waitress import create_server
 
+            from web.app import allow_hosts as allow
             from web.app import create_app
 
+            app = create_app(dashboard=dashboard, allowed_hosts=[host, *allowed])
             try:
-                server = create_server(create_app(dashboard=dashboard), host=host, port=port, threads=8)
+                server = create_server(app, host=host, port=port, threads=8)
             except OSError as exc:
                 raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
             port = int(getattr(server, "effective_port", port))
+            allow(app, port=port)
             url = f"http://{host}:{port}"
+            if not is_loopback(host):
+                print(exposure_notice(host, port, allowed), flush=True)
         me = psutil.Process()
         atomic_write_json(service_file(), {
             "pid": me.pid, "create_time": me.create_time(), "host": host, "port": port, "url": url,
@@ -116,10 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--dashboard", action="store_true")
     parser.add_argument("--no-web", action="store_true")
+    parser.add_argument("--expose", action="store_true")
+    parser.add_argument("--allow-host", action="append", default=[])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return serve(host=args.host, port=args.port, dashboard=args.dashboard, web=not args.no_web)
+        return serve(host=args.host, port=args.port, dashboard=args.dashboard, web=not args.no_web,
+                     expose=args.expose, allow_hosts=args.allow_host)
     except UserError as exc:
         print(f"w2s: error: {exc}", file=sys.stderr)
         return exc.exit_code

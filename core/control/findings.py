@@ -9,6 +9,7 @@ agents never lose each other's updates. Validation errors raise :class:`FindingE
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -21,6 +22,8 @@ MAX_SUMMARY = 20_000
 MAX_COMMENT = 5_000
 MAX_AUTHOR = 80
 MAX_JSON_KEYS = 100
+MAX_JSON_BYTES = 64 * 1024  # a finding's ``config`` or ``metrics``, serialized
+MAX_JSON_DEPTH = 8  # nesting of lists/objects inside ``config``
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _RUN_LINK_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -50,11 +53,30 @@ def _text(name: str, value: Any, limit: int, required: bool = True) -> str:
     return value
 
 
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists/objects, stopping early past ``limit`` (a deep bomb costs nothing)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _flat_dict(name: str, value: Any, numbers_only: bool) -> dict[str, Any]:
+    """A small JSON object: the store keeps every finding forever and every page lists them, so a
+    finding's ``config``/``metrics`` is capped in size (``MAX_JSON_BYTES``) and depth (``MAX_JSON_DEPTH``)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise FindingError(f"{name}: expected an object")
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise FindingError(f"{name}: nested deeper than {MAX_JSON_DEPTH} levels")
     if len(value) > MAX_JSON_KEYS:
         raise FindingError(f"{name}: more than {MAX_JSON_KEYS} entries")
     out: dict[str, Any] = {}
@@ -69,6 +91,12 @@ def _flat_dict(name: str, value: Any, numbers_only: bool) -> dict[str, Any]:
         elif not isinstance(item, str | int | float | bool | type(None) | list | dict):
             raise FindingError(f"{name}.{key}: unsupported value")
         out[key] = item
+    try:
+        size = len(json.dumps(value, allow_nan=False).encode())
+    except (TypeError, ValueError):
+        raise FindingError(f"{name}: not plain JSON (finite numbers, text, lists, objects)") from None
+    if size > MAX_JSON_BYTES:
+        raise FindingError(f"{name}: {size} bytes serialized; the limit is {MAX_JSON_BYTES}")
     return out
 
 
@@ -93,7 +121,10 @@ def share(
     run: Any = None,
     run_id: Any = None,
 ) -> dict[str, Any]:
-    """Create a finding; ``run`` (alias ``run_id``) links it to the run (job) that produced it."""
+    """Create a finding; ``run`` (alias ``run_id``) links it to the run (job) that produced it.
+
+    A run token (author ``run:<job-id>``) may link only its own run: otherwise a job could attach
+    its claims to another run's id and borrow that run's results."""
     run = run if run not in (None, "") else run_id
     doc: dict[str, Any] = {
         "id": "f" + secrets.token_hex(4),
@@ -111,6 +142,9 @@ def share(
     if run not in (None, ""):
         if not isinstance(run, str) or not _RUN_LINK_RE.match(run):
             raise FindingError("run: expected a run id (letters, digits, '_', '.', '-')")
+        own = doc["author"][4:] if doc["author"].startswith("run:") else None
+        if own is not None and run != own:
+            raise FindingError(f"run: a run may link only its own run id ({own}), not {run!r}")
         doc["run"] = run
     _table(store).insert(doc)
     return doc

@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 
 TOP = "cache_results"
 DEMO_ARCHIVE = Path(core.__file__).resolve().parent.parent / "cache_results.tar.gz"
-MAX_MEMBER_BYTES = 256 * 1024 * 1024
-MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024  # a results cache is megabytes; refuse decompression bombs
+# Caps checked from the headers before anything is written (a results cache is hundreds of files,
+# megabytes in all): archive bombs are refused whole, and no member is ever held whole past its cap.
+MAX_MEMBERS = 20_000
+MAX_MEMBER_BYTES = 32 * 1024 * 1024  # any file member (a gzipped predictions file is the largest kind)
+MAX_SEED_BYTES = 16 * 1024 * 1024  # a seed result is kilobytes; weak artifacts with per-row outputs, megabytes
+MAX_TOTAL_BYTES = 512 * 1024 * 1024
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*_[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _SEED_RE = re.compile(r"^seed_-?\d+\.json$")
@@ -119,6 +123,29 @@ def _parts(name: str) -> tuple[str, ...]:
     return tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
 
 
+def _refuse(archive: Path, why: str) -> ArchiveError:
+    return ArchiveError(f"{archive}: refused: {why}; nothing was written")
+
+
+def _members(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every member header, read one at a time and checked as it comes: the count, each member's
+    safety and size and the running total stop the read at once, before any data is kept."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (m := tf.next()) is not None:
+        if len(members) >= MAX_MEMBERS:
+            raise _refuse(archive, f"more than {MAX_MEMBERS} members (a results cache has hundreds)")
+        why = _unsafe(m)
+        if why is not None:
+            raise _refuse(archive, f"member {m.name[:200]!r}: {why}")
+        if m.isfile():
+            total += m.size
+            if total > MAX_TOTAL_BYTES:
+                raise _refuse(archive, f"more than {MAX_TOTAL_BYTES} bytes unpacked")
+        members.append(m)
+    return members
+
+
 def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
     """Validate every member, then read the cache files; raises ArchiveError before any write."""
     try:
@@ -127,22 +154,12 @@ def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
         raise ArchiveError(f"{archive}: not a readable tar archive ({exc})") from None
     with tf:
         try:
-            members = tf.getmembers()
+            members = _members(tf, archive)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise ArchiveError(f"{archive}: corrupt archive ({exc})") from None
-        bad = [(m.name, why) for m in members if (why := _unsafe(m)) is not None]
-        if bad:
-            name, why = bad[0]
-            raise ArchiveError(
-                f"{archive}: refused: member {name!r}: {why} ({len(bad)} unsafe members); nothing was written"
-            )
-        total = sum(m.size for m in members if m.isfile())
-        if total > MAX_TOTAL_BYTES:
-            raise ArchiveError(f"{archive}: refused: {total} bytes unpacked is over {MAX_TOTAL_BYTES}")
-        all_parts = [_parts(m.name) for m in members]
-        for m, d in zip(members, all_parts, strict=True):
-            if m.isdir() and d and not any(len(o) > len(d) and o[: len(d)] == d for o in all_parts):
-                report.empty_dirs += 1
+            raise ArchiveError(f"{archive}: corrupt archive ({exc}); nothing was written") from None
+        prefixes = {p[:i] for m in members for p in [_parts(m.name)] for i in range(1, len(p))}
+        report.empty_dirs += sum(1 for m in members if m.isdir() and _parts(m.name)
+                                 and _parts(m.name) not in prefixes)
         entries = []
         try:
             for m in members:
@@ -150,9 +167,20 @@ def _scan(archive: Path, report: ImportReport) -> list[_Entry]:
                     entry = _entry(tf, m, report)
                     if entry is not None:
                         entries.append(entry)
+        except ArchiveError as exc:
+            raise ArchiveError(f"{archive}: refused: {exc}") from None
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise ArchiveError(f"{archive}: corrupt archive ({exc}); nothing was written") from None
     return entries
+
+
+def _read_capped(tf: tarfile.TarFile, m: tarfile.TarInfo, cap: int) -> bytes:
+    """A member's bytes, never more than ``cap`` (the header's size is checked first, this is the backstop)."""
+    fh = tf.extractfile(m)
+    data = fh.read(cap + 1) if fh is not None else b""
+    if len(data) > cap:
+        raise ArchiveError(f"member {m.name[:200]!r}: larger than {cap} bytes; nothing was written")
+    return data
 
 
 def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _Entry | None:
@@ -171,8 +199,10 @@ def _entry(tf: tarfile.TarFile, m: tarfile.TarInfo, report: ImportReport) -> _En
     if not _GROUP_RE.match(group) or not _KEY_RE.match(key) or not _SEED_RE.match(filename):
         report.skipped.append((m.name, "not <dataset>_<idea>/<key>/seed_<n>.json"))
         return None
-    fh = tf.extractfile(m)
-    data = fh.read() if fh is not None else b""
+    if m.size > MAX_SEED_BYTES:
+        raise ArchiveError(f"member {m.name[:200]!r}: {m.size} bytes, a seed result is at most {MAX_SEED_BYTES}; "
+                           "nothing was written")
+    data = _read_capped(tf, m, MAX_SEED_BYTES)
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -192,8 +222,7 @@ def _predictions_entry(tf: tarfile.TarFile, m: tarfile.TarInfo, group: str, key:
                        report: ImportReport) -> _Entry | None:
     """A kept-predictions file: stored as it is (gzip), after checking it unzips, within a size cap,
     to a JSON object (so ``w2s verify`` can rescore the seed it belongs to)."""
-    fh = tf.extractfile(m)
-    data = fh.read() if fh is not None else b""
+    data = _read_capped(tf, m, MAX_MEMBER_BYTES)
     inflate = zlib.decompressobj(wbits=31)
     try:
         raw = inflate.decompress(data, MAX_PREDICTIONS_BYTES + 1)
