@@ -52,8 +52,8 @@ def _check(args: argparse.Namespace, unknown: list[str]) -> int:
 
 def _prepare(args: argparse.Namespace, unknown: list[str]) -> int:
     try:
-        counts = prepare_dataset(args.src, args.dst)
-    except ValueError as exc:
+        counts = prepare_dataset(args.src, args.dst, labeled_root=paths().labeled_data)
+    except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
     for split, n in counts.items():
         print(f"{args.dst / (split + '.jsonl')}: {n} rows (label-free)")

@@ -181,3 +181,47 @@ def test_prepare_ids_match_between_views(tmp_path: Path) -> None:
     dst = tmp_path / "data" / "ds"
     prepare_dataset(src, dst)
     assert load_split(dst / "test.jsonl").ids == load_split(src / "test.jsonl").ids
+
+
+# ------------------------------------------------------------------ prepare never destroys ground truth
+
+
+def test_prepare_refuses_labeled_data_and_folders_holding_labels(tmp_path: Path, capsys) -> None:
+    src = labeled_folder(tmp_path)
+    other = tmp_path / "labeled_data" / "other"
+    write_lines(other / "train_label.jsonl", [binary_row(1), binary_row(2, False)])
+    before = (other / "train_label.jsonl").read_bytes()
+    assert run_cli("data", "prepare", str(src), str(other)) == 1  # the demo-math -> demo-code
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "refused" in err and "labeled_data/" in err
+    assert (other / "train_label.jsonl").read_bytes() == before and sorted(p.name for p in other.iterdir()) == [
+        "train_label.jsonl"]
+    holder = tmp_path / "data" / "holder"  # outside labeled_data/, but a split in it carries labels
+    write_lines(holder / "test.jsonl", [binary_row(5)])
+    assert run_cli("data", "prepare", str(src), str(holder)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "test.jsonl holds labels" in err
+    assert json.loads((holder / "test.jsonl").read_text())["label"] is True
+
+
+def test_prepare_refuses_a_file_destination_in_one_line(tmp_path: Path, capsys) -> None:
+    src = labeled_folder(tmp_path)
+    target = tmp_path / "data" / "afile"
+    target.parent.mkdir(parents=True)
+    target.write_text("keep me\n")
+    assert run_cli("data", "prepare", str(src), str(target)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"w2s: error: {target}: is a file, not a folder; give a folder such as data/math"
+    assert target.read_text() == "keep me\n"
+
+
+def test_prepare_replaces_a_view_whole_and_leaves_no_temp_folders(tmp_path: Path) -> None:
+    src = labeled_folder(tmp_path)
+    dst = tmp_path / "data" / "ds"
+    write_lines(dst / "test.jsonl", [{"id": "old", "question": "q", "choice": "c"}])
+    (dst / "README.md").write_text("notes\n")
+    counts = prepare_dataset(src, dst)
+    assert counts == {"train_unlabel": 6, "test": 6}
+    assert sorted(p.name for p in dst.iterdir()) == ["README.md", "test.jsonl", "train_unlabel.jsonl"]
+    assert load_split(dst / "test.jsonl").ids == load_split(src / "test.jsonl").ids
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["ds"]  # no .ds.prepare-* / .ds.old-* left
