@@ -9,6 +9,10 @@ writer never leaves half a file. Finished jobs move to archive segments
 (``jobs.archive-NNNN.json``, 1000 jobs each) so the hot file that every state change rewrites stays small however long the history grows, and finishing
 a job rewrites one segment, not the whole history.
 
+A damaged file is detected and restored from its last good generation by the storage; for jobs,
+what no generation holds is rebuilt from the run folders (``runs/<id>/command.json`` and
+``exit_status``), so a damaged store loses no job that was ever submitted.
+
 Documents are plain JSON dicts keyed by a short string ``"id"``; callers always get copies.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -26,11 +31,19 @@ from tinydb import TinyDB
 from tinydb.table import Document
 from tinydb.table import Table as _TinyTable
 
-from core.common.job_types import TERMINAL_STATES
+from core.common.job_types import DEFAULT_EVAL_BUDGET, TERMINAL_STATES
 from core.common.workspace import paths
-from core.control.storage import SCHEMA_VERSION, AtomicJSONStorage, FileLock, StoreError, no_gc
+from core.control.storage import (
+    SCHEMA_VERSION,
+    AtomicJSONStorage,
+    FileLock,
+    StoreDamaged,
+    StoreError,
+    no_gc,
+    notice,
+)
 
-__all__ = ["Store", "Table", "StoreError", "SCHEMA_VERSION", "TABLES", "default_store", "new_id"]
+__all__ = ["Store", "Table", "StoreError", "StoreDamaged", "SCHEMA_VERSION", "TABLES", "default_store", "new_id"]
 
 TABLES = ("jobs", "agents", "evaluations", "findings", "tokens", "ideas")
 
@@ -44,6 +57,7 @@ ARCHIVE_RULES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
 ARCHIVE_SEGMENT_DOCS = 1000  # a finished job's move rewrites one segment, not the whole history
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 REV = "_rev"
+REBUILT = "rebuilt"  # marks a job document rebuilt from its run folder after store damage
 
 
 def new_id() -> str:
@@ -97,17 +111,23 @@ class Table:
         self._hot = self._open(root / f"{name}.json")
         self._segments: dict[str, _StrTable] = {}
         self._repaired = False
+        # Jobs can be rebuilt from their run folders; only in a workspace (``<ws>/.w2s`` + ``<ws>/runs``).
+        self._runs = root.parent / "runs" if name == "jobs" and root.name == ".w2s" else None
 
     # -- internals ---------------------------------------------------------------------------
     def _open(self, path: Path) -> _StrTable:
         # _DB.table_class makes every table it opens a _StrTable
-        return cast(_StrTable, _DB(path, storage=AtomicJSONStorage).table(self.name, cache_size=0))
+        db = _DB(path, storage=AtomicJSONStorage, lock_path=self.root / f"{self.name}.lock")
+        return cast(_StrTable, db.table(self.name, cache_size=0))
 
     def _archive_parts(self) -> list[_StrTable]:
         """Archive segments, oldest first (other processes may have started new ones)."""
         if self._archive_rule is None:
             return []
-        found = sorted(p.name for p in self.root.glob(f"{self.name}.archive-*.json"))
+        found = sorted({p.name for p in self.root.glob(f"{self.name}.archive-*.json")} | {
+            p.name.rsplit(".", 1)[0]  # a segment whose file was deleted: its .bak/.prev restore it
+            for pattern in ("bak", "prev") for p in self.root.glob(f"{self.name}.archive-*.json.{pattern}")
+        })
         for seg in found:
             if seg not in self._segments:
                 self._segments[seg] = self._open(self.root / seg)
@@ -117,7 +137,90 @@ class Table:
         return [self._hot, *self._archive_parts()]
 
     def _raw(self, parts: list[_StrTable] | None = None) -> list[Mapping[str, Mapping[str, Any]]]:
-        return [part._read_table() for part in (parts if parts is not None else self._parts())]
+        parts = parts if parts is not None else self._parts()
+        out: list[Mapping[str, Mapping[str, Any]]] = []
+        rebuild = False
+        for part in parts:
+            storage = cast(AtomicJSONStorage, part.storage)
+            try:
+                out.append(part._read_table())
+            except StoreDamaged as exc:
+                if self._runs is None:
+                    raise
+                with self._lock, self._mem:  # jobs: start the file anew and rebuild it from runs/
+                    aside = storage.set_aside(exc.reason)
+                    kept = f", kept as {aside.name}" if aside else ""
+                    notice(f"{storage.path} was damaged ({exc.reason}{kept}) with no good copy; "
+                           f"rebuilding its jobs from {self._runs}")
+                    out.append(part._read_table())
+            if storage.recovered is not None:
+                storage.recovered = None
+                rebuild = self._runs is not None
+        if rebuild:  # a restored generation can miss the newest jobs: their run folders have them
+            with self._lock, self._mem:
+                self._rebuild_from_runs()
+            return self._raw(parts)
+        return out
+
+    def _rebuild_from_runs(self) -> None:
+        """Add a document for every run folder the table does not know (after store damage).
+
+        State from ``exit_status`` when the job finished; a job that had started but left no exit
+        status is marked failed (its outcome is unknown; retry it); one that never started is
+        queued again. ``meta`` lived only in the store and cannot be recovered.
+        """
+        if self._runs is None or not self._runs.is_dir():
+            return
+        parts = self._parts()
+        known = {doc_id for raw in self._raw(parts) for doc_id in raw}
+        added = 0
+        for run_dir in sorted(self._runs.iterdir()):
+            if run_dir.name in known:
+                continue
+            try:
+                spec = orjson.loads((run_dir / "command.json").read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if not isinstance(spec, dict):
+                continue
+            doc = self._rebuilt_job(run_dir, spec)
+            self._target(doc).insert(_document(doc, run_dir.name))
+            added += 1
+        if added:
+            notice(f"rebuilt {added} job(s) from their run folders in {self._runs} "
+                   "(their meta could not be recovered)")
+
+    @staticmethod
+    def _rebuilt_job(run_dir: Path, spec: Mapping[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        try:
+            status = orjson.loads((run_dir / "exit_status").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            status = None
+        status = status if isinstance(status, dict) else None
+        started = status is not None or (run_dir / "pids.json").exists()
+        if status is not None:
+            code = status.get("exit_code")
+            state, reason = ("succeeded" if code == 0 else "failed"), f"exit code {code}"
+        elif started:
+            state, code, reason = "failed", None, "it had started; its outcome is unknown (retry it)"
+        else:
+            state, code, reason = "queued", None, "it had not started: queued again"
+        created = spec.get("created") if isinstance(spec.get("created"), (int, float)) else now
+        return {
+            "id": run_dir.name, "kind": str(spec.get("kind") or "run"),
+            "name": str(spec.get("name") or spec.get("kind") or "run"), "state": state,
+            "executor": str(spec.get("executor") or "local"), "gpus": [],
+            "gpus_requested": spec.get("gpus") if isinstance(spec.get("gpus"), int) else 0,
+            "created": created, "started": None,
+            "finished": (status or {}).get("finished") if status is not None else (now if state == "failed" else None),
+            "exit_code": code,
+            "history": [{"state": state, "time": now, "reason": f"rebuilt from its run folder after store damage: {reason}"}],
+            "run_dir": str(run_dir), "meta": {}, "progress": None,
+            "attempt": int(status.get("attempt") or 0) if status is not None else 0,
+            "max_retries": 0, "retry_at": None, "eval_budget": DEFAULT_EVAL_BUDGET, "handle": None,
+            "cancel_requested": False, REBUILT: True, REV: 1,
+        }
 
     def _locate(self, doc_id: str) -> tuple[_StrTable | None, Mapping[str, Any] | None]:
         """Where a document lives; after a crash mid-move it can be in two files: the higher rev wins."""
@@ -195,6 +298,10 @@ class Table:
 
         def op() -> str:
             doc_id = given or new_id()
+            if given:  # a rebuilt stand-in for this very document (its submit raced a recovery) yields
+                part, found = self._locate(doc_id)
+                if part is not None and found is not None and found.get(REBUILT):
+                    part.remove_ids([doc_id])
             while self._locate(doc_id)[1] is not None:
                 if given:
                     raise ValueError(f"{self.name}: a document with id {doc_id!r} already exists")
@@ -322,7 +429,7 @@ class Table:
     def hot(self) -> list[dict[str, Any]]:
         """Only the documents that are not archived (for jobs: the unfinished ones). Cheap."""
         with self._mem:
-            return _copy(list(self._hot._read_table().values()))
+            return _copy(list(self._raw([self._hot])[0].values()))
 
     def remove(self, doc_id: str) -> bool:
         """Delete a document; True when it existed."""
