@@ -31,6 +31,7 @@ from core.common.job_types import DEFAULT_EVAL_BUDGET
 from core.control import findings
 from core.control.jobs import MAX_EVAL_BUDGET
 from core.control.operator_token import check_operator_token
+from core.control.storage import StoreError
 from core.referee import service as referee
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -55,6 +56,12 @@ def _api_error(exc: ApiError):
 @api.errorhandler(referee.RefereeError)
 def _referee_error(exc: referee.RefereeError):
     return jsonify({"error": exc.message}), exc.status
+
+
+@api.errorhandler(StoreError)
+def _store_error(exc: StoreError):
+    """A damaged store that could not be restored: the service is unavailable, not the request wrong."""
+    return jsonify({"error": str(exc)}), 503
 
 
 @api.errorhandler(app_jobs.NoSuchJob)

@@ -30,7 +30,7 @@ from core.common.job_types import (
 )
 from core.common.workspace import paths
 from core.control import jobs as J
-from core.control.store import Store, default_store
+from core.control.store import Store, StoreError, default_store
 from core.control.tokens import agent_pool, issue_run_token
 from executors import CapacityError, Executor, get_executor
 
@@ -195,9 +195,15 @@ class Scheduler:
         return time.time() - float(history[-1]["time"] if history else 0)
 
     def run(self, stop: threading.Event) -> None:
+        last_store_error = ""
         while not stop.is_set():
             try:
                 self.tick()
+                last_store_error = ""
+            except StoreError as exc:  # a damaged store: one line per distinct problem, not every tick
+                if str(exc) != last_store_error:
+                    log.error("scheduler paused: %s", exc)
+                    last_store_error = str(exc)
             except Exception:
                 log.exception("scheduler tick failed")
             stop.wait(self.poll_interval)
