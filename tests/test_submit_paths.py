@@ -70,8 +70,9 @@ def test_cli_tui_api_and_agent_tool_submit_the_same_jobs(ws: Path) -> None:
     client = create_app(dashboard=False).test_client()
     operator = (ws / ".w2s" / "operator_token").read_text().strip()
     for seed in SEEDS:
-        made = client.post("/api/jobs", json={"idea": IDEA, "config": {"data_dir": "data/tiny", "seed": seed,
-                                                                       **CONFIG}},
+        api_config = {"data_dir": "data/tiny", "seed": seed, "epochs": 1, "train_size": 12,
+                      "extra": {"conf_low": 0.3}}  # the API refuses unknown keys: idea parameters go in extra
+        made = client.post("/api/jobs", json={"idea": IDEA, "config": api_config},
                            headers={"Authorization": f"Bearer {operator}"})
         assert made.status_code == 201, made.get_data(as_text=True)
     by_path["api"] = new_jobs(seen)

@@ -25,7 +25,7 @@ from flask import Blueprint, current_app, jsonify, request
 from core.app import agents as app_agents
 from core.app import jobs as app_jobs
 from core.app import views
-from core.common.config import RunConfig
+from core.common.config import ConfigError, RunConfig, validate_run_config
 from core.common.errors import UserError
 from core.common.job_types import DEFAULT_EVAL_BUDGET
 from core.control import findings
@@ -147,6 +147,9 @@ def checked_id(value: str, what: str) -> str:
     return value
 
 
+MAX_QUERY_INT = 2**62
+
+
 def int_arg(name: str, default: int = 0) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
@@ -157,6 +160,8 @@ def int_arg(name: str, default: int = 0) -> int:
         raise ApiError(400, f"query '{name}': expected an integer") from None
     if value < 0:
         raise ApiError(400, f"query '{name}': must be >= 0")
+    if value > MAX_QUERY_INT:  # a file offset past 2**62 overflows seek(): a 400, not a 500
+        raise ApiError(400, f"query '{name}': must be <= {MAX_QUERY_INT}")
     return value
 
 
@@ -371,8 +376,10 @@ def launch_job():
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise ApiError(400, "field 'config': expected an object of RunConfig fields")
-    try:
-        cfg = RunConfig.from_dict(config)
+    try:  # unknown keys refused, types and ranges checked, data_dir a prepared dataset under data/
+        cfg = validate_run_config(RunConfig.from_dict(config, strict=True))
+    except ConfigError as exc:
+        raise ApiError(400, f"field 'config.{exc.field}': {exc.message}") from None
     except (TypeError, ValueError) as exc:
         raise ApiError(400, f"field 'config': {exc}") from None
     numbers: dict[str, int | None] = {"gpus": None}  # no "gpus": one when the box has any, like every front end

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from core.common.errors import UserError
 
 LrSchedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Loss = Literal["xent", "logconf"]
@@ -46,6 +50,10 @@ class RunConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     load_in_4bit: bool = False
+    # gradient checkpointing (recompute activations in the backward pass): None = auto, on for causal
+    # LMs on CUDA (a 4B model at batch 32 x 8192 tokens does not fit otherwise), off elsewhere. It
+    # changes memory and speed, not results, so it stays out of the results-cache key.
+    gradient_checkpointing: bool | None = None
     bf16: Literal["auto", "on", "off"] = "auto"
     backend: Literal["auto", "hf", "unsloth", "vllm"] = "auto"
     # generation settings, for ideas that sample from the strong model
@@ -67,11 +75,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Build from a dict; unknown keys go to ``extra`` rather than being rejected."""
+    def from_dict(cls, data: dict[str, Any], strict: bool = False) -> RunConfig:
+        """Build from a dict; unknown keys go to ``extra``, or with ``strict`` are refused (ConfigError)."""
         known = {f.name for f in fields(cls)}
+        unknown = sorted(k for k in data if k not in known)
+        if strict and unknown:
+            raise ConfigError(unknown[0], "unknown RunConfig field (idea parameters go in 'extra')")
         kwargs = {k: v for k, v in data.items() if k in known}
-        extra = dict(kwargs.pop("extra", {}) or {})
+        given = kwargs.pop("extra", {}) or {}
+        if not isinstance(given, dict):
+            raise ConfigError("extra", f"expected an object of idea parameters, not {given!r}"[:200])
+        extra = dict(given)
         extra.update({k: v for k, v in data.items() if k not in known})
         return cls(**kwargs, extra=extra)
 
@@ -186,3 +200,124 @@ def parse_unknown_flags(tokens: list[str]) -> dict[str, Any]:
             out[name.replace("-", "_")] = True
             i += 1
     return out
+
+
+class ConfigError(UserError, ValueError):
+    """One RunConfig field is wrong; ``field`` names it so each front end can say ``--lr`` or ``config.lr``."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+    def as_flag(self) -> UserError:
+        """The same mistake as a CLI flag: ``--lr: must be > 0``."""
+        return UserError(f"--{self.field.replace('_', '-')}: {self.message}")
+
+
+# (lowest, highest, lowest is allowed) for the numeric fields; None: unbounded on that side
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "batch_size": (1, None, True),
+    "gradient_accumulation_steps": (1, None, True),
+    "epochs": (1, None, True),
+    "lr": (0, None, False),
+    "warmup_ratio": (0, 1, True),
+    "weight_decay": (0, None, True),
+    "max_ctx": (1, None, True),
+    "train_size": (1, None, True),
+    "test_size": (1, None, True),
+    "lora_r": (1, None, True),
+    "lora_alpha": (0, None, False),
+    "lora_dropout": (0, 1, True),
+    "max_new_tokens": (1, None, True),
+    "temperature": (0, None, True),
+    "top_p": (0, 1, False),
+    "num_samples": (1, None, True),
+}
+
+
+def _check_type(name: str, value: Any, tp: Any) -> Any:
+    """``value`` checked against the field's annotation; ints are accepted where floats are."""
+    options = get_args(tp) if get_origin(tp) in (Union, UnionType) else (tp,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(name, "must not be null")
+    for opt in options:
+        if opt is type(None):
+            continue
+        if get_origin(opt) is Literal:
+            if value in get_args(opt) and isinstance(value, str):
+                return value
+            continue
+        if opt is bool and isinstance(value, bool):
+            return value
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(name, f"must be a finite number, not {value!r}")
+            return float(value)
+        if opt is str and isinstance(value, str):
+            return value
+        if get_origin(opt) is dict or opt is dict:
+            if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+                return value
+    choices = [c for o in options if get_origin(o) is Literal for c in get_args(o)]
+    if choices:
+        raise ConfigError(name, f"expected one of {', '.join(map(str, choices))}, not {value!r}")
+    kinds = [getattr(o, "__name__", str(o)) for o in options if o is not type(None)]
+    what = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false",
+            "dict": "an object"}
+    expected = " or ".join(what.get(k, k) for k in kinds)
+    return _raise(name, f"expected {expected}, not {value!r}"[:200])
+
+
+def _raise(name: str, message: str) -> Any:
+    raise ConfigError(name, message)
+
+
+def check_data_dir(data_dir: str, root: Path) -> Path:
+    """The prepared, label-free dataset folder ``data_dir`` names: under ``<root>/data/``, with test.jsonl."""
+    if not data_dir.strip():
+        raise ConfigError("data_dir", "give a dataset folder such as data/demo-math")
+    raw = Path(data_dir).expanduser()
+    if "labeled_data" in raw.parts:
+        raise ConfigError("data_dir", f"{data_dir}: runs read the label-free view under data/, never labeled_data/")
+    folder = (raw if raw.is_absolute() else root / raw).resolve()
+    base = (root / "data").resolve()
+    if folder == base or not folder.is_relative_to(base):
+        raise ConfigError("data_dir", f"{data_dir}: must be a dataset folder under {root / 'data'}")
+    if not (folder / "test.jsonl").is_file():
+        raise ConfigError("data_dir", f"{data_dir}: no test.jsonl (is it a prepared dataset? see `w2s data prepare`)")
+    return folder
+
+
+def validate_run_config(cfg: RunConfig, root: Path | None = None, check_data: bool = True) -> RunConfig:
+    """The one check every entry (CLI, TUI, API, agent) applies before a job is queued: types,
+    ranges and, with ``check_data``, a prepared dataset under ``<root>/data/`` (default: the
+    workspace). Raises ConfigError naming the field; returns ``cfg`` with ints widened to floats."""
+    hints = get_type_hints(RunConfig)
+    changes: dict[str, Any] = {}
+    for f in fields(RunConfig):
+        value = getattr(cfg, f.name)
+        checked = _check_type(f.name, value, hints[f.name])
+        if checked is not value:
+            changes[f.name] = checked
+        bounds = _RANGES.get(f.name)
+        if bounds is not None and checked is not None:
+            lo, hi, inclusive = bounds
+            if lo is not None and (checked < lo or (checked == lo and not inclusive)):
+                raise ConfigError(f.name, f"must be {'>=' if inclusive else '>'} {lo:g}, not {checked!r}")
+            if hi is not None and checked > hi:
+                raise ConfigError(f.name, f"must be <= {hi:g}, not {checked!r}")
+    for name in ("strong_model", "weak_model"):
+        if isinstance(getattr(cfg, name), str) and not getattr(cfg, name).strip():
+            raise ConfigError(name, "must name a model")
+    if check_data:
+        if root is None:
+            from core.common.workspace import paths
+
+            root = paths().root
+        check_data_dir(cfg.data_dir, root)
+    return cfg.replace(**changes) if changes else cfg

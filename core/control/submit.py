@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.common.config import RunConfig
+from core.common.config import RunConfig, validate_run_config
 from core.common.errors import UserError
 from core.common.job_types import DEFAULT_EVAL_BUDGET, IDEA_RUN_KIND, Job
 from core.common.workspace import paths
@@ -115,6 +115,7 @@ def submit_idea_runs(
         raise UserError("seeds: give at least one seed, e.g. 42,43,44")
     if len(set(seeds)) != len(seeds):
         raise UserError("seeds: a seed is listed twice")
+    cfg = validate_run_config(cfg)  # types, ranges, a prepared dataset under data/: before anything is queued
     check_dataset(cfg)
     if gpus is None:
         gpus = 1 if visible_gpus() else 0
