@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -179,3 +180,39 @@ def test_transcript_rendering_collapses_tool_results():
     assert "waiting (rate limited)" in render_event({"type": "state", "state": "waiting (rate limited)"})[0]
     bars = budget_lines({"budgets": {"max_usd": 2.0, "max_turns": 10}, "usage": {"cost_usd": 1.0, "turns": 5}})
     assert bars[0].startswith("USD") and "$1.00 / $2.00" in bars[0] and "5 / 10" in bars[1]
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b'[keys]\nquit = "\xff\xfe"\n', "k.toml:2: not UTF-8 text"),
+    (b'[keys]\nquit = "1"\n', "k.toml:2: quit: key '1' is already bound to pane_agents"),
+    (b'launch_run = "c"\n', "k.toml:1: launch_run: key 'c' is already bound to cancel_job"),
+    (b'[keys]\nquit = ",,,"\n', "k.toml:2: quit: ',,,': an empty key in the list"),
+    (b'[keys]\nquit = "ctrl+"\n', "k.toml:2: quit: 'ctrl+': 'ctrl+' has an empty part"),
+    (b'[keys]\nquit = "ctrl q"\n', "k.toml:2: quit: 'ctrl q': 'ctrl q' is not a key name"),
+])
+def test_bad_keymaps_fall_back_to_the_defaults_in_one_line(tmp_path: Path, body: bytes, says: str):
+    bad = tmp_path / "k.toml"
+    bad.write_bytes(body)
+    with pytest.raises(UserError, match=re.escape(says)):
+        keymap.load_keymap(bad)
+    keys, problem = keymap.load_keymap_or_defaults(bad)
+    assert keys == {} and problem is not None and problem.count("\n") == 0
+    assert problem.startswith(str(bad)) and problem.endswith("using the default keys")
+    assert keymap.resolved_keys(keys)["quit"] == "q" and keymap.resolved_keys(keys)["pane_agents"] == "1"
+
+
+def test_a_swap_of_keys_is_not_a_conflict(tmp_path: Path):
+    swap = tmp_path / "swap.toml"
+    swap.write_text('[keys]\nquit = "1"\npane_agents = "f1"\nhelp = "question_mark, f2"\n')
+    assert keymap.load_keymap(swap) == {"quit": "1", "pane_agents": "f1", "help": "question_mark,f2"}
+
+
+def test_tui_main_bad_explicit_keymap_is_one_line_without_traceback(tmp_path, capsys, monkeypatch):
+    from tui.app import main
+
+    monkeypatch.setenv("W2S_WORKSPACE", str(tmp_path))
+    bad = tmp_path / "k.toml"
+    bad.write_bytes(b'quit = "\xff"\n')
+    assert main(["--keymap", str(bad), "--workspace", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{bad}:1: not UTF-8 text" in err and "Traceback" not in err

@@ -450,7 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.keymap is not None and not args.keymap.is_file():
             raise UserError(f"--keymap: {args.keymap} does not exist")
-        keys = keymap.load_keymap(args.keymap)
+        if args.keymap is not None:  # a file asked for by name: its mistake stops the start
+            keys = keymap.load_keymap(args.keymap)
+        else:  # the discovered file: one line saying why it is not used, then the default keys
+            keys, problem = keymap.load_keymap_or_defaults()
+            if problem:
+                print(f"w2s-tui: warning: {problem}", file=sys.stderr)
         if args.poll <= 0:
             raise UserError("--poll: must be positive")
     except UserError as exc:

@@ -86,7 +86,12 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
     path = path or find_keymap_file()
     if path is None:
         return {}
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); save the keymap as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -105,8 +110,43 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
             raise UserError(f"{path}:{line}: {binding_id}: unknown binding id (known: {known})")
         if not isinstance(keys, str) or not keys.strip():
             raise UserError(f"{path}:{line}: {binding_id}: expected a key string such as \"ctrl+r\"")
-        keymap[binding_id] = keys.strip()
+        problem = _bad_key_spec(keys)
+        if problem:
+            raise UserError(f"{path}:{line}: {binding_id}: {problem}")
+        keymap[binding_id] = ",".join(k.strip() for k in keys.split(","))
+    owner: dict[str, str] = {}
+    for action in ACTIONS:  # every key answers to one binding: a remap may not shadow another's key
+        for key in resolved_keys(keymap)[action.id].split(","):
+            other = owner.setdefault(key, action.id)
+            if other != action.id:
+                mine, theirs = (action.id, other) if action.id in keymap else (other, action.id)
+                raise UserError(f"{path}:{_line_of(text, mine)}: {mine}: key {key!r} is already bound to {theirs} "
+                                f"(remap {theirs} too, or choose another key)")
     return keymap
+
+
+def _bad_key_spec(keys: str) -> str | None:
+    """Why ``keys`` (comma-separated Textual key names, e.g. ``ctrl+r,f5``) is no key, or None."""
+    for key in keys.split(","):
+        key = key.strip()
+        if not key:
+            return f"{keys!r}: an empty key in the list (expected e.g. \"ctrl+r\" or \"r,f5\")"
+        if any(c.isspace() for c in key) or not key.isprintable():
+            return f"{keys!r}: {key!r} is not a key name (no spaces; e.g. \"ctrl+r\", \"f5\", \"space\")"
+        if len(key) > 1 and any(not part for part in key.split("+")):
+            return f"{keys!r}: {key!r} has an empty part around '+' (e.g. \"ctrl+r\")"
+    return None
+
+
+def load_keymap_or_defaults(path: Path | None = None) -> tuple[dict[str, str], str | None]:
+    """The keymap, or the defaults and the one line saying why the file was not used (never raises
+    for the file's content): a bad keymap must not keep the control center from starting."""
+    try:
+        return load_keymap(path), None
+    except UserError as exc:
+        return {}, f"{exc}; using the default keys"
+    except OSError as exc:
+        return {}, f"{path or find_keymap_file()}: unreadable ({exc.strerror}); using the default keys"
 
 
 def resolved_keys(keymap: dict[str, str]) -> dict[str, str]:
