@@ -4,6 +4,12 @@ Started by the local executor in a new session; it forks once more so it is not 
 child (no zombies there, nothing ties it to the service's lifetime), starts the job in its own
 process group, writes ``pids.json``, waits, reaps whatever the job left behind in its group, and
 writes ``exit_status``. Usage: ``python -m executors._wrapper RUN_DIR ATTEMPT``.
+
+The job's group leader is a small recorder (``--record``): it starts the command, waits and writes
+``job_exit`` (the command's own status) before it exits. So a wrapper that is killed while the job
+carries on does not turn a job that finished normally into a lost one: the executor reads
+``job_exit`` when the wrapper left no ``exit_status``. The recorder outlives SIGTERM/SIGINT/SIGHUP
+(they reach the command, in the same group, directly) so it can record how the command ended.
 """
 
 from __future__ import annotations
@@ -63,9 +69,50 @@ def _reap_group(pgid: int) -> None:
             time.sleep(0.05)
 
 
+JOB_EXIT = "job_exit"
+
+
+def _status_of(code: int) -> tuple[int, int | None]:
+    """(exit code as a shell shows it, signal or None) from ``Popen.returncode``."""
+    sig_num = -code if code < 0 else None
+    return (128 + sig_num if sig_num else code), sig_num
+
+
+def record(run_dir: Path, attempt: int, command: list[str]) -> int:
+    """The job's group leader: run ``command``, write ``job_exit``, exit with the command's code."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: None)  # a Python handler: the command gets the default again
+    try:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)
+    except OSError as exc:
+        print(f"[w2s] could not start the command: {exc}", flush=True)
+        _write_json(run_dir / JOB_EXIT, {"attempt": attempt, "exit_code": 127, "signal": None,
+                                        "error": f"could not start the command: {exc}", "finished": time.time()})
+        return 127
+    while True:
+        try:
+            code = child.wait()
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
+            continue
+    exit_code, sig_num = _status_of(code)
+    _write_json(run_dir / JOB_EXIT, {"attempt": attempt, "exit_code": exit_code, "signal": sig_num,
+                                    "finished": time.time()})
+    return exit_code
+
+
+def read_job_exit(run_dir: Path, attempt: int) -> dict | None:
+    try:
+        data = json.loads((run_dir / JOB_EXIT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("attempt") == attempt else None
+
+
 def run(run_dir: Path, attempt: int) -> int:
     spec = json.loads((run_dir / "command.json").read_text(encoding="utf-8"))
-    command = [str(part) for part in spec["command"]]
+    command = [sys.executable, "-m", "executors._wrapper", "--record", str(run_dir), str(attempt), "--",
+               *(str(part) for part in spec["command"])]
     cwd = spec.get("cwd") or None
     me = os.getpid()
     base = {"attempt": attempt, "wrapper_pid": me, "wrapper_ctime": _create_time(me)}
@@ -98,17 +145,22 @@ def run(run_dir: Path, attempt: int) -> int:
         _write_json(run_dir / "pids.json", {**base, "pid": child.pid, "pgid": pgid, "ctime": _create_time(child.pid)})
         code = child.wait()
         _reap_group(pgid)
-        sig_num = -code if code < 0 else None
-        exit_code = 128 + sig_num if sig_num else code
+        exit_code, sig_num = _status_of(code)
+        recorded = read_job_exit(run_dir, attempt)  # the command's own status, not the recorder's
+        if recorded is not None:
+            exit_code, sig_num = int(recorded.get("exit_code") or 0), recorded.get("signal")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         log.write(f"[w2s] attempt {attempt} exited with code {exit_code} {stamp} UTC\n".encode())
-    _write_json(run_dir / "exit_status", {
-        "attempt": attempt, "exit_code": exit_code, "signal": sig_num, "finished": time.time(),
-    })
+    status: dict = {"attempt": attempt, "exit_code": exit_code, "signal": sig_num, "finished": time.time()}
+    if recorded is not None and recorded.get("error"):
+        status["error"] = recorded["error"]
+    _write_json(run_dir / "exit_status", status)
     return exit_code
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--record"]:  # the job's group leader (see the module docstring)
+        return record(Path(argv[1]), int(argv[2]), argv[4:])
     run_dir, attempt = Path(argv[0]), int(argv[1])
     if os.fork() > 0:  # the launcher's child exits at once; the grandchild carries on, adopted by init
         os._exit(0)

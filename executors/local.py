@@ -3,7 +3,12 @@
 Jobs outlive the service and the UI: the wrapper runs in its own session, is re-parented to init,
 and writes ``exit_status`` itself. Cancel signals the job's own process group only after checking
 that the group really is this job's (leader pid + start time, or a member whose environment
-carries this job's ``W2S_JOB_ID``), so a recycled pid can never make us kill a stranger.
+carries this job's ``W2S_JOB_ID``), so a recycled pid can never make us kill a stranger. What
+the job started outside its group (``setsid``, a daemon) is found before the first signal (every
+descendant of the group, and every process carrying the job's ``W2S_JOB_ID``) and killed with it.
+
+A wrapper that died without ``exit_status`` is not the end of the story: the job's group leader
+writes ``job_exit`` (see ``executors._wrapper``), and that is the job's status.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import psutil
 from core.common.files import MAX_LOG_CHUNK, read_log_file
 from core.common.job_types import Handle, Job
 from core.common.process import CTIME_TOLERANCE_S, process_alive
+from executors._wrapper import JOB_EXIT
 from executors.base import Executor, ExecutorError, PollResult
 
 START_TIMEOUT_S = float(os.environ.get("W2S_LOCAL_START_TIMEOUT", "20"))
@@ -37,6 +43,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def read_exit_status(run_dir: Path, attempt: int) -> dict[str, Any] | None:
     status = read_json(run_dir / "exit_status")
+    return status if status and status.get("attempt") == attempt else None
+
+
+def read_job_exit(run_dir: Path, attempt: int) -> dict[str, Any] | None:
+    """What the job's group leader recorded about the command (present even if the wrapper died)."""
+    status = read_json(run_dir / JOB_EXIT)
     return status if status and status.get("attempt") == attempt else None
 
 
@@ -73,6 +85,45 @@ def _belongs_to_job(members: list[psutil.Process], job_id: str, handle: LocalHan
     return False
 
 
+def _escaped(members: list[psutil.Process], pgid: int, job_id: str, wrapper_pid: int | None) -> list[psutil.Process]:
+    """The job's processes outside its group: descendants of any member (a ``setsid`` child keeps its
+    parent until that dies) and processes carrying this job's ``W2S_JOB_ID`` (orphans re-parented to
+    init). Collected before the first signal, while the tree still shows who started whom. The
+    wrapper (it records the exit status) and processes of other users are never included."""
+    found: dict[int, psutil.Process] = {}
+    for proc in members:
+        try:
+            for child in proc.children(recursive=True):
+                found[child.pid] = child
+        except psutil.Error:
+            continue
+    me = os.getuid()
+    for proc in psutil.process_iter():
+        if proc.pid in found or proc.pid == wrapper_pid:
+            continue
+        try:
+            if proc.uids().real == me and proc.environ().get("W2S_JOB_ID") == job_id:
+                found[proc.pid] = proc
+        except (psutil.Error, OSError):
+            continue
+    out = []
+    for pid, proc in found.items():
+        try:
+            if pid != wrapper_pid and os.getpgid(pid) != pgid:
+                out.append(proc)
+        except (ProcessLookupError, OSError):
+            continue
+    return out
+
+
+def _signal_all(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(sig)  # psutil checks the process is still the one collected (no reused pid)
+        except psutil.Error:
+            continue
+
+
 class LocalExecutor(Executor):
     name = "local"
     supports_gpus = True  # the scheduler's CUDA_VISIBLE_DEVICES reaches the job's environment
@@ -88,7 +139,7 @@ class LocalExecutor(Executor):
         run_dir = Path(job["run_dir"])
         attempt = int(job["attempt"])
         self._reap_launchers()
-        for stale in ("pids.json", "exit_status"):
+        for stale in ("pids.json", "exit_status", JOB_EXIT):
             path = run_dir / stale
             if path.exists():
                 path.replace(run_dir / f"{stale}.prev")
@@ -146,6 +197,9 @@ class LocalExecutor(Executor):
                 return PollResult("exited", status.get("exit_code"), status.get("signal"), status.get("error") or "")
             if process_alive(handle.get("wrapper_pid"), handle.get("wrapper_ctime")):
                 return PollResult("running")
+        recorded = read_job_exit(run_dir, attempt)
+        if recorded:  # the wrapper died, the job did not: its own status stands
+            return PollResult("exited", recorded.get("exit_code"), recorded.get("signal"), recorded.get("error") or "")
         pgid = handle.get("pgid")
         if pgid and group_members(int(pgid)):
             return PollResult("running", reason="wrapper gone; job processes still running")
@@ -163,14 +217,21 @@ class LocalExecutor(Executor):
         members = group_members(pgid)
         if not members or not _belongs_to_job(members, str(job["id"]), full):
             return False
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return True
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not group_members(pgid):
+        strays = _escaped(members, pgid, str(job["id"]), full.get("wrapper_pid"))
+        _signal_all(strays, signal.SIGTERM)
+        try:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(pgid, sig)
+                except ProcessLookupError:
                     return True
-                time.sleep(0.05)
-        return True
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline:
+                    if not group_members(pgid):
+                        return True
+                    time.sleep(0.05)
+            return True
+        finally:
+            _, alive = psutil.wait_procs(strays, timeout=0.5)
+            _signal_all(alive, signal.SIGKILL)
+            psutil.wait_procs(alive, timeout=5)

@@ -115,11 +115,23 @@ def test_cancel_escalates_to_sigkill_after_the_grace_period(workspace):
     assert not alive
 
 
-def test_a_killed_wrapper_is_reported_not_hidden(workspace):
-    job = start(["bash", "-c", "sleep 1.5"])
+def test_a_killed_wrapper_does_not_fail_a_job_that_finished_normally(workspace):
+    """The job's group leader records the command's status (``job_exit``); that stands."""
+    job = start(["bash", "-c", "sleep 1.5; exit 0"])
     os.kill(job["handle"]["wrapper_pid"], 9)
     sched = Scheduler(gpus=[], poll_interval=0.05)
     sched.tick()
     assert get_job(job["id"])["state"] == "running"  # the job itself still runs
+    done = wait_until(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] not in ("running", "starting")
+                      and get_job(job["id"]))
+    assert done["state"] == "succeeded" and done["exit_code"] == 0
+    assert not (Path(job["run_dir"]) / "exit_status").exists()
+
+
+def test_a_job_whose_status_nobody_recorded_is_reported_not_hidden(workspace):
+    job = start(["bash", "-c", "sleep 120"])
+    os.kill(job["handle"]["wrapper_pid"], 9)
+    os.killpg(job["handle"]["pgid"], 9)  # the recorder too: nobody is left to say how it ended
+    sched = Scheduler(gpus=[], poll_interval=0.05)
     done = wait_until(lambda: (sched.tick(), get_job(job["id"]))[1]["state"] == "failed" and get_job(job["id"]))
     assert "without recording an exit status" in done["history"][-1]["reason"]

@@ -123,6 +123,21 @@ def run_seed(
                            sandbox=sandbox, run_dir=run_dir, timeout_s=timeout_s)
 
 
+def check_outcome(idea: str, cfg: RunConfig, result: Any) -> None:
+    """A seed succeeded only if the referee scored predictions (or it is a smoke run, never scored).
+
+    Whatever path led here (an idea that ended with ``os._exit(0)``, a scorer that returned nothing),
+    a seed without a scored result is a failure with one line, never "ok" with no numbers."""
+    smoke = cfg.train_size is not None or cfg.test_size is not None
+    if not isinstance(result, dict):
+        raise UserError(f"idea {idea!r}: seed {cfg.seed} produced no result")
+    if result.get("scored"):
+        if not isinstance(result.get("public_acc"), int | float) or result.get("w2s_source") is None:
+            raise UserError(f"idea {idea!r}: seed {cfg.seed} has no scored accuracy; nothing is counted")
+    elif not smoke:
+        raise UserError(f"idea {idea!r}: seed {cfg.seed} was not scored ({result.get('note') or 'no predictions'})")
+
+
 def public_summary(result: dict[str, Any]) -> dict[str, Any]:
     """What ``result.json`` and the job log may say: state and the rounded public accuracy only."""
     if not result.get("scored"):
@@ -202,6 +217,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] | None = None
         cfg = RunConfig.from_dict(json.loads(args.config_json))
         summary.update(dataset=cfg.dataset, seed=cfg.seed)
         result = run_seed(args.idea, cfg, progress=progress, log=say, run_id=run_id_for(run_dir), run_dir=run_dir)
+        check_outcome(args.idea, cfg, result)
         progress(1.0, "done")
         summary.update(ok=True, **public_summary(result))
         say(summary_line(cfg.seed, summary))

@@ -40,6 +40,7 @@ JOB_STATES = frozenset(JobState)
 SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 TRANSIENT_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later"
 CANCEL_GRACE_S = float(os.environ.get("W2S_CANCEL_GRACE", "10"))
+EXIT_STATUS_WAIT_S = 5.0  # how long cancel waits for the wrapper to record how the job ended
 MAX_EVAL_BUDGET = 10_000  # the most evaluations the operator may give one run
 
 
@@ -249,7 +250,7 @@ def cancel_job(job_id: str, store: Store | None = None, grace: float | None = No
     handle = cast("Handle | None", job.get("handle"))
     if handle:
         executor.cancel(job, handle, CANCEL_GRACE_S if grace is None else grace)
-        status = _exit_status(job)
+        status = _wait_exit_status(job, EXIT_STATUS_WAIT_S)
         done = transition(
             job_id, JobState.CANCELLED, "cancelled by user", expect=ACTIVE_STATES, store=store,
             exit_code=status.get("exit_code") if status else None,
@@ -318,11 +319,28 @@ def job_env(job: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _exit_status(job: Mapping[str, Any]) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(job["run_dir"]) / "exit_status").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("attempt") == job.get("attempt") else None
+    """The attempt's ``exit_status`` (the wrapper's), else its ``job_exit`` (the job's group leader's,
+    there even when the wrapper died); None when neither is written yet."""
+    for name in ("exit_status", "job_exit"):
+        try:
+            data = json.loads((Path(job["run_dir"]) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("attempt") == job.get("attempt"):
+            return data
+    return None
+
+
+def _wait_exit_status(job: Mapping[str, Any], timeout: float) -> dict[str, Any] | None:
+    """After a cancel the wrapper writes ``exit_status`` a moment after the last job process is gone:
+    wait for it briefly, so the cancelled job's ``exit_code`` says what ``exit_status`` says (143
+    for SIGTERM, 137 for SIGKILL)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _exit_status(job)
+        if status is not None or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.05)
 
 
 def _drop_secrets(job_id: str, store: Store | None = None) -> None:
