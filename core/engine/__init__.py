@@ -10,6 +10,7 @@ the backend (hf | unsloth | vllm) through :mod:`core.engine.backends`.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from core.common.config import RunConfig
 from core.data.datasets import Format
 from core.engine.backends import BackendChoice, choose_backend
-from core.engine.models import ModelSpec, default_models, detect_kind, resolve_model
+from core.engine.models import ModelSpec, default_models, detect_kind, read_model_config, resolve_model
 
 __all__ = [
     "ModelSpec",
@@ -33,12 +34,11 @@ _logger = logging.getLogger("w2s.engine")
 
 
 def model_kind(spec: ModelSpec) -> str:
-    """"encoder" or "causal" for a spec, reading only the checkpoint's config."""
+    """"encoder" or "causal" for a spec, reading only the checkpoint's config.json (without importing
+    transformers: unsloth must be imported before it to patch it)."""
     if spec.kind:
         return spec.kind
-    from transformers import AutoConfig
-
-    return detect_kind(AutoConfig.from_pretrained(spec.path, local_files_only=spec.local_only))
+    return detect_kind(read_model_config(spec))
 
 
 def _validate(
@@ -90,8 +90,11 @@ def train_and_predict(
             say(f"{spec.name}: {cfg.epochs} passes over the training rows "
                 f"({spec.passes_per_epoch} per epoch, set by the model registry)")
     kind = model_kind(spec)
+    late = "transformers" in sys.modules  # choose_backend imports unsloth when it will train
     choice = choose_backend(cfg.backend, kind)
     say(choice.reason)
+    if choice.train == "unsloth" and late:
+        say("note: transformers was imported before unsloth in this process; unsloth may patch late")
     from core.engine.tracking import wandb_run
 
     tracker = wandb_run(f"{spec.name}-seed{cfg.seed}", {**cfg.to_dict(), "model": spec.name, "fmt": fmt})

@@ -3,6 +3,9 @@
 ``auto``: unsloth trains and vllm scores when CUDA is present and the package imports (causal LMs
 only); otherwise hf. Asking for ``unsloth``/``vllm`` explicitly where they cannot run also falls
 back to hf, with the reason logged, so a config written on a GPU box still runs on a laptop.
+
+unsloth is probed (imported) before vllm, and the engine calls this before anything imports
+transformers, so unsloth patches transformers before it loads (its documented requirement).
 """
 
 from __future__ import annotations

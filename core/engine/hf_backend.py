@@ -6,6 +6,10 @@ Two model shapes, one interface (``forward(input_ids, attention_mask) -> logits 
 - causal LMs: the hidden state at the last real token (the ``Label:`` cue) multiplied by only the
   two label-token rows of the LM head — never full-vocabulary logits, never at every position.
 LoRA (peft) on all linear layers when ``lora_r > 0``, full fine-tuning when ``lora_r == 0``.
+Gradient checkpointing follows ``RunConfig.gradient_checkpointing`` (auto: on for causal LMs on CUDA).
+
+The CUDA-only parts (bf16 autocast, fused AdamW, 4-bit loading, checkpointing by default) are
+exercised by ``bench/gpu_check.py``; on the machine that wrote them they ran on CPU only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -107,6 +112,7 @@ class Loaded:
     dtype: torch.dtype
     pad_id: int
     uses_lora: bool
+    quantized: bool = False  # 4-bit weights: adapters stay unmerged and vLLM is not used
 
 
 def pick_device(cfg: RunConfig) -> torch.device:
@@ -190,6 +196,7 @@ def load(
     torch.manual_seed(cfg.seed)  # head init and LoRA init are part of the seed
     uses_lora = cfg.lora_r > 0
     module: EncoderClassifier | CausalLabelScorer
+    quantized = False
     with _quiet_transformers():
         if kind == "encoder":
             if spec.num_layers:
@@ -198,6 +205,8 @@ def load(
             if mcfg.model_type == "bert":
                 kwargs["add_pooling_layer"] = False
             backbone = AutoModel.from_pretrained(spec.path, **kwargs)
+            if cfg.gradient_checkpointing:  # encoders: only when asked for explicitly
+                set_gradient_checkpointing(backbone, True)
             if uses_lora:
                 from peft import get_peft_model
 
@@ -219,14 +228,10 @@ def load(
                 if cfg.load_in_4bit:
                     lm_kwargs.update(_four_bit(device, log))
                 lm = AutoModelForCausalLM.from_pretrained(spec.path, **lm_kwargs)
-                if cfg.extra.get("gradient_checkpointing"):
-                    lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-                if uses_lora:
-                    from peft import get_peft_model
-
-                    lm = get_peft_model(lm, lora_config(cfg, "CAUSAL_LM"))
-            chat = wants_chat_template(spec, tok, cfg)
+                lm = prepare_causal_lm(lm, cfg, device, log)
+            chat = wants_chat_template(spec, tok, cfg, mcfg)
             module = CausalLabelScorer(lm, label_token_ids(tok, fmt, chat))
+            quantized = is_quantized(lm)
     if not uses_lora and lm_loader is None:
         for p in module.parameters():
             p.requires_grad_(True)
@@ -235,13 +240,101 @@ def load(
     if pad is None:
         pad = tok.eos_token_id if tok.eos_token_id is not None else 0
     enc = PromptEncoder(tok, fmt, max_len_for(cfg, tok, mcfg), causal=kind == "causal", use_chat_template=chat)
-    return Loaded(spec, kind, tok, enc, module, device, dtype, int(pad), uses_lora)
+    return Loaded(spec, kind, tok, enc, module, device, dtype, int(pad), uses_lora, quantized)
 
 
-def wants_chat_template(spec: ModelSpec, tokenizer: Any, cfg: RunConfig) -> bool:
+def checkpointing_on(cfg: RunConfig, kind: str, device: torch.device) -> bool:
+    """``RunConfig.gradient_checkpointing``, or when None (auto): on for causal LMs on CUDA.
+
+    The legacy ``extra.gradient_checkpointing`` still counts when the field is left at auto."""
+    if cfg.gradient_checkpointing is not None:
+        return bool(cfg.gradient_checkpointing)
+    legacy = cfg.extra.get("gradient_checkpointing")
+    if legacy is not None:
+        return bool(legacy)
+    return kind == "causal" and device.type == "cuda"
+
+
+def set_gradient_checkpointing(model: Any, on: bool) -> None:
+    """Switch activation recomputation on or off (non-reentrant, so frozen inputs under LoRA still
+    get gradients), looking through a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(base, "is_gradient_checkpointing", False):
+        base.gradient_checkpointing_disable()
+
+
+def prepare_causal_lm(lm: Any, cfg: RunConfig, device: torch.device, log: LogFn) -> Any:
+    """A loaded causal LM made ready to train: checkpointing per ``cfg``, then LoRA when ``lora_r > 0``.
+
+    ``bench/gpu_check.py`` calls this on a config-built model, so it measures what ``w2s run`` gets."""
+    if checkpointing_on(cfg, "causal", device):
+        set_gradient_checkpointing(lm, True)
+    if cfg.lora_r > 0:
+        from peft import get_peft_model
+
+        lm = get_peft_model(lm, lora_config(cfg, "CAUSAL_LM"))
+    return lm
+
+
+def is_quantized(lm: Any) -> bool:
+    """True when the LM's weights are quantized (bitsandbytes 4-bit/8-bit): such adapters are never
+    merged and the weights never go to vLLM."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        return True
+    if getattr(base, "is_quantized", False) is True:
+        return True
+    return getattr(getattr(base, "config", None), "quantization_config", None) is not None
+
+
+# Hugging Face ids whose chat template the model was tuned on (True) or not (False); names not listed
+# fall back to the patterns below. Base models often ship a template they were never trained with.
+KNOWN_CHAT_MODELS: dict[str, bool] = {
+    "qwen/qwen1.5-0.5b-chat": True,
+    "qwen/qwen3-4b-base": False,
+}
+_CHAT_NAME = re.compile(r"(chat|instruct|[-_]it$|[-_]it[-_]|[-_]sft|rlhf|dpo|^qwen/qwen3-[0-9.]+b$)")
+_BASE_NAME = re.compile(r"(^|[-_/])base($|[-_])")
+_HUB_FOLDER = re.compile(r"^models--(.+)$")
+
+
+def model_identity(spec: ModelSpec, model_config: Any = None) -> str:
+    """The Hugging Face id a checkpoint came from, lower-cased: the id itself; for a hub cache
+    snapshot (``.../models--Org--Name/snapshots/<hash>``) the ``Org/Name`` its folders spell; else
+    the config's ``_name_or_path`` when that is an id; else the folder name."""
+    if not spec.local_only:
+        return spec.path.lower()
+    parts = spec.path.replace("\\", "/").rstrip("/").split("/")
+    for part in reversed(parts):
+        m = _HUB_FOLDER.match(part)
+        if m:
+            return m.group(1).replace("--", "/").lower()
+    origin = str(getattr(model_config, "_name_or_path", "") or "")
+    if origin and "/" in origin and not origin.startswith(("/", ".", "~")):
+        return origin.lower()
+    return parts[-1].lower()
+
+
+def is_chat_model(spec: ModelSpec, model_config: Any = None) -> bool:
+    """Whether the checkpoint is an instruct/chat model: the registry's ``chat`` flag, then
+    ``KNOWN_CHAT_MODELS``, then the id's wording (chat, instruct, -it, sft; never ``base``).
+    Unknown names count as not chat: ``extra.chat_template=on`` turns the template on."""
+    if spec.chat is not None:
+        return spec.chat
+    ident = model_identity(spec, model_config)
+    if ident in KNOWN_CHAT_MODELS:
+        return KNOWN_CHAT_MODELS[ident]
+    if _BASE_NAME.search(ident):
+        return False
+    return bool(_CHAT_NAME.search(ident))
+
+
+def wants_chat_template(spec: ModelSpec, tokenizer: Any, cfg: RunConfig, model_config: Any = None) -> bool:
     """Chat models get their chat template. ``extra.chat_template``: auto (default) | on | off; auto
-    means the tokenizer has a template and the checkpoint's name does not say ``base`` (base models
-    such as Qwen3-4B-Base ship a template they were not tuned on)."""
+    means the tokenizer has a template AND the model is an instruct/chat model (``is_chat_model``),
+    never a guess from a folder name: hash-named snapshot folders resolve to their hub id."""
     mode = str(cfg.extra.get("chat_template", "auto")).lower()
     has = bool(getattr(tokenizer, "chat_template", None))
     if mode in ("off", "false", "0", "no"):
@@ -250,7 +343,7 @@ def wants_chat_template(spec: ModelSpec, tokenizer: Any, cfg: RunConfig) -> bool
         if not has:
             raise ValueError(f"chat_template=on but {spec.name} has no chat template")
         return True
-    return has and "base" not in spec.path.rstrip("/").split("/")[-1].lower()
+    return has and is_chat_model(spec, model_config)
 
 
 def _four_bit(device: torch.device, log: LogFn) -> dict[str, Any]:
@@ -310,8 +403,10 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, gen: torch.Generator,
 
 
 def make_optimizer(cfg: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg``; AdamW is fused (one kernel per step) when every parameter is on CUDA."""
     if cfg.optimizer == "adamw_torch":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
     if cfg.optimizer == "adafactor":
@@ -385,19 +480,26 @@ def train(
         if device.type == "cuda" and loaded.dtype == torch.bfloat16
         else contextlib.nullcontext()
     )
+    # The loss stays on the device: reading it (a host sync that stalls the GPU queue) happens only
+    # every ``log_every`` optimizer steps (extra; default 1 on CPU, where it costs nothing, 10 on CUDA)
+    # and at each epoch's end.
+    log_every = max(1, int(cfg.extra.get("log_every", 1 if device.type == "cpu" else 10)))
     module.train()
-    step, losses, t0 = 0, [], time.perf_counter()
+    step, t0 = 0, time.perf_counter()
+    shown, epoch_mean = float("nan"), float("nan")
     for epoch in range(cfg.epochs):
         batches = epoch_batches(lengths, bs, gen, group)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         for bi, idx in enumerate(batches):
             ids, mask = collate([seqs[i] for i in idx], loaded.pad_id, device)
             with autocast:
                 logits = module(ids, mask)
-            tb = t_all[idx].to(device)
-            wb = None if w_all is None else w_all[idx].to(device)
+            tb = t_all[idx].to(device, non_blocking=True)
+            wb = None if w_all is None else w_all[idx].to(device, non_blocking=True)
             loss = compute_loss(cfg.loss, logits, tb, step / total_steps, wb, alpha, warmup)
             (loss / accum).backward()
-            losses.append(float(loss.detach()))
+            last = loss.detach()
+            loss_sum += last
             if (bi + 1) % accum == 0 or bi + 1 == len(batches):
                 if clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, clip)
@@ -405,15 +507,17 @@ def train(
                 sched.step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-                if tracker is not None:
-                    tracker.log({"train/loss": losses[-1], "train/lr": sched.get_last_lr()[0]}, step=step)
-            progress.advance(3 * len(idx), f"train epoch {epoch + 1}/{cfg.epochs} loss {losses[-1]:.4f}")
-        recent = losses[-per_epoch:]
-        log(f"epoch {epoch + 1}/{cfg.epochs}: mean loss {sum(recent) / len(recent):.4f}")
+                if step % log_every == 0:
+                    shown = float(last)  # the one sync per log step
+                    if tracker is not None:
+                        tracker.log({"train/loss": shown, "train/lr": sched.get_last_lr()[0]}, step=step)
+            progress.advance(3 * len(idx), f"train epoch {epoch + 1}/{cfg.epochs} loss {shown:.4f}")
+        epoch_mean = float(loss_sum) / max(1, len(batches))
+        log(f"epoch {epoch + 1}/{cfg.epochs}: mean loss {epoch_mean:.4f}")
     seconds = time.perf_counter() - t0
     return {
         "steps": step,
-        "final_loss": float(np.mean(losses[-per_epoch:])),
+        "final_loss": epoch_mean,
         "train_seconds": seconds,
         "train_examples_per_s": n * cfg.epochs / seconds if seconds > 0 else None,
     }
@@ -477,8 +581,13 @@ def train_and_predict_hf(
         summary = train(loaded, train_seqs, train_targets, sample_weights, cfg, bar, log, tracker)
         if summary.get("train_examples_per_s"):
             log(f"trained {summary['steps']} steps at {summary['train_examples_per_s']:.1f} ex/s")
-        if loaded.uses_lora and not cfg.load_in_4bit:
+        if loaded.uses_lora and not loaded.quantized:
             loaded.module.merge_adapters()  # scoring through merged weights is cheaper
+        if scorer is not None and loaded.quantized:
+            # vLLM would get a LoRA-injected 4-bit model it cannot load (or would score the wrong
+            # weights): score through the unmerged adapter on hf instead.
+            log("score=vllm -> hf: the model is 4-bit (load_in_4bit); its adapter stays unmerged")
+            scorer = None
         if scorer is not None:
             return scorer(loaded, pred_seqs, cfg, log)
         pbs = int(cfg.extra.get("predict_batch_size", max(2 * cfg.batch_size, 32)))

@@ -35,6 +35,9 @@ class ModelSpec:
     # passes over the training rows per requested epoch: the one-layer demo teacher learns nothing in
     # fewer than ~200 optimizer steps, so it takes ten passes over its small train_label per epoch
     passes_per_epoch: int = 1
+    # an instruct/chat model whose chat template wraps its prompts; None: decide from its hub id
+    # (``hf_backend.is_chat_model``)
+    chat: bool | None = None
 
     def effective_config(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with this model's recommended values where the user left the RunConfig default."""
@@ -86,8 +89,30 @@ def resolve_model(name: str) -> ModelSpec:
     return ModelSpec(name, name)
 
 
+def read_model_config(spec: ModelSpec) -> dict[str, Any]:
+    """The checkpoint's ``config.json`` as a dict, read without importing transformers (so unsloth,
+    when it trains, can still be imported first and patch transformers before anything loads it)."""
+    import json
+
+    folder = Path(spec.path)
+    if folder.is_dir():
+        path = folder / "config.json"
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(spec.path, "config.json", local_files_only=spec.local_only))
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: config.json is not a JSON object")
+    return data
+
+
 def detect_kind(config: Any) -> Kind:
     """Encoder (sequence-classification head) vs causal LM (label-token scoring), from a HF config."""
+    if isinstance(config, dict):  # a raw config.json (read_model_config)
+        from types import SimpleNamespace
+
+        config = SimpleNamespace(**{"model_type": "", **config})
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"encoder-decoder models are not supported ({config.model_type})")
     archs = [a.lower() for a in (getattr(config, "architectures", None) or [])]

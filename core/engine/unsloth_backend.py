@@ -5,8 +5,9 @@ UNVERIFIED: written against unsloth's documented ``FastLanguageModel`` API
 (``from_pretrained(model_name, max_seq_length, dtype, load_in_4bit, full_finetuning)`` and
 ``get_peft_model(model, r, target_modules, lora_alpha, lora_dropout, bias,
 use_gradient_checkpointing, random_state, max_seq_length)``) but never run here: the machine that
-wrote it has no GPU. unsloth patches transformers on import; importing it after transformers works
-but unsloth warns that some of its speed-ups may be missing.
+wrote it has no GPU. unsloth patches transformers on import, so it must be imported first:
+``core.engine.train_and_predict`` reads the model's kind from its config.json without transformers
+and then ``choose_backend`` imports unsloth, before the hf backend imports transformers.
 """
 
 from __future__ import annotations
@@ -22,18 +23,26 @@ PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 
 def load_causal_lm(spec: ModelSpec, cfg: RunConfig, dtype: torch.dtype) -> Any:
-    """The model, LoRA-wrapped per ``cfg`` (or fully trainable when ``lora_r == 0``). UNVERIFIED."""
+    """The model, LoRA-wrapped per ``cfg`` (or fully trainable when ``lora_r == 0``). UNVERIFIED.
+
+    ``dtype`` is passed explicitly (unsloth's ``dtype=None`` silently picks bf16 or fp16 by card), and
+    gradient checkpointing follows ``RunConfig.gradient_checkpointing`` (auto: unsloth's own, on)."""
     from unsloth import FastLanguageModel
+
+    from core.engine.hf_backend import checkpointing_on
 
     full = cfg.lora_r <= 0
     model, _tokenizer = FastLanguageModel.from_pretrained(
         model_name=spec.path,
         max_seq_length=int(cfg.max_ctx),
-        dtype=dtype if dtype != torch.float32 else None,
+        dtype=dtype,
         load_in_4bit=bool(cfg.load_in_4bit),
         full_finetuning=full,
     )
+    ckpt: str | bool = "unsloth" if checkpointing_on(cfg, "causal", torch.device("cuda")) else False
     if full:
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return model
     return FastLanguageModel.get_peft_model(
         model,
@@ -42,7 +51,7 @@ def load_causal_lm(spec: ModelSpec, cfg: RunConfig, dtype: torch.dtype) -> Any:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         bias="none",
-        use_gradient_checkpointing="unsloth",
+        use_gradient_checkpointing=ckpt,
         random_state=cfg.seed,
         max_seq_length=int(cfg.max_ctx),
     )
