@@ -54,10 +54,6 @@ class RunConfig:
     # LMs on CUDA (a 4B model at batch 32 x 8192 tokens does not fit otherwise), off elsewhere. It
     # changes memory and speed, not results, so it stays out of the results-cache key.
     gradient_checkpointing: bool | None = None
-    # gradient checkpointing (recompute activations in the backward pass): None = auto, on for causal
-    # LMs on CUDA (a 4B model at batch 32 x 8192 tokens does not fit otherwise), off elsewhere. It
-    # changes memory and speed, not results, so it stays out of the results-cache key.
-    gradient_checkpointing: bool | None = None
     bf16: Literal["auto", "on", "off"] = "auto"
     backend: Literal["auto", "hf", "unsloth", "vllm"] = "auto"
     # generation settings, for ideas that sample from the strong model
