@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 LEFTOVER_GRACE_S = 3.0
@@ -78,12 +79,28 @@ def _status_of(code: int) -> tuple[int, int | None]:
     return (128 + sig_num if sig_num else code), sig_num
 
 
+def _die_with_recorder(recorder: int) -> Callable[[], None]:
+    """In the command's process, before exec: a SIGKILL of the recorder (the job's pid, what a user
+    kills) kills the command too, so killing a job never leaves its work running unrecorded."""
+
+    def arm() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != recorder:  # the recorder died before the line above took effect
+            os._exit(137)
+
+    return arm
+
+
 def record(run_dir: Path, attempt: int, command: list[str]) -> int:
     """The job's group leader: run ``command``, write ``job_exit``, exit with the command's code."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)  # a Python handler: the command gets the default again
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True,
+                                 preexec_fn=_die_with_recorder(os.getpid()))
     except OSError as exc:
         print(f"[w2s] could not start the command: {exc}", flush=True)
         _write_json(run_dir / JOB_EXIT, {"attempt": attempt, "exit_code": 127, "signal": None,

@@ -187,3 +187,25 @@ def test_a_seed_without_a_scored_result_is_not_a_success():
             check_outcome("idea", cfg, result)
     check_outcome("idea", cfg, {"scored": True, "public_acc": 0.7, "w2s_source": "referee"})
     check_outcome("idea", cfg.replace(test_size=5), {"scored": False, "note": "smoke"})  # never scored
+
+
+def test_killing_the_jobs_pid_kills_its_command(workspace: Path):
+    """The job's pid is the recorder that leads its group; a ``kill -9`` of it (what a user or a
+    test does to kill a job hard) takes the command down with it instead of leaving it running
+    unrecorded, so a later retry never runs beside an orphan of the first attempt."""
+    import signal
+
+    job = _start(["sleep", "4547.5"])
+
+    def command_only() -> list[psutil.Process]:  # the recorder's own argv ends with the command's
+        return [p for p in _marked("4547.5") if p.info["cmdline"] == ["sleep", "4547.5"]]
+
+    try:
+        wait_until(lambda: len(command_only()) == 1, what="the job's command")
+        command = command_only()[0]
+        os.kill(int(job["handle"]["pid"]), signal.SIGKILL)
+        _, alive = psutil.wait_procs([command], timeout=10)
+        assert not alive, "the command outlived its killed job"
+    finally:
+        for proc in _marked("4547.5"):
+            proc.kill()
