@@ -190,7 +190,11 @@ def test_a_launch_the_service_did_not_see_finish_is_adopted_not_repeated(workspa
     adopted = get_job(job["id"])
     assert adopted["state"] == "running" and adopted["history"][-1]["reason"] == "re-attached after service restart"
     assert adopted["handle"]["pid"] == running["handle"]["pid"] and adopted["attempt"] == 1
-    assert (Path(job["run_dir"]) / "launches").read_text() == "launched\n"
+    launches = Path(job["run_dir"]) / "launches"  # the command writes it a moment after its pid is known
+    wait_until(launches.exists, what="the command's first line")
+    Scheduler(gpus=[], poll_interval=0.05).tick()  # another pass must not launch it again
+    time.sleep(0.5)
+    assert launches.read_text() == "launched\n"
     assert J.cancel_job(job["id"], grace=2)["state"] == "cancelled"
 
 
