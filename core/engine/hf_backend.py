@@ -256,11 +256,17 @@ def checkpointing_on(cfg: RunConfig, kind: str, device: torch.device) -> bool:
 
 
 def set_gradient_checkpointing(model: Any, on: bool) -> None:
-    """Switch activation recomputation on or off (non-reentrant, so frozen inputs under LoRA still
-    get gradients), looking through a peft wrapper."""
+    """Switch activation recomputation on or off, looking through a peft wrapper.
+
+    Reentrant recomputation, with the input embeddings' output marked as requiring grad so the
+    frozen base under LoRA still back-propagates into the adapters: measured on an H200 (Qwen3-4B
+    shape, batch 8 x 1024, bench/README.md) at 7,842 tok/s against 6,268 for the non-reentrant
+    variant, at the same peak memory."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if on:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        if hasattr(base, "enable_input_require_grads"):
+            base.enable_input_require_grads()
     elif getattr(base, "is_gradient_checkpointing", False):
         base.gradient_checkpointing_disable()
 
