@@ -563,13 +563,9 @@ def final_score(
         return _final_locked(store, run_id, dataset, layout, classes, idea, cfg, baselines)
 
 
-def _final_locked(
-    store: Any, run_id: str, dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int],
-    idea: str, cfg: RunConfig, baselines: Baselines,
-) -> dict[str, Any]:
-    """Score both parts and write the run's result; the caller holds the finals lock."""
-    if final_submission(store, run_id):
-        raise RefereeError(409, f"run {run_id} already has its final score; one final submission per run")
+def _score_parts(dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The public part's and the private holdout's metrics for predicted classes of every test row."""
     public_ids, private_ids = layout.public_ordered, layout.private_ordered
     public = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
     private = (
@@ -577,6 +573,17 @@ def _final_locked(
         if private_ids
         else {"accuracy": None, "total": 0}
     )
+    return public, private
+
+
+def _final_locked(
+    store: Any, run_id: str, dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int],
+    idea: str, cfg: RunConfig, baselines: Baselines,
+) -> dict[str, Any]:
+    """Score both parts and write the run's result; the caller holds the finals lock."""
+    if final_submission(store, run_id):
+        raise RefereeError(409, f"run {run_id} already has its final score; one final submission per run")
+    public, private = _score_parts(dataset, layout, classes)
     pgr, reason = compute_pgr(private["accuracy"], baselines)
     pgr_public, _ = compute_pgr(public["accuracy"], baselines)
     key = result_key(cfg)
@@ -626,12 +633,6 @@ def rescore(dataset: str, predictions_by_id: Mapping[str, Any]) -> dict[str, Any
     predictions with it, and an unverified (unsandboxed) run is scored with it. RefereeError(400)
     for unknown ids or anything short of every test row."""
     layout, classes = complete_classes(dataset, predictions_by_id)
-    public_ids, private_ids = layout.public_ordered, layout.private_ordered
-    public = score_predictions(dataset, {i: classes[i] for i in public_ids}, SCORED_SPLIT, public_ids)
-    private = (
-        score_predictions(dataset, {i: classes[i] for i in private_ids}, SCORED_SPLIT, private_ids)
-        if private_ids
-        else {"accuracy": None, "total": 0}
-    )
+    public, private = _score_parts(dataset, layout, classes)
     return {"public_acc": public["accuracy"], "private_acc": private["accuracy"],
             "n_public": public["total"], "n_private": private["total"]}

@@ -80,6 +80,11 @@ class Sandbox(ABC):
         problem = self.problem()
         if problem:
             raise SandboxUnavailable(problem)
+        return self.launch(spec, stdout, stderr, stdin)
+
+    def launch(self, spec: SandboxSpec, stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
+               stdin: int | IO[Any] | None) -> subprocess.Popen[bytes]:
+        """Start the host command (a sandbox that prepares files per run overrides this)."""
         return subprocess.Popen(
             self.argv(spec), env=self.host_env(spec), cwd=self.host_cwd(spec), stdin=stdin, stdout=stdout,
             stderr=stderr, start_new_session=True, close_fds=True,

@@ -188,16 +188,7 @@ class LandlockSandbox(Sandbox):
     def host_env(self, spec: SandboxSpec) -> dict[str, str]:
         return {}  # the launcher needs nothing; the command's environment travels in the policy file
 
-    def popen(
-        self, spec: SandboxSpec, *, stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None,
-        stdin: int | IO[Any] | None = subprocess.DEVNULL,
-    ) -> subprocess.Popen[bytes]:
-        problem = self.problem()
-        if problem:
-            raise SandboxUnavailable(problem)
-        return self._start(spec, stdout, stderr, stdin)
-
-    def _start(self, spec: SandboxSpec, stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
+    def launch(self, spec: SandboxSpec, stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
                stdin: int | IO[Any] | None) -> subprocess.Popen[bytes]:
         argv = self.argv(spec)
         private = str(Path(argv[-1]).parent)
@@ -216,7 +207,7 @@ def _probe() -> str | None:
     """Run ``true`` under a full ruleset once per process: a seccomp filter or an old libc can still
     refuse what the ABI query allowed."""
     try:
-        proc = LandlockSandbox()._start(SandboxSpec(["/bin/true"], env={"PATH": "/usr/bin:/bin"}), None,
+        proc = LandlockSandbox().launch(SandboxSpec(["/bin/true"], env={"PATH": "/usr/bin:/bin"}), None,
                                         subprocess.PIPE, subprocess.DEVNULL)
     except (OSError, SandboxUnavailable) as exc:
         return f"landlock: the launcher did not start: {exc}"
