@@ -75,8 +75,10 @@ class W2SApp(App):
         keys: dict[str, str] | None = None,
         max_jobs: int = 200,
         demo_cache: bool = True,
+        port: int | None = None,
     ) -> None:
         super().__init__()
+        self.port = port  # where a service this TUI starts listens (None: 8000 when free)
         self.readonly = readonly
         self.start_service = start_service and not os.environ.get(data.NO_SERVICE_ENV)
         self.poll_interval = poll_interval
@@ -188,7 +190,7 @@ class W2SApp(App):
         self.run_worker(job, thread=True, group=f"poll-{source}", exit_on_error=False)
 
     def _startup(self) -> dict[str, Any]:
-        status = data.ensure_service() if self.start_service and not self.readonly else data.service_status()
+        status = data.ensure_service(self.port) if self.start_service and not self.readonly else data.service_status()
         if self.demo_cache:
             data.ensure_demo_cache()
         return status
@@ -282,13 +284,19 @@ class W2SApp(App):
         self.push_screen(HelpScreen(self.keys, self.readonly))
 
     def action_open_dashboard(self) -> None:
-        url = self.service.get("url") if self.service.get("running") else None
+        svc = self.service
+        url = svc.get("url") if svc.get("running") else None
         if not url:
-            self.notify("The control service is not running, so there is no dashboard yet (w2s serve).",
-                        severity="warning")
+            self.notify("The control service is not running, so there is no dashboard yet "
+                        "(w2s serve --detach --dashboard).", severity="warning")
+            return
+        if not svc.get("dashboard"):
+            self.notify(f"The running service (pid {svc.get('pid')}, {url}) serves the API only, no dashboard "
+                        "pages. Restart it with them: w2s serve --stop; w2s serve --detach --dashboard "
+                        "(jobs keep running).", severity="warning", timeout=12)
             return
         self.copy_to_clipboard(str(url))
-        self.notify(f"Dashboard: {url} (copied to the clipboard)")
+        self.notify(f"Dashboard: {url}/ (copied to the clipboard)")
 
     # ------------------------------------------------------------ actions: launching and stopping
 
@@ -347,7 +355,7 @@ class W2SApp(App):
 
         def submit() -> Done:
             if self.start_service:
-                data.ensure_service()
+                data.ensure_service(self.port)
             ids = data.submit_runs(req.idea, req.dataset, req.seeds, req.executor, req.options)
             return Done(f"Submitted {len(ids)} job(s): {req.idea} on {req.dataset}, seeds "
                         f"{','.join(map(str, req.seeds))}")
@@ -376,7 +384,7 @@ class W2SApp(App):
 
         def submit() -> Done:
             if self.start_service:
-                data.ensure_service()
+                data.ensure_service(self.port)
             agent = data.launch_agent(req.direction, req.executor, req.budgets, start_service=self.start_service)
             return Done(f"Agent {agent.get('id', '')} launched: {req.direction.splitlines()[0][:60]}")
 
@@ -437,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workspace", type=Path, help=f"workspace folder (default: {WORKSPACE_ENV} or cwd)")
     parser.add_argument("--keymap", type=Path, help="keymap file (default: .w2s/keymap.toml, ~/.config/w2s/)")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port of the control service (API + dashboard) the TUI starts when none runs "
+                             "(default 8000 when free, else any free port; 0: any free port)")
     return parser
 
 
@@ -458,11 +469,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"w2s-tui: warning: {problem}", file=sys.stderr)
         if args.poll <= 0:
             raise UserError("--poll: must be positive")
+        if args.port is not None and not 0 <= args.port <= 65535:
+            raise UserError(f"--port: {args.port} is not a port number (0-65535)")
     except UserError as exc:
         print(f"w2s-tui: error: {exc}", file=sys.stderr)
         return 2
     paths()  # resolve the workspace once before the UI starts
-    app = W2SApp(readonly=args.readonly, start_service=not args.no_service, poll_interval=args.poll, keys=keys)
+    app = W2SApp(readonly=args.readonly, start_service=not args.no_service, poll_interval=args.poll, keys=keys,
+                 port=args.port)
     app.run()
     return 0
 

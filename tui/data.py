@@ -182,15 +182,18 @@ def service_status() -> dict[str, Any]:
     return {"available": True, **status, "note": ""}
 
 
-def ensure_service() -> dict[str, Any]:
-    """Attach to the control service, starting it detached when none runs (jobs outlive the TUI)."""
+def ensure_service(port: int | None = None) -> dict[str, Any]:
+    """Attach to the control service, starting it detached when none runs (jobs outlive the TUI).
+
+    A service the TUI starts serves the dashboard too (``o`` shows its URL), on ``port`` (None: 8000
+    when free, else any free port)."""
     status = service_status()
     if status["running"] or os.environ.get(NO_SERVICE_ENV):
         return status
     from web.launcher import start_service_detached
 
     try:
-        start_service_detached()
+        start_service_detached(port=port, dashboard=True)
     except Exception as exc:
         status["note"] = f"could not start the control service: {exc}"
         return status

@@ -96,6 +96,10 @@ def idea_directions() -> list[tuple[str, str]]:
 
 
 def service_status() -> dict[str, Any]:
-    """Is a control service running here, and where: ``{"running": bool, "url": str | None}``."""
-    running = service.is_service_running()
-    return {"running": running, "url": service.service_url() if running else None}
+    """Is a control service running here, and where: ``{"running": bool, "url": str | None,
+    "dashboard": bool, "pid": int | None}`` (``dashboard``: it serves the HTML pages, not only the API)."""
+    info = service.service_info()
+    if not info:
+        return {"running": False, "url": None, "dashboard": False, "pid": None}
+    return {"running": True, "url": info.get("url"), "dashboard": bool(info.get("dashboard")) and bool(info.get("url")),
+            "pid": info.get("pid")}
