@@ -33,7 +33,13 @@ def _local() -> Executor:
     return LocalExecutor()
 
 
-_FACTORIES: dict[str, ExecutorFactory] = {"local": _local}
+def _slurm() -> Executor:
+    from executors.slurm import SlurmExecutor
+
+    return SlurmExecutor()
+
+
+_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "slurm": _slurm}
 _INSTANCES: dict[str, Executor] = {}
 _GUARD = threading.Lock()
 

@@ -62,6 +62,9 @@ class Executor(ABC):
 
     name: ClassVar[str] = ""
     supports_gpus: ClassVar[bool] = False
+    # declared: a cluster scheduler (Slurm) picks the job's GPUs, so this machine's GPU inventory is not
+    # consulted or reserved for its jobs; the job's gpus_requested is passed on instead
+    allocates_gpus: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities(False, False, False, False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -44,6 +44,17 @@ CAPACITY_RETRIES = int(os.environ.get("W2S_CAPACITY_RETRIES", "20"))
 STALE_CLAIM_S = 30.0  # a launch takes one tick; an older claim belongs to a scheduler that died
 
 
+def slurm_max_jobs() -> int:
+    """How many w2s jobs may sit in the Slurm queue at once (``max_jobs`` of the workspace's settings)."""
+    from core.common.errors import UserError
+    from executors.slurm_settings import DEFAULT_MAX_JOBS, load_settings
+
+    try:
+        return load_settings().max_jobs
+    except UserError:
+        return DEFAULT_MAX_JOBS  # the same error fails the first Slurm submit, naming the field
+
+
 def gpu_inventory() -> list[int]:
     """GPU indices the scheduler may hand out: ``W2S_GPUS=0,1`` (or empty) overrides the probe."""
     override = os.environ.get("W2S_GPUS")
@@ -120,6 +131,7 @@ class Scheduler:
         self.store = store if store is not None else default_store()
         self.gpus = list(gpu_inventory() if gpus is None else gpus)
         self.limits = dict(default_limits(len(self.gpus)))
+        self.limits.setdefault("slurm", slurm_max_jobs())
         self.limits.update(limits or {})
         self.poll_interval = poll_interval
         self.backoff_base = backoff_base
@@ -139,6 +151,14 @@ class Scheduler:
     @staticmethod
     def _executor(name: str) -> Executor:
         return get_executor(name)
+
+    @staticmethod
+    def _allocates_gpus(job: Job) -> bool:
+        """True when the job's executor (a cluster) picks GPUs itself: none of ours are reserved."""
+        try:
+            return get_executor(job["executor"]).allocates_gpus
+        except ValueError:
+            return False
 
     def backoff(self, attempt: int) -> float:
         return min(MAX_BACKOFF_S, self.backoff_base * (2 ** max(0, attempt - 1)))
@@ -225,7 +245,9 @@ class Scheduler:
             changes: dict[str, Any] = {}
             if progress is not None and progress != job.get("progress"):
                 changes["progress"] = progress
-            if message is not None and message != job.get("progress_message"):
+            if message is None:  # the job says nothing itself: show the executor's word (Slurm's pending reason)
+                message = result.reason or None
+            if message != job.get("progress_message"):
                 changes["progress_message"] = message
             if job.get("cancel_requested") and not job.get("cancel_sent"):
                 changes["cancel_sent"] = True
@@ -284,7 +306,7 @@ class Scheduler:
             name = job["executor"]
             if running_by_exec.get(name, 0) >= self.limits.get(name, 1):
                 continue  # this executor is full; jobs for other executors may still start
-            want = int(job.get("gpus_requested") or 0)
+            want = 0 if self._allocates_gpus(job) else int(job.get("gpus_requested") or 0)
             free = [g for g in self.gpus if g not in busy_gpus]
             if want > len(self.gpus):
                 J.transition(job["id"], JobState.FAILED, f"needs {want} GPU(s); this machine has {len(self.gpus)}",
