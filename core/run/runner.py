@@ -197,7 +197,7 @@ def sandbox_spec(info: IdeaInfo, inputs: Path, out: Path, empty: Path) -> Sandbo
         env["HF_HUB_CACHE"] = str(hub)
     command = [sys.executable, "-m", "core.run.sandboxed_idea", "--idea", info.name, "--idea-dir", str(folder),
                "--out", str(out)]
-    return SandboxSpec(command, mounts, env, cwd=Path("/tmp"))
+    return SandboxSpec(command, mounts, env, cwd=Path("/tmp"), out=out)
 
 
 def read_untrusted(path: Path, limit: int) -> bytes | None:
@@ -266,8 +266,9 @@ class _Relay:
             self.fd = None
 
 
-def stop_tree(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
-    """``kill_tree``, then wait until every process the sandbox had started is gone.
+def stop_tree(proc: subprocess.Popen[bytes], grace: float = 0.0, sandbox: Sandbox | None = None) -> None:
+    """``kill_tree`` (or the sandbox's own ``terminate``, which also removes what lives outside the
+    process tree, e.g. a container), then wait until every process the sandbox had started is gone.
 
     Killing the launcher ends a pid namespace, but the kernel reaps its processes asynchronously, and
     in the unsafe mode a child may have left the process group: the tree seen before the kill is
@@ -276,7 +277,10 @@ def stop_tree(proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
         tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
     except psutil.Error:
         tree = []
-    kill_tree(proc, grace)
+    if sandbox is not None:
+        sandbox.terminate(proc, grace)
+    else:
+        kill_tree(proc, grace)
     _, alive = psutil.wait_procs(tree, timeout=5)
     for survivor in alive:
         try:
@@ -304,13 +308,13 @@ def run_sandboxed(
                 pass
             relay.pump()
             if deadline is not None and time.monotonic() > deadline:
-                stop_tree(proc)
+                stop_tree(proc, sandbox=sandbox)
                 raise IdeaFailed(f"the idea ran past its time limit ({timeout_s:g} s) and was stopped")
         for _ in range(64):  # the rest of what it wrote before it exited (bounded)
             if not relay.pump():
                 break
     finally:
-        stop_tree(proc, grace=2.0)
+        stop_tree(proc, grace=2.0, sandbox=sandbox)
         relay.close()
     return int(proc.returncode)
 

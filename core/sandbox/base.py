@@ -48,6 +48,9 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = Path("/tmp")
     network: bool = False
+    # the writable mount (by its path inside) where the sandbox may leave a one-line ``error.json``
+    # about how the run ended (the Docker sandbox: "killed: out of memory"); None: nowhere
+    out: Path | None = None
 
 
 class Sandbox(ABC):
@@ -96,10 +99,18 @@ class Sandbox(ABC):
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_tree(proc)
+            self.terminate(proc)
             proc.communicate()
             raise
+        finally:
+            self.terminate(proc)  # nothing left once it exited; a container sandbox removes its container
         return subprocess.CompletedProcess(list(spec.command), proc.returncode, out, err)
+
+    def terminate(self, proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
+        """Stop what :meth:`popen` started and everything it started (``kill_tree``), and release what
+        the run holds outside the process tree (a container sandbox removes its container even when
+        the host process standing for it was already killed). Safe to call again, or after exit."""
+        kill_tree(proc, grace)
 
 
 def kill_tree(proc: subprocess.Popen[bytes], grace: float = 0.0, reap_timeout: float = 10.0) -> None:

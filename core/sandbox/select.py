@@ -11,6 +11,7 @@ from core.sandbox.landlock import LandlockSandbox, landlock_disabled
 from core.sandbox.unsafe import UnsafeNoSandbox
 
 UNSAFE_ENV = "W2S_UNSAFE_NO_SANDBOX"  # "1": the operator accepts unverified, unranked results
+SANDBOX_ENV = "W2S_SANDBOX"  # "docker": the job's executor asked for containers (executors.docker sets it)
 
 
 def unsafe_allowed() -> bool:
@@ -22,9 +23,23 @@ def default_sandbox(allow_unsafe: bool | None = None) -> Sandbox:
     pid namespace, paths not hidden, but nothing outside the allow-list can be read); the unsafe
     mode only when the operator asked for it.
 
+    ``W2S_SANDBOX=docker`` (a job of the Docker executor) means the Docker sandbox and nothing else: when
+    the engine or the image is missing that is the error, never a silent fall back to another sandbox.
+
     Raises SandboxUnavailable with the reasons and both ways out (fix the sandbox, or accept
     unverified results explicitly).
     """
+    asked = os.environ.get(SANDBOX_ENV, "").strip().lower()
+    if asked == "docker":
+        from core.sandbox.docker import DockerSandbox
+
+        docker = DockerSandbox()
+        why = docker.problem()
+        if why:
+            raise SandboxUnavailable(f"{SANDBOX_ENV}=docker: {why}")
+        return docker
+    if asked not in ("", "local"):
+        raise SandboxUnavailable(f"{SANDBOX_ENV}={asked!r}: unknown sandbox (known: docker, local)")
     bwrap = BwrapSandbox()
     problem = bwrap.problem()
     if problem is None:
@@ -71,4 +86,18 @@ def doctor() -> list[SandboxReport]:
     return reports
 
 
-__all__ = ["SandboxUnavailable", "default_sandbox", "doctor", "unsafe_allowed"]
+def docker_report() -> SandboxReport:
+    """The Docker sandbox (the docker executor's): engine reachable, image present, and why not.
+    Reported apart from :func:`doctor`: it is used only when a job asks for it."""
+    from core.sandbox.docker import DockerSandbox, engine_address
+
+    box = DockerSandbox()
+    problem = box.problem()
+    if problem:
+        return SandboxReport("docker", False, problem)
+    version = box.client().version().get("Version", "?")
+    return SandboxReport("docker", True, f"works (engine {version} at {engine_address()}, image "
+                                         f"{box.settings.image}); used by the docker executor")
+
+
+__all__ = ["SandboxUnavailable", "default_sandbox", "docker_report", "doctor", "unsafe_allowed"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core.agent.tools.context import ToolContext, ToolError, cap
 from core.common.workspace import paths
-from core.sandbox.base import Mount, Sandbox, SandboxSpec, SandboxUnavailable, kill_tree
+from core.sandbox.base import Mount, Sandbox, SandboxSpec, SandboxUnavailable
 from core.sandbox.select import default_sandbox
 
 SHELL_TIMEOUT_DEFAULT = 120
@@ -132,12 +132,14 @@ def run_shell(ctx: ToolContext, command: str, timeout_s: int = SHELL_TIMEOUT_DEF
         out, _ = proc.communicate(timeout=timeout)
         status = f"exit code {proc.returncode}"
     except subprocess.TimeoutExpired:
-        kill_tree(proc)
+        sandbox.terminate(proc)
         out, _ = proc.communicate()
         status = f"killed after {timeout}s timeout"
     except BaseException:  # the loop is being stopped: leave nothing of the shell behind
-        kill_tree(proc)
+        sandbox.terminate(proc)
         raise
+    finally:
+        sandbox.terminate(proc)  # after an exit: releases what a container sandbox still holds
     text = out.decode("utf-8", errors="replace")
     note = "" if sandbox.isolated else "[not isolated: W2S_UNSAFE_NO_SANDBOX]\n"
     return cap(f"[{status}]\n{note}{text}")
