@@ -20,4 +20,9 @@ def _doctor(args: argparse.Namespace, unknown: list[str]) -> int:
     isolated = any(r.works for r in reports if r.name != "none")
     if not isolated:
         print("no isolating sandbox works here: idea runs and agent tools will refuse to start")
+    from executors.slurm import check_cluster
+
+    slurm = check_cluster()  # optional: only jobs submitted with executor "slurm" need it
+    print(f"{'ok ' if slurm.ok else '-- '} executor slurm: {slurm.detail}"
+          + ("" if slurm.ok else " (needed only for executor 'slurm')"))
     return 0 if isolated else 1

@@ -27,9 +27,9 @@ that path is not exercised by the tests here (the test cluster has no GPUs).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import re
 import shlex
 import subprocess
@@ -74,6 +74,14 @@ class QueueEntry:
     partition: str
     name: str
     comment: str
+
+
+def _user() -> str:
+    """This process's user name (squeue -u), from the uid rather than $USER, which may be stale."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -189,7 +197,7 @@ class SlurmExecutor(Executor):
         with self._lock:
             if not force and time.monotonic() - self._queue_time < SQUEUE_TTL_S:
                 return self._queue
-            proc = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%T|%r|%P|%j|%k"])
+            proc = _run(["squeue", "-h", "-u", _user(), "-o", "%i|%T|%r|%P|%j|%k"])
             if proc.returncode != 0:
                 raise CapacityError(f"squeue failed: {_one_line(proc.stderr or proc.stdout)}")
             queue: dict[str, QueueEntry] = {}
@@ -373,7 +381,7 @@ class SlurmExecutor(Executor):
         status = self._exit_status(run_dir, attempt)
         if status and str(status.get("slurm_job_id", "")).isdigit():
             return {**base, "slurm_job_id": str(status["slurm_job_id"])}
-        proc = _run(["squeue", "-h", "-u", getpass.getuser(), "--states=all", "-n", name, "-o", "%i|%k"])
+        proc = _run(["squeue", "-h", "-u", _user(), "--states=all", "-n", name, "-o", "%i|%k"])
         if proc.returncode != 0:
             raise CapacityError(f"squeue failed: {_one_line(proc.stderr or proc.stdout)}")
         comment = job_comment(str(job["id"]))
@@ -444,7 +452,12 @@ def check_cluster() -> SlurmCheck:
         return SlurmCheck(False, str(exc))
     if info.returncode != 0:
         return SlurmCheck(False, f"{version.stdout.strip()}; sinfo failed: {_one_line(info.stderr or info.stdout)}")
-    rows = [" ".join(line.split()) for line in info.stdout.splitlines() if line.strip()]
+    rows = []
+    for line in info.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            partition, avail, nodes, state = parts
+            rows.append(f"{partition} ({avail}, {nodes} node{'' if nodes == '1' else 's'} {state})")
     try:
         settings = load_settings()
         where = f"; jobs go to partition {settings.partition}" if settings.partition else ""

@@ -35,7 +35,7 @@ from core.run.resolve import prepare_config
 from executors import get_executor
 from executors.slurm import SlurmExecutor, check_cluster, env_file, job_comment, job_name
 from executors.slurm_settings import load_settings
-from tests.conftest import drive_scheduler, in_ci, wait_until
+from tests.conftest import drive_scheduler, in_ci, run_cli, wait_until
 from tests.tiny_w2s import fake_baselines
 from web import launcher
 
@@ -307,7 +307,17 @@ def test_a_launch_in_doubt_is_adopted_by_name_not_resubmitted(slurm_ws, monkeypa
     assert SlurmExecutor().poll(other, {"attempt": 1, "slurm_job_id": "987654321"}).status == "lost"
 
 
-def test_doctor_reports_the_cluster(cluster):
+def test_doctor_reports_the_cluster(cluster, workspace, capsys):
     check = check_cluster()
     assert check.ok and check.detail.startswith(("slurm-wlm ", "slurm ")), check
-    assert cluster["partition"] in check.detail
+    assert f"{cluster['partition']}* (up, 1 node " in check.detail
+    run_cli("doctor")
+    assert f"ok  executor slurm: {check.detail}" in capsys.readouterr().out
+
+
+def test_doctor_says_when_slurm_is_missing(workspace, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    check = check_cluster()
+    assert not check.ok and "sbatch not found" in check.detail
+    run_cli("doctor")
+    assert "--  executor slurm: sbatch not found" in capsys.readouterr().out
