@@ -4,6 +4,7 @@ and sets ``func`` on its parsers; ``func(args, unknown)`` returns the exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cli import (
@@ -54,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        code = _run(sys.argv[1:] if argv is None else argv)
+        sys.stdout.flush()  # inside the try: a reader that went away (`| head -1`) is no traceback
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
@@ -71,6 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         print("w2s: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _reader_gone() -> int:
+    """The reader of stdout closed it early (``w2s agent list | head -1``): stop quietly, as a
+    command killed by SIGPIPE would. Later writes (the interpreter's final flush) go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":

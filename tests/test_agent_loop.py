@@ -45,7 +45,7 @@ THINKING = {"type": "thinking", "thinking": "plan: write, read, edit", "signatur
 SCRIPT = [
     turn(THINKING, text("I will write a note."),
          tool_use("t1", "write_file", {"path": "notes.md", "content": "hello\n"})),
-    turn(tool_use("t2", "read_file", {"path": "notes.md"}), tool_use("t3", "read_file", {"path": "../x"})),
+    turn(tool_use("t2", "read_file", {"path": "notes.md"}), tool_use("t3", "read_file", {"path": "../../x"})),
     turn(tool_use("t4", "edit_file", {"path": "notes.md", "old_text": "hello", "new_text": "bye"})),
     turn(tool_use("t5", "finish", {"summary": "wrote and edited a note"})),
 ]
@@ -102,7 +102,10 @@ def test_tools_rate_limits_costs_and_finish(workspace: Path, fake) -> None:
     assert req["messages"][1]["content"][0] == THINKING
     assert req["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert last[-1]["cache_control"] == {"type": "ephemeral"}
-    assert "cache_control" not in json.dumps(req["messages"][:-1])
+    # ... and on the message that was newest one turn ago (the last stable turn), nowhere else
+    marked = [i for i, m in enumerate(req["messages"]) if "cache_control" in json.dumps(m)]
+    assert marked == [len(req["messages"]) - 3, len(req["messages"]) - 1]
+    assert req["messages"][-3]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in spec.transcript_path.read_text()
     # the model is offered exactly the tools the loop can dispatch, as declared once
     assert [t["name"] for t in req["tools"]] == tool_names() and set(tool_names()) == set(TOOLS_BY_NAME)

@@ -32,13 +32,24 @@ def call(ctx: ToolContext, name: str, **args):
 
 @pytest.mark.parametrize(
     "path",
-    ["../../labeled_data/demo-math/test.jsonl", "../labeled_data", "/etc/passwd", "sub/../../x",
-     "../agent_tx/a"],
+    ["../../labeled_data/demo-math/test.jsonl", "../../labeled_data", "/etc/passwd", "sub/../../../x", "../..",
+     "@core/../../labeled_data", "@workspace/../.w2s"],
 )
 def test_paths_outside_the_folder_are_refused(ctx: ToolContext, path: str) -> None:
     for name, args in (("read_file", {}), ("write_file", {"content": "x"}), ("list_files", {})):
         out = call(ctx, name, path=path, **args)
         assert out.is_error and "refused" in out.text, (name, path, out.text)
+
+
+def test_other_ideas_are_readable_but_never_writable(ctx: ToolContext, workspace: Path) -> None:
+    other = workspace / "ideas" / "agent_tx"
+    other.mkdir()
+    (other / "run.py").write_text("# another agent's idea\n")
+    for path in ("../agent_tx/run.py", "@workspace/agent_tx/run.py"):
+        assert "another agent's idea" in call(ctx, "read_file", path=path).text
+        out = call(ctx, "write_file", path=path, content="x")
+        assert out.is_error and "refused" in out.text
+    assert (other / "run.py").read_text() == "# another agent's idea\n"
 
 
 def test_symlink_escape_is_refused(ctx: ToolContext, workspace: Path) -> None:
@@ -123,7 +134,7 @@ def test_idea_md_and_finish_and_bad_arguments(ctx: ToolContext) -> None:
     assert bad.is_error and "unknown argument" in bad.text
     assert call(ctx, "no_such_tool").is_error
     names = tools.tool_names()
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 17
     for spec in tools.tool_schemas():
         assert spec["input_schema"]["type"] == "object" and spec["description"]
 
@@ -165,7 +176,9 @@ def test_evaluate_respects_loop_budget(ctx: ToolContext) -> None:
     assert out.is_error and "refused" in out.text
     ctx.usage.evals = 1
     out = call(ctx, "evaluate", dataset="demo-math", predictions_file="preds.json")
-    assert out.is_error and out.stop and out.stop.startswith("max_evals")
+    # spent: the loop is not stopped at once; the answer starts the wrap-up it describes
+    assert out.is_error and out.stop is None and out.wrap_up and out.wrap_up.startswith("max_evals")
+    assert "3 more turns" in out.text and "share_finding" in out.text
 
 
 def test_template_copy(ctx: ToolContext) -> None:

@@ -12,6 +12,7 @@ DEFAULT_USD = 5.0
 DEFAULT_TURNS = 60
 DEFAULT_WALL_S = 4 * 3600.0
 DEFAULT_EVALS = DEFAULT_EVAL_BUDGET  # an agent gets as many referee calls as one run, unless told
+WRAP_UP_TURNS = 3  # turns an agent still gets, once its evaluations are spent, to share findings and finish
 
 
 @dataclass(frozen=True)

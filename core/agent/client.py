@@ -4,12 +4,15 @@ The SDK's built-in retries are switched off (``max_retries=0``) so that every wa
 loop is told before it sleeps and shows ``waiting (rate limited)``. Rate limits and overload (429,
 529) back off with capped, jittered delays that honour ``retry-after``; network errors and 5xx are
 retried a few times; a rejected key (401/403) fails at once with a message naming the variable.
+A prompt over the model's context window is :class:`PromptTooLong`, which the loop answers by
+compacting its history.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +22,38 @@ import anthropic
 
 from core.agent.prices import API_KEY_ENV, BASE_URL_ENV
 
-__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "FatalAPIError", "ModelCaller", "RetriesExhausted", "RetryPolicy",
-           "make_client"]
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "FatalAPIError", "ModelCaller", "PromptTooLong", "RetriesExhausted",
+           "RetryPolicy", "make_client"]
 RATE_LIMITED = "rate_limited"
 NETWORK = "network"
 
 
 class FatalAPIError(Exception):
     """An API failure that retrying cannot fix (bad key, bad request)."""
+
+
+class PromptTooLong(FatalAPIError):
+    """HTTP 400 ``prompt is too long``: the request does not fit the model's context window.
+    ``tokens`` and ``maximum`` are the API's numbers when it gave them."""
+
+    def __init__(self, message: str, tokens: int | None = None, maximum: int | None = None):
+        super().__init__(message)
+        self.tokens = tokens
+        self.maximum = maximum
+
+
+TOO_LONG = re.compile(r"prompt is too long(?::\s*(\d+)\s*tokens\s*>\s*(\d+))?", re.IGNORECASE)
+
+
+def prompt_too_long(exc: BaseException) -> PromptTooLong | None:
+    """The error as :class:`PromptTooLong` when it is the API's context-window refusal."""
+    if not isinstance(exc, anthropic.BadRequestError):
+        return None
+    found = TOO_LONG.search(describe(exc))
+    if not found:
+        return None
+    tokens, maximum = (int(g) if g else None for g in found.groups())
+    return PromptTooLong(describe(exc), tokens, maximum)
 
 
 class RetriesExhausted(Exception):
@@ -99,23 +126,34 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _marked(message: dict[str, Any], mark: dict[str, str]) -> dict[str, Any]:
+    """A copy of ``message`` with ``cache_control`` on its last content block."""
+    out = dict(message)
+    content = out.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if isinstance(content, list) and content and isinstance(content[-1], dict):
+        out["content"] = [*content[:-1], {**content[-1], "cache_control": mark}]
+    return out
+
+
 def with_cache_breakpoints(
     system: str, messages: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Copies of system and messages with ``cache_control`` on the system text and on the last
-    block of the last message (the transcript keeps the plain versions)."""
+    """Copies of system and messages with ``cache_control`` breakpoints (the transcript keeps the
+    plain versions). Three of the API's four: the system text (the tools come before it, so it
+    caches both), the newest message (written now, read by the next turn) and the message that was
+    newest one turn ago (the last stable turn: already written, so it is read even when this turn
+    added more than the API's 20-block lookback, as a turn of many parallel tool calls does)."""
     mark = {"type": "ephemeral"}
     system_blocks = [{"type": "text", "text": system, "cache_control": mark}]
     if not messages:
         return system_blocks, messages
-    last = dict(messages[-1])
-    content = last.get("content")
-    if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    if isinstance(content, list) and content and isinstance(content[-1], dict):
-        content = [*content[:-1], {**content[-1], "cache_control": mark}]
-        last["content"] = content
-    return system_blocks, [*messages[:-1], last]
+    out = list(messages)
+    out[-1] = _marked(out[-1], mark)
+    if len(out) >= 3:
+        out[-3] = _marked(out[-3], mark)
+    return system_blocks, out
 
 
 class ModelCaller:
@@ -132,6 +170,7 @@ class ModelCaller:
         on_recovered: Callable[[], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        caching: bool = True,
     ):
         self.client = client
         self.model = model
@@ -141,11 +180,15 @@ class ModelCaller:
         self.on_recovered = on_recovered
         self.sleep = sleep
         self.rng = random.Random(seed)
+        self.caching = caching  # off only to measure what caching saves (bench/agent_episode.py)
 
     def create(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
-        """One model turn. The request marks the system prompt and the newest message as cache
-        breakpoints, so each turn re-reads the conversation from the prompt cache (0.1x price)."""
-        system_blocks, messages = with_cache_breakpoints(system, messages)
+        """One model turn. The request carries cache breakpoints (:func:`with_cache_breakpoints`),
+        so each turn re-reads the conversation from the prompt cache (0.1x price)."""
+        if self.caching:
+            system_blocks, messages = with_cache_breakpoints(system, messages)
+        else:
+            system_blocks = [{"type": "text", "text": system}]
         rate_tries = 0
         net_tries = 0
         waited = False
@@ -163,6 +206,9 @@ class ModelCaller:
                     f"the Anthropic API rejected {API_KEY_ENV} ({describe(exc)}); check the key"
                 ) from exc
             except anthropic.APIError as exc:
+                too_long = prompt_too_long(exc)
+                if too_long is not None:
+                    raise too_long from exc
                 kind = classify(exc)
                 if kind == "fatal":
                     raise FatalAPIError(describe(exc)) from exc

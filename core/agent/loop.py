@@ -8,6 +8,12 @@ where nothing had begun yet still run. Budgets come from the trusted store (the 
 checked between turns against usage summed from the transcript; neither is reachable from the
 agent's sandbox. State changes go to an ``on_update`` callback (the agents table in production)
 and to the transcript.
+
+Long runs: when a prompt nears the model's context window, or the API refuses one as too long,
+old turns are folded into a summary note (:mod:`core.agent.compaction`, recorded as a ``compact``
+event that replay re-applies). When the evaluation budget is spent the agent is told so and gets
+``WRAP_UP_TURNS`` more turns to share findings and finish (a ``wrap_up`` event). When the run
+stops, a short research log is written beside the transcript (:mod:`core.agent.report`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.agent import compaction
 from core.agent import tools as agent_tools
-from core.agent.budgets import Budgets, Usage, exhausted
-from core.agent.client import FatalAPIError, ModelCaller, RetriesExhausted
+from core.agent.budgets import WRAP_UP_TURNS, Budgets, Usage, exhausted
+from core.agent.client import FatalAPIError, ModelCaller, PromptTooLong, RetriesExhausted
 from core.agent.prices import Price, add_usage, price_for
-from core.agent.prompt import SYSTEM_PROMPT, first_message
+from core.agent.prompt import NOTES_FILE, SYSTEM_PROMPT, first_message
+from core.agent.report import write_report
+from core.agent.tools.context import StopRequested
+from core.agent.tools.jobs import jobs_overview
 from core.agent.transcript import TRANSCRIPT_NAME, Replay, Transcript, replay, result_block
 from core.common.atomic import atomic_write_json
 from core.sandbox.base import Sandbox
+
+__all__ = ["AgentLoop", "AgentSpec", "StopRequested"]
 
 MAX_NUDGES = 2
 NUDGE_TEXT = (
@@ -37,10 +49,8 @@ STATE_WAITING = "waiting (rate limited)"
 INTERRUPTED_TEXT = ("interrupted: the agent was stopped while this call ran, so it was not run again "
                     "and its effects may be partial; check them before retrying")
 SKIPPED_TEXT = "not run: an earlier call of this turn was interrupted"
-
-
-class StopRequested(BaseException):
-    """Raised (from a signal handler or a stop check) to end the loop cleanly."""
+DEFAULT_CONTEXT_TOKENS = 200_000  # the Claude models' standard window
+COMPACT_AT = 0.75  # compact before the next call once a prompt used this share of the window
 
 
 @dataclass
@@ -56,6 +66,7 @@ class AgentSpec:
     max_tokens: int
     run_dir: Path
     folder: Path
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
 
     @property
     def transcript_path(self) -> Path:
@@ -102,6 +113,11 @@ class AgentLoop:
         self.clock = clock
         self.transcript = Transcript(spec.transcript_path)
         self.usage = Usage()
+        self.window = spec.context_tokens
+        self.prompt_tokens = 0  # what the last prompt cost, cached or not (the context in use)
+        self.keep_level = 0  # index into compaction.KEEP_LEVELS for the next compaction
+        self.compactions = 0
+        self.wrap_up: dict[str, Any] | None = None
         self._base_elapsed = 0.0
         self._t0 = clock()
         self.ctx = agent_tools.ToolContext(
@@ -115,6 +131,8 @@ class AgentLoop:
             run_token=run_token,
             deadline=lambda: spec.budgets.max_wall_s - self.elapsed(),
             sandbox=sandbox,
+            stop_check=self.stop_check,
+            transcript=spec.transcript_path,
         )
         caller.on_wait = self._on_wait
         caller.on_recovered = self._on_recovered
@@ -162,6 +180,7 @@ class AgentLoop:
         start = time.monotonic()
         outcome = agent_tools.run_tool(self.ctx, call["name"], call.get("input") or {}, call["id"])
         inline, full = self.transcript.store_tool_output(call["id"], outcome.text)
+        images = self.transcript.store_images(call["id"], outcome.images)
         if outcome.evaluation:
             self.usage.evals += 1
         self.emit({
@@ -175,7 +194,11 @@ class AgentLoop:
             "is_error": outcome.is_error,
             "evaluation": outcome.evaluation,
             "seconds": round(time.monotonic() - start, 3),
+            **({"images": images} if images else {}),
         })
+        if outcome.wrap_up and self.wrap_up is None:
+            self.wrap_up = self.emit({"type": "wrap_up", "turn": turn, "reason": outcome.wrap_up,
+                                      "turns": WRAP_UP_TURNS})
         self.on_update({"usage": self.usage.to_dict()})
         return outcome
 
@@ -220,17 +243,56 @@ class AgentLoop:
                 blocks.append(result_block(call["id"], text, True))
                 continue
             outcome = self.run_call(call, turn)
-            blocks.append(result_block(call["id"], outcome.text, outcome.is_error))
+            blocks.append(result_block(call["id"], outcome.text, outcome.is_error, outcome.images))
             finish = outcome.finish if outcome.finish is not None else finish
             stop = outcome.stop or stop
         return blocks, finish, stop
+
+    # ------------------------------------------------------------------ context
+
+    def _notes(self) -> str:
+        """The agent's NOTES.md, if it is a plain file of its folder (carried into every summary)."""
+        try:
+            path = agent_tools.resolve_inside(self.ctx, NOTES_FILE)
+            return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        except (agent_tools.ToolError, OSError):
+            return ""
+
+    def compact(self, messages: list[dict[str, Any]], reason: str) -> list[dict[str, Any]] | None:
+        """Fold old turns into a note (keeping fewer turns each time a prompt is still too long);
+        None when nothing is left to fold."""
+        try:
+            jobs = jobs_overview(self.ctx)
+        except Exception as exc:  # noqa: BLE001 - the note is still useful without the job list
+            jobs = f"(job list unavailable: {type(exc).__name__})"
+        for level in range(self.keep_level, len(compaction.KEEP_LEVELS)):
+            keep = compaction.KEEP_LEVELS[level]
+            done = compaction.compact(messages, keep, notes=self._notes(), jobs=jobs)
+            if done is None:
+                continue
+            folded, record = done
+            self.emit({"type": "compact", "turn": self.usage.turns, "reason": reason, "keep_turns": keep,
+                       "dropped_turns": record.dropped_turns, "kept_messages": record.kept_messages,
+                       "prompt_tokens": self.prompt_tokens, "window": self.window, "summary": record.summary})
+            self.keep_level = level + 1
+            self.prompt_tokens = 0
+            self.compactions += 1
+            self.on_update({"compactions": self.compactions})
+            return folded
+        return None
 
     # ------------------------------------------------------------------ the loop
 
     def stop(self, state: str, reason: str, summary: str | None = None) -> str:
         self.emit({"type": "stop", "state": state, "reason": reason, "summary": summary,
                    "usage": self.usage.to_dict()})
+        report = None
+        try:
+            report = write_report(self.spec.run_dir, self.spec.agent_id)
+        except Exception as exc:  # noqa: BLE001 - the log is a courtesy; the stop is what matters
+            self.emit({"type": "note", "text": f"research log not written: {type(exc).__name__}: {exc}"})
         self.on_update({
+            "report_path": str(report) if report else None,
             "state": state,
             "stop_reason": reason,
             "summary": summary,
@@ -250,6 +312,8 @@ class AgentLoop:
         self._t0 = self.clock()
         self.usage.turns, self.usage.cost_usd, self.usage.tokens = rep.turns, rep.cost_usd, rep.tokens
         self.usage.evals = rep.evals
+        self.wrap_up = rep.wrap_up
+        self.compactions = rep.compactions
         messages = rep.messages
         nudges = rep.nudges
         try:
@@ -264,6 +328,7 @@ class AgentLoop:
                     "budgets": self.spec.budgets.to_dict(),
                     "direction": self.spec.direction,
                     "price_usd_per_mtok": {"input": self.price.input, "output": self.price.output},
+                    "context_tokens": self.window,
                     "sandbox": self.ctx.sandbox.name if self.ctx.sandbox else "default",
                 })
                 s = self.spec
@@ -301,11 +366,28 @@ class AgentLoop:
             reason = exhausted(budgets, self.usage)
             if reason:
                 return self.stop("stopped", reason)
-            response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.tool_schemas())
+            if self.wrap_up and self.usage.turns >= int(self.wrap_up["turn"]) + int(self.wrap_up["turns"]):
+                return self.stop("stopped", str(self.wrap_up["reason"]))
+            if self.prompt_tokens > COMPACT_AT * self.window:
+                messages = self.compact(messages, f"the last prompt used {self.prompt_tokens} of "
+                                                  f"{self.window} tokens") or messages
+            try:
+                response = self.caller.create(SYSTEM_PROMPT, messages, agent_tools.tool_schemas())
+            except PromptTooLong as exc:
+                if exc.maximum:
+                    self.window = min(self.window, exc.maximum)
+                folded = self.compact(messages, str(exc))
+                if folded is None:
+                    return self.stop("failed", f"api: {exc} (nothing left to compact)")
+                messages = folded
+                continue
+            self.keep_level = 0
             content = [block_to_dict(b) for b in response.content]
             if not content:  # the API refuses an empty assistant message when it is sent back
                 content = [{"type": "text", "text": "(empty response)"}]
             usage = usage_to_dict(getattr(response, "usage", None))
+            self.prompt_tokens = sum(usage.get(k, 0) for k in ("input_tokens", "cache_read_input_tokens",
+                                                                "cache_creation_input_tokens"))
             cost = self.price.cost(usage)
             self.usage.turns += 1
             self.usage.cost_usd += cost

@@ -36,7 +36,10 @@ is a small working example: it loads the cached weak labels for `train_unlabel`,
 model on them and predicts `test`. Start from it (`start_from_template`), read it, then change
 what your direction calls for. Idea-specific parameters come in through `cfg.extra` (declare
 defaults in a module-level `DEFAULTS = {...}` dict). The `core` package (engine, datasets,
-config) is importable from your code; read its source with `run_shell` if you need to.
+config) is importable from your code. Read the library with the file tools: `@core/...` (for
+example `@core/run/experiment.py`, the idea SDK), `@ideas/...` (the packaged ideas, like
+`@ideas/vanilla_w2s/run.py`), `@workspace/...` (every idea in this workspace, other agents'
+included) and `@findings` (what others shared; `@findings/<id>` for one).
 
 Runs go through the job system: `run_idea` launches one job per seed; each job trains your idea,
 scores it on the trusted side and caches the result. Use small settings first (few epochs, a
@@ -45,6 +48,19 @@ referee, call `evaluate(dataset, job_id=...)` on a finished run: it scores the p
 returned (your code runs in a sandbox and cannot write outside its output folder). Predictions
 you make yourself with `run_shell` can be scored too: save them in your folder and pass
 `predictions_file`.
+
+Run seeds and variants in parallel: several `run_idea` calls may be in flight at once; the
+scheduler starts them as capacity allows. Then call `wait` (it sleeps until one of your runs
+ends or someone shares a finding, one turn however long it takes) instead of polling.
+`plot` shows training curves from your runs' logs, or per-subset accuracy of evaluations you
+already made, as an image.
+
+## Choosing settings without touching test
+Pick hyperparameters and variants on a validation slice, not on test scores: `core.run.validation`
+carves a fixed slice out of `train_unlabel` (never `test`), labelled by the weak model, and
+`validation.transfer(...)` reports how the strong model agrees with the weak labels there
+(overall and on the weak model's confident half). `job_status` shows what your run.py returned.
+These numbers cost no evaluation; spend referee evaluations to confirm a choice, not to search.
 
 ## Rules (the referee and the reviewers enforce them)
 - Never look for, open or infer labels. Labels live only on the referee's side. Your shell runs in
@@ -59,9 +75,18 @@ you make yourself with `run_shell` can be scored too: save them in your folder a
 ## Working style
 Think briefly, act, and check results. Keep tool outputs short (tail logs, do not dump datasets).
 When you have a result worth knowing -- including a negative one -- share it with
-`share_finding` (what you tried, every seed's numbers, your conclusion). When you are done or your
-budget runs low, call `finish` with a summary.
+`share_finding` (what you tried, every seed's numbers, your conclusion, `job_ids` of the runs
+behind it). When you are done or your budget runs low, call `finish` with a summary. When your
+evaluations run out you get a few more turns to share findings and finish.
+
+## Long runs
+Your run may last days. When the conversation grows too long, its older turns are folded into a
+summary note. Keep what you must not lose -- plan, settings tried, job ids, every seed's numbers
+-- in `NOTES.md` in your folder: its current text is copied into every such note.
 """
+
+
+NOTES_FILE = "NOTES.md"  # the agent's own notes, carried into every compaction note
 
 
 def datasets_on_disk() -> list[str]:

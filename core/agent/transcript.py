@@ -4,10 +4,13 @@ Every event is one line, appended and fsynced before the loop acts on it. A ``ki
 worst leave one half-written last line, which readers skip and the next writer cuts off. Big tool
 results are stored whole in ``tool_outputs/<tool_use_id>.txt`` beside the transcript and cut short
 in the line, with a pointer; resume reads the whole copy back so the model sees the same text.
+Images a tool returned (PNG) are stored there too and sent back as image blocks. A ``compact``
+event records a compaction (:mod:`core.agent.compaction`); replay applies it to the messages.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.agent import compaction
 from core.agent.prices import add_usage
 from core.common.atomic import atomic_write_text
 from core.common.files import tail_jsonl
@@ -50,6 +54,19 @@ class Transcript:
         atomic_write_text(self.path.parent / rel, text)
         note = f"\n[... {len(text) - LINE_CAP} more characters; full text in {rel}]"
         return text[:LINE_CAP] + note, rel
+
+    def store_images(self, tool_use_id: str, images: list[bytes]) -> list[str]:
+        """Each PNG a tool returned, stored beside the transcript; their relative paths."""
+        out = []
+        for n, data in enumerate(images):
+            rel = f"{OUTPUTS_DIR}/{_safe_name(tool_use_id)}_{n}.png"
+            (self.path.parent / OUTPUTS_DIR).mkdir(parents=True, exist_ok=True)
+            with open(self.path.parent / rel, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            out.append(rel)
+        return out
 
 
 def _safe_name(text: str) -> str:
@@ -112,6 +129,8 @@ class Replay:
     elapsed_s: float = 0.0
     stopped: dict[str, Any] | None = None
     nudges: int = 0
+    wrap_up: dict[str, Any] | None = None  # the wrap_up event, once a budget ran out
+    compactions: int = 0
 
     @property
     def pending_calls(self) -> list[dict[str, Any]]:
@@ -125,8 +144,28 @@ class Replay:
         return [c for c in self.pending_calls if c["id"] in self.open_started]
 
 
-def result_block(tool_use_id: str, content: str, is_error: bool) -> dict[str, Any]:
-    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": content, "is_error": is_error}
+def image_block(png: bytes) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                        "data": base64.b64encode(png).decode("ascii")}}
+
+
+def result_block(tool_use_id: str, content: str, is_error: bool, images: list[bytes] | None = None
+                 ) -> dict[str, Any]:
+    """A ``tool_result`` block; with images its content is the text then one image block each
+    (the Messages API accepts images in tool results)."""
+    body: str | list[dict[str, Any]] = content
+    if images:
+        body = [{"type": "text", "text": content}, *(image_block(png) for png in images)]
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": body, "is_error": is_error}
+
+
+def _images(run_dir: Path, event: dict[str, Any]) -> list[bytes]:
+    out = []
+    for rel in event.get("images") or []:
+        path = run_dir / str(rel)
+        if path.is_file():
+            out.append(path.read_bytes())
+    return out
 
 
 def _full_content(run_dir: Path, event: dict[str, Any]) -> str:
@@ -181,11 +220,19 @@ def replay(path: Path) -> Replay:
             started.add(str(ev.get("id")))
         elif kind == "tool_result":
             text = _full_content(path.parent, ev)
-            results[ev["id"]] = result_block(ev["id"], text, bool(ev.get("is_error")))
+            results[ev["id"]] = result_block(ev["id"], text, bool(ev.get("is_error")), _images(path.parent, ev))
             if ev.get("evaluation"):
                 out.evals += 1
         elif kind == "stop":
             out.stopped = ev
+        elif kind == "wrap_up" and out.wrap_up is None:
+            out.wrap_up = ev
+        elif kind == "compact" and out.messages:
+            close_turn()
+            record = compaction.Compaction(int(ev.get("dropped_turns") or 0), int(ev.get("kept_messages") or 0),
+                                           str(ev.get("summary") or ""))
+            out.messages = compaction.apply(out.messages, record)
+            out.compactions += 1
     out.open_calls = list(open_calls)
     out.open_results = dict(results)
     out.open_started = set(started)
@@ -230,6 +277,12 @@ def format_event(ev: dict[str, Any], width: int = 300) -> str:
                 f"{rerun} not yet started)")
     if kind == "user":
         return f"{stamp} user: {_short(ev.get('content') or '', width)}"
+    if kind == "compact":
+        return (f"{stamp} context compacted before turn {int(ev.get('turn') or 0) + 1}: "
+                f"{ev.get('dropped_turns')} turns in a note, {ev.get('kept_messages')} messages kept "
+                f"({ev.get('reason')})")
+    if kind == "wrap_up":
+        return f"{stamp} wrap-up: {ev.get('reason')}; {ev.get('turns')} turns left to share findings and finish"
     if kind == "stop":
         summary = f" summary: {_short(ev['summary'], width)}" if ev.get("summary") else ""
         return f"{stamp} stop ({ev.get('state')}): {ev.get('reason')}{summary}"

@@ -8,21 +8,31 @@ conversation state of its own. A script is a list of turns or a function ``(inde
 turn``; a turn is ``{"content": [...], "usage": {...}, "stop_reason": ...}``. ``errors`` maps a
 turn index to the error responses to send (once each) before answering it; ``hold`` holds the
 request for a turn index until :meth:`release` (to kill a client midway).
+
+With ``tokens`` (a :class:`~tests.fakes.token_model.TokenModel`) it also counts tokens, serves the
+prompt cache and refuses prompts over its context window the way the real API does; a turn made
+with ``turn(..., input_tokens=None)`` then gets its usage from that model. A client that compacted
+its history says so in its first message (``[context compacted: the first N turns ...``), and the
+turn index counts those N turns too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.token_model import TokenModel, output_tokens
+
 Turn = dict[str, Any]
 Script = list[Turn] | Callable[[int, dict[str, Any]], Turn]
 
 ERROR_TYPES = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error",
-               401: "authentication_error"}
+               401: "authentication_error", 400: "invalid_request_error"}
+COMPACTED = re.compile(r"\[context compacted: the first (\d+) turns")
 
 
 def text(t: str) -> dict[str, Any]:
@@ -33,10 +43,28 @@ def tool_use(call_id: str, name: str, args: dict[str, Any] | None = None) -> dic
     return {"type": "tool_use", "id": call_id, "name": name, "input": args or {}}
 
 
-def turn(*blocks: dict[str, Any], input_tokens: int = 1000, output_tokens: int = 100) -> Turn:
+def turn(*blocks: dict[str, Any], input_tokens: int | None = 1000, output_tokens: int = 100) -> Turn:
+    """One scripted reply; ``input_tokens=None`` lets the server's token model fill in the usage."""
     stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"
-    return {"content": list(blocks), "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-            "stop_reason": stop}
+    usage = None if input_tokens is None else {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    return {"content": list(blocks), "usage": usage, "stop_reason": stop}
+
+
+def compacted_turns(body: dict[str, Any]) -> int:
+    """How many earlier turns the client says its first message summarizes (0 when none)."""
+    msgs = body.get("messages") or []
+    if not msgs:
+        return 0
+    content = msgs[0].get("content")
+    texts = [content] if isinstance(content, str) else [str(b.get("text", "")) for b in content or []
+                                                          if isinstance(b, dict)]
+    found = COMPACTED.search("\n".join(texts))
+    return int(found.group(1)) if found else 0
+
+
+def turn_index(body: dict[str, Any]) -> int:
+    """The turn a request asks for: its assistant messages plus the turns compacted away."""
+    return compacted_turns(body) + sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
 
 
 def tool_results(request: dict[str, Any]) -> dict[str, str]:
@@ -63,8 +91,11 @@ class FakeAnthropic:
         api_key: str = "sk-test-key",
         errors: dict[int, list[tuple[int, dict[str, str]]]] | None = None,
         hold: set[int] | None = None,
+        tokens: TokenModel | None = None,
     ):
         self.script = script
+        self.tokens = tokens
+        self.usages: list[dict[str, int]] = []  # the usage block of every 200 answer, in order
         self.api_key = api_key
         self.errors = {k: list(v) for k, v in (errors or {}).items()}
         self.hold = set(hold or ())
@@ -123,9 +154,9 @@ class FakeAnthropic:
             pass
 
     def _error(self, handler: BaseHTTPRequestHandler, status: int,
-               headers: dict[str, str] | None = None) -> None:
+               headers: dict[str, str] | None = None, message: str | None = None) -> None:
         kind = ERROR_TYPES.get(status, "api_error")
-        body = {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}}
+        body = {"type": "error", "error": {"type": kind, "message": message or f"fake {kind}"}}
         self._send(handler, status, body, headers)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
@@ -134,7 +165,7 @@ class FakeAnthropic:
         if handler.path.split("?")[0] != "/v1/messages":
             self._send(handler, 404, {"type": "error", "error": {"type": "not_found_error", "message": "no"}})
             return
-        index = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
+        index = turn_index(body)
         with self.lock:
             self.requests.append(body)
         bearer = (handler.headers.get("authorization") or "").removeprefix("Bearer ").strip()
@@ -155,13 +186,25 @@ class FakeAnthropic:
                 self.responses.append((index, status))
             self._error(handler, status, headers)
             return
+        too_long = self.tokens.too_long(body) if self.tokens else None
+        if too_long:
+            with self.lock:
+                self.responses.append((index, 400))
+            self._error(handler, 400, message=too_long)
+            return
         if held:
             self.held.set()
             self._release.wait(timeout=120)
         script = self.script
         step = script(index, body) if callable(script) else script[min(index, len(script) - 1)]
+        usage = step.get("usage")
+        if usage is None:
+            with self.lock:
+                usage = (self.tokens or TokenModel(caching=False)).usage(body)
+            usage["output_tokens"] = output_tokens(step["content"])
         with self.lock:
             self.responses.append((index, 200))
+            self.usages.append(dict(usage))
         self._send(handler, 200, {
             "id": f"msg_fake_{index}",
             "type": "message",
@@ -170,5 +213,5 @@ class FakeAnthropic:
             "content": step["content"],
             "stop_reason": step.get("stop_reason", "end_turn"),
             "stop_sequence": None,
-            "usage": step.get("usage") or {"input_tokens": 10, "output_tokens": 10},
+            "usage": usage,
         })

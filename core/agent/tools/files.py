@@ -1,5 +1,10 @@
 """File tools: list, read, write and edit files in the agent's own idea folder, or start it from TEMPLATE.
 
+Reads also reach a read-only library: ``@core/...`` (the idea SDK and engine), ``@ideas/...`` (the
+packaged ideas), ``@workspace/...`` (the workspace's ideas, other agents' included) and
+``@findings`` (the shared findings, one virtual file each), so an agent learns the API and what
+others tried without shell tricks.
+
 They run in the trusted loop process, so they confine themselves: a write goes through
 :func:`resolve_inside` and :func:`write_text` (only the agent's own folder, never through a symlink
 or hard link), a read or listing through :func:`resolve_readable` (its folder and the label-free
@@ -7,6 +12,10 @@ or hard link), a read or listing through :func:`resolve_readable` (its folder an
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 from core.agent.tools.context import (
     ToolContext,
@@ -17,13 +26,23 @@ from core.agent.tools.context import (
     write_text,
 )
 from core.common.errors import UserError
+from core.control import findings
+from core.control.store import Store
 from core.run.ideas import new_idea
+
+FINDINGS_ROOT = "@findings"
 
 WRITE_CAP = 1_000_000  # characters one write_file may store
 LIST_CAP = 500  # entries one list_files shows
 
 
 def list_files(ctx: ToolContext, path: str = ".", recursive: bool = True) -> str:
+    if not ctx.folder.exists() and _names_own_folder(ctx, path):  # a new agent, before its first write
+        return f"(empty: ideas/{ctx.idea_name}/ has no files yet; start_from_template or write_file)"
+    if str(path).rstrip("/") == FINDINGS_ROOT:
+        rows = findings.list_findings(Store())
+        return "\n".join(f"{FINDINGS_ROOT}/{f.get('id')}  {f.get('title')}  (by {f.get('author')}, run "
+                         f"{f.get('run')})" for f in rows[:LIST_CAP]) or "(no findings yet)"
     target = resolve_readable(ctx, path)
     if target.is_file():
         return f"{relative(ctx, target)}  {target.stat().st_size} bytes"
@@ -43,11 +62,33 @@ def list_files(ctx: ToolContext, path: str = ".", recursive: bool = True) -> str
     return "\n".join(lines) or "(empty)"
 
 
+def _names_own_folder(ctx: ToolContext, path: str) -> bool:
+    """Whether ``path`` is the agent's folder itself (``.``, ``./``, or its absolute path)."""
+    if not isinstance(path, str) or not path.strip():
+        return False
+    candidate = Path(path)
+    return os.path.normpath(candidate if candidate.is_absolute() else ctx.folder / candidate) == \
+        os.path.normpath(ctx.folder)
+
+
+def _finding_text(path: str) -> str:
+    """A finding as a virtual file: every field and its comments, as JSON."""
+    ident = path.split("/", 1)[1].strip("/") if "/" in path else ""
+    try:
+        doc = findings.get(Store(), ident)
+    except findings.FindingNotFound:
+        raise ToolError(f"{path}: no such finding (list_files {FINDINGS_ROOT})") from None
+    return json.dumps(doc, indent=1, default=str, ensure_ascii=False)
+
+
 def read_file(ctx: ToolContext, path: str, start_line: int = 1, max_lines: int = 400) -> str:
-    target = resolve_readable(ctx, path)
-    if not target.is_file():
-        raise ToolError(f"{path}: not a file")
-    text = target.read_text(encoding="utf-8", errors="replace")
+    if isinstance(path, str) and path.startswith(FINDINGS_ROOT + "/"):
+        text = _finding_text(path)
+    else:
+        target = resolve_readable(ctx, path)
+        if not target.is_file():
+            raise ToolError(f"{path}: not a file")
+        text = target.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     start = max(1, int(start_line))
     chunk = lines[start - 1 : start - 1 + max(1, int(max_lines))]

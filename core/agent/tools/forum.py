@@ -27,16 +27,21 @@ def share_finding(
     summary: str,
     metrics: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
+    job_ids: list[str] | None = None,
     job_id: str | None = None,
 ) -> str:
     """Post to the forum through the service with the run token (the service names the author
-    ``run:<job id>``); without a service, write it directly as ``agent:<id>``."""
+    ``run:<job id>`` and links the finding to the agent's own run, the one a run token may link);
+    without a service, write it directly as ``agent:<id>``. The runs that back the finding
+    (``job_ids``, checked to be this agent's) are recorded in its config as ``runs``."""
     if not str(title).strip() or not str(summary).strip():
         raise ToolError("title and summary are required")
-    if job_id:
-        own_job(ctx, job_id)
+    backing = [own_job(ctx, str(j))["id"] for j in [*(job_ids or []), *([job_id] if job_id else [])]]
+    config = dict(config or {})
+    if backing:
+        config["runs"] = ",".join(dict.fromkeys(backing))
     payload = {"title": str(title)[: findings.MAX_TITLE], "summary": str(summary)[: findings.MAX_SUMMARY],
-               "metrics": metrics or {}, "config": config or {}, "run": job_id or ctx.run_dir.name}
+               "metrics": metrics or {}, "config": config, "run": ctx.run_dir.name}
     if ctx.service_url and ctx.run_token:
         try:
             resp = httpx.post(ctx.service_url.rstrip("/") + "/api/findings", json=payload,
@@ -51,7 +56,8 @@ def share_finding(
             doc = findings.share(Store(), **payload, author=f"agent:{ctx.agent_id}")
         except ValueError as exc:
             raise ToolError(str(exc)) from None
-    return f"shared finding {doc.get('id')}: {title}"
+    runs = f" (backed by runs {config['runs']})" if backing else ""
+    return f"shared finding {doc.get('id')}: {title}{runs}"
 
 
 def list_findings(ctx: ToolContext, query: str | None = None, limit: int = 20) -> str:

@@ -1,7 +1,9 @@
 """Job tools: launch the agent's idea (one job per seed), watch its jobs, read their output.
 
 An agent only sees jobs it launched (``meta.agent_id``); the jobs run agent-written code, so every
-secret visible here is blanked in their environment.
+secret visible here is blanked in their environment. An agent may keep ``MAX_IN_FLIGHT`` runs
+queued or running at once (seeds and variants in parallel); the scheduler's capacity decides when
+each one starts.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from core.common.job_types import TERMINAL_STATES, Job
 from core.common.workspace import paths
 from core.control.jobs import get_job, list_jobs, read_log
 from core.control.submit import submit_idea_runs
+from core.run.runner import OUT_DIR
+from core.run.sandboxed_idea import NOTES_FILE as IDEA_OUTPUT_FILE
 
 JOB_WAIT_MAX = 600  # seconds one job_status call may wait
 MAX_AGENT_SEEDS = 10  # seeds one run_idea call may launch
 RESULT_CHARS = 4000  # characters of result.json job_status shows
+IDEA_OUTPUT_CHARS = 2000  # characters of the idea's own output (idea_output.json) job_status shows
+MAX_IN_FLIGHT = int(os.environ.get("W2S_AGENT_MAX_IN_FLIGHT", "8") or 8)  # runs queued or running per agent
 
 
 def own_job(ctx: ToolContext, job_id: str) -> Job:
@@ -32,6 +38,26 @@ def own_job(ctx: ToolContext, job_id: str) -> Job:
     if not job or (job.get("meta") or {}).get("agent_id") != ctx.agent_id:
         raise ToolError(f"no job {job_id!r} launched by you")
     return job
+
+
+def own_jobs(ctx: ToolContext) -> list[Job]:
+    """Every job this agent launched, oldest first."""
+    mine = [j for j in list_jobs() if (j.get("meta") or {}).get("agent_id") == ctx.agent_id
+            and j.get("kind") != "agent"]
+    return sorted(mine, key=lambda j: j.get("created") or 0)
+
+
+def jobs_overview(ctx: ToolContext, limit: int = 40) -> str:
+    """One line per job of this agent (the newest ``limit``): id, seed, dataset, state, config."""
+    jobs = own_jobs(ctx)
+    lines = []
+    for job in jobs[-limit:]:
+        meta = job.get("meta") or {}
+        config = {k: v for k, v in (meta.get("config") or {}).items() if k not in ("data_dir", "seed")}
+        lines.append(f"job {job['id']}: seed {meta.get('seed')} {(meta.get('config') or {}).get('data_dir')} "
+                     f"{job.get('state')} config {json.dumps(config, default=str)[:200]}")
+    cut = len(jobs) - len(lines)
+    return "\n".join(([f"({cut} older jobs not shown)"] if cut else []) + lines) or "(no jobs yet)"
 
 
 def jobs_of_call(ctx: ToolContext, tool_use_id: str) -> list[Job]:
@@ -86,6 +112,10 @@ def run_idea(
     missing = [s for s in seeds if s not in existing]
     if len(set(seeds)) != len(seeds):
         raise ToolError("a seed is listed twice")
+    in_flight = [j for j in own_jobs(ctx) if j.get("state") not in TERMINAL_STATES]
+    if missing and len(in_flight) + len(missing) > MAX_IN_FLIGHT:
+        raise ToolError(f"{len(in_flight)} of your runs are queued or running and {len(missing)} more would pass "
+                        f"the limit of {MAX_IN_FLIGHT} in flight; wait for some to finish (wait) first")
     if missing:
         try:
             for job in submit_idea_runs(  # the one submit path every front end uses
@@ -120,6 +150,12 @@ def _summary(job: Job) -> str:
         if isinstance(data, dict):
             data.pop("test_predictions", None)
             text += "\nresult: " + json.dumps(data, default=str)[:RESULT_CHARS]
+    own = _run_dir(job) / OUT_DIR / IDEA_OUTPUT_FILE
+    if job.get("state") in TERMINAL_STATES and own.is_file() and not own.is_symlink():
+        try:  # what the idea itself returned besides predictions (validation numbers, counts)
+            text += "\nyour run.py returned: " + own.read_text(encoding="utf-8")[:IDEA_OUTPUT_CHARS]
+        except OSError:
+            pass
     return text
 
 

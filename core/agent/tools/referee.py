@@ -1,7 +1,8 @@
 """Referee tools: score test predictions through the service's referee, read the leaderboard.
 
 An evaluation goes to the referee with the run token and counts against the loop's own
-evaluation budget as well as the referee's; the first one spent stops the run.
+evaluation budget as well as the referee's. Asking once the budget is spent starts the wrap-up: the
+agent gets ``WRAP_UP_TURNS`` more turns to share findings and finish, as the answer tells it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from core.agent.budgets import WRAP_UP_TURNS
 from core.agent.tools.context import ToolContext, ToolError, ToolOutcome, resolve_inside
 from core.agent.tools.jobs import own_job
 from core.control.store import Store
@@ -77,9 +79,10 @@ def evaluate(ctx: ToolContext, dataset: str, predictions_file: str | None = None
     run's (``job_id`` alone: what the sandboxed idea wrote) or a file in the agent's folder."""
     if ctx.usage.evals >= ctx.budgets.max_evals:
         return ToolOutcome(
-            f"evaluation budget spent ({ctx.usage.evals}/{ctx.budgets.max_evals}); share findings and finish",
+            f"evaluation budget spent ({ctx.usage.evals}/{ctx.budgets.max_evals}): no more scores. You have "
+            f"{WRAP_UP_TURNS} more turns: share your findings (share_finding) and call finish.",
             is_error=True,
-            stop=f"max_evals: {ctx.usage.evals} of {ctx.budgets.max_evals} evaluations used",
+            wrap_up=f"max_evals: {ctx.usage.evals} of {ctx.budgets.max_evals} evaluations used",
         )
     ids, preds = _load_predictions(ctx, predictions_file, job_id)
     if not ctx.service_url or not ctx.run_token:
@@ -102,9 +105,10 @@ def evaluate(ctx: ToolContext, dataset: str, predictions_file: str | None = None
         payload = {"text": resp.text[:2000]}
     if resp.status_code == 429:
         return ToolOutcome(
-            f"referee: evaluation budget spent ({json.dumps(payload)})",
+            f"referee: evaluation budget spent ({json.dumps(payload)}). You have {WRAP_UP_TURNS} more turns: "
+            "share your findings (share_finding) and call finish.",
             is_error=True,
-            stop="max_evals: the referee's evaluation budget is spent",
+            wrap_up="max_evals: the referee's evaluation budget is spent",
         )
     if resp.status_code != 200:
         raise ToolError(f"referee answered HTTP {resp.status_code}: {json.dumps(payload)[:2000]}")

@@ -18,9 +18,11 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from core.agent.tools.context import ToolContext, ToolError, ToolOutcome, cap
 from core.agent.tools.files import edit_file, list_files, read_file, start_from_template, write_file
 from core.agent.tools.forum import list_findings, read_idea_md, share_finding
-from core.agent.tools.jobs import JOB_WAIT_MAX, job_log, job_status, jobs_of_call, run_idea
+from core.agent.tools.jobs import JOB_WAIT_MAX, MAX_IN_FLIGHT, job_log, job_status, jobs_of_call, run_idea
+from core.agent.tools.plot import plot
 from core.agent.tools.referee import evaluate, leaderboard
 from core.agent.tools.shell import SHELL_TIMEOUT_DEFAULT, SHELL_TIMEOUT_MAX, run_shell
+from core.agent.tools.wait import WAIT_DEFAULT_S, WAIT_MAX_S, wait
 
 INJECTED = frozenset({"tool_use_id"})  # handler parameters run_tool fills in; not in the schema
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -103,10 +105,12 @@ class Tool:
 
 
 TOOLS: tuple[Tool, ...] = (
-    Tool(list_files, "List files in your idea folder (paths are relative to it) or in the label-free "
-         "data/ folder (by its absolute path, $W2S_DATA in the shell)."),
-    Tool(read_file, "Read a text file from your idea folder or the label-free data/ folder, with line "
-         "numbers."),
+    Tool(list_files, "List files in your idea folder (paths are relative to it), the label-free data/ folder "
+         "(by its absolute path, $W2S_DATA in the shell) or the read-only library: @core (the idea SDK and "
+         "engine), @ideas (packaged ideas), @workspace (every idea of this workspace, other agents' too), "
+         "@findings (shared findings)."),
+    Tool(read_file, "Read a text file, with line numbers: from your idea folder, data/, or the library "
+         "(@core/run/experiment.py, @ideas/vanilla_w2s/run.py, @findings/<id>, ...)."),
     Tool(write_file, "Create or overwrite a file in your idea folder."),
     Tool(edit_file, "Replace old_text by new_text in a file of your folder (old_text must match exactly)."),
     Tool(start_from_template, "Copy the TEMPLATE idea into your (empty) idea folder: run.py and README.md."),
@@ -116,16 +120,25 @@ TOOLS: tuple[Tool, ...] = (
          "`python` is the project's interpreter."),
     Tool(run_idea, "Launch your idea as jobs, one per seed: each builds the cached baselines, runs your "
          "run.py in a sandbox on data_dir and has the referee score its predictions. config holds RunConfig fields and your idea's "
-         "own parameters (for example {\"epochs\": 1, \"train_size\": 200})."),
-    Tool(job_status, f"State of one of your jobs; wait_s (max {JOB_WAIT_MAX}) waits for it to finish."),
+         "own parameters (for example {\"epochs\": 1, \"train_size\": 200}). Runs of several calls go in "
+         f"parallel (at most {MAX_IN_FLIGHT} of yours queued or running); the scheduler decides when each starts."),
+    Tool(job_status, f"State of one of your jobs; wait_s (max {JOB_WAIT_MAX}) waits for it to finish. To wait "
+         "longer, use wait."),
+    Tool(wait, "Sleep until one of your runs finishes (job_ids, default: all of yours in flight) or another "
+         f"researcher shares a finding (findings=true), at most timeout_s (default {WAIT_DEFAULT_S:.0f}, max "
+         f"{WAIT_MAX_S:.0f}, and never past your wall budget). Costs one turn however long it waits: use it "
+         "instead of polling."),
     Tool(job_log, "The last tail_chars characters of one of your jobs' output."),
     Tool(evaluate, "Ask the referee to score test predictions: job_id alone scores the predictions that "
          "run of yours wrote; or predictions_file, a JSON file in your folder ({row_id: P(class 1)}), with "
          "job_id naming the run whose baselines PGR uses. Returns the rounded public accuracy and PGR; "
          "spends one evaluation from your budget."),
+    Tool(plot, "A chart as an image: kind='curve' plots the numbers after `metric` (default loss) in your "
+         "runs' logs (job_ids, default your latest runs); kind='subsets' plots per-subset public accuracy of "
+         "evaluations you already made (spends no evaluation)."),
     Tool(leaderboard, "The PGR leaderboard (optionally for one dataset)."),
     Tool(share_finding, "Share a finding with the other researchers: what you tried, the numbers (every "
-         "seed), what you conclude. job_id links the run."),
+         "seed), what you conclude. job_ids: the runs that back it."),
     Tool(list_findings, "Read findings shared so far, optionally matching a search query."),
     Tool(read_idea_md, "Read Idea.md, the menu of research directions (or one numbered direction)."),
     # the run's end is never refused on a technicality: a missing summary gets a plain answer
