@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     launch.add_argument("--max-evals", type=int, default=DEFAULT_EVALS, help=f"default {DEFAULT_EVALS}")
     launch.add_argument("--max-hours", type=float, default=DEFAULT_WALL_S / 3600,
                         help=f"wall-time budget, default {DEFAULT_WALL_S / 3600:g}")
-    launch.add_argument("--executor", default="local")
+    launch.add_argument("--executor", default=None,
+                        help="where the agent's job runs (default: the service's --executor, else local)")
     launch.add_argument("--model", default=None,
                         help="Claude model (default: W2S_AGENT_MODEL, else the built-in default)")
     launch.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS)

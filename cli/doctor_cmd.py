@@ -18,6 +18,10 @@ def _doctor(args: argparse.Namespace, unknown: list[str]) -> int:
         mark = "ok " if report.works else "-- "
         print(f"{mark} sandbox {report.name}: {report.detail}")
     isolated = any(r.works for r in reports if r.name != "none")
+    from core.sandbox.select import docker_report
+
+    docker = docker_report()  # the docker executor's sandbox: optional, so it never fails the doctor
+    print(f"{'ok ' if docker.works else '-- '} sandbox docker: {docker.detail}")
     if not isolated:
         print("no isolating sandbox works here: idea runs and agent tools will refuse to start")
     from executors.slurm import check_cluster

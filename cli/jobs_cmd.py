@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     submit.add_argument("--kind", default="command")
     submit.add_argument("--gpus", type=int, default=0, help="whole GPUs to assign (CUDA_VISIBLE_DEVICES)")
     submit.add_argument("--retries", type=int, default=0, help="retries for transient failures (exit 75)")
-    submit.add_argument("--executor", default="local")
+    submit.add_argument("--executor", default=None, help="default: the service's --executor, else local")
     submit.add_argument("command", nargs=argparse.REMAINDER)
     submit.set_defaults(func=_submit)
 

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 42,43,44 (default: --seed)")
     run.add_argument("--local", action="store_true", help="run here even when a control service is running")
     run.add_argument("--no-wait", action="store_true", help="with a service: submit the jobs and return")
+    run.add_argument("--executor", default=None, metavar="NAME",
+                     help="where the seeds run: local or docker here, any executor through a service "
+                          "(default: the service's --executor, else local)")
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_run_config_arguments(run)
     run.set_defaults(func=_run)
@@ -117,6 +120,33 @@ def _print_rows(dataset: str, idea: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _executor(name: str | None, use_service: bool) -> str:
+    """The executor the seeds run on. Without a service only ``local`` and ``docker`` run here (the
+    seed's trusted process on this machine, its idea in bwrap or in a container); docker is checked
+    at once (engine, image) so a missing engine is one line, not a failed seed."""
+    import os
+
+    from core.control.service import default_executor
+    from executors import executor_names
+
+    name = name or (default_executor() if use_service else "local")
+    if name not in executor_names():
+        raise UserError(f"--executor: unknown executor {name!r} (known: {', '.join(executor_names())})")
+    if use_service:
+        return name
+    if name not in ("local", "docker"):
+        raise UserError(f"--executor {name}: needs the control service (`w2s serve --detach`); "
+                        "without one, seeds run here with --executor local or docker")
+    if name == "docker":
+        from core.sandbox.docker import DockerSandbox
+
+        problem = DockerSandbox().problem()
+        if problem:
+            raise UserError(f"--executor docker: {problem}")
+        os.environ["W2S_SANDBOX"] = "docker"  # the seed processes started here inherit it
+    return name
+
+
 def _run(args: argparse.Namespace, unknown: list[str]) -> int:
     from core.app.jobs import check_dataset, parse_seeds
     from core.app.seed_runs import run_as_jobs, run_config, run_local
@@ -131,17 +161,19 @@ def _run(args: argparse.Namespace, unknown: list[str]) -> int:
     check_dataset(cfg)
     gpus = visible_gpus()
     use_service = _service_running() and not args.local
+    executor = _executor(args.executor, use_service)
     cfg = run_config(args.idea, cfg, as_jobs=use_service, cuda=bool(gpus))
     ensure_demo_cache()
     display = _Display(seeds, enabled=not args.json)
     if not args.json:
         how = "as service jobs" if use_service else (f"on GPUs {','.join(gpus)}" if gpus else "on CPU, one at a time")
+        how += f" on the {executor} executor" if executor != "local" else ""
         print(f"running {args.idea} on {cfg.dataset} ({cfg.weak_model} -> {cfg.strong_model}), seeds "
               f"{','.join(map(str, seeds))} {how}", flush=True)
     try:
         if use_service:
             runs = run_as_jobs(args.idea, cfg, seeds, gpus=1 if gpus else 0, on_event=display,
-                               wait=not args.no_wait)
+                               wait=not args.no_wait, executor=executor)
         else:
             runs = run_local(args.idea, cfg, seeds, gpus=gpus, on_event=display)
     finally:

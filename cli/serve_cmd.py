@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--detach", action="store_true", help="start in the background and return")
     serve.add_argument("--stop", action="store_true", help="stop the running service (jobs keep running)")
     serve.add_argument("--status", action="store_true", help="say whether a service runs, and where")
+    serve.add_argument("--executor", default=None, metavar="NAME",
+                       help="where jobs run when their submitter names none (local, docker, ...; default local)")
     serve.set_defaults(func=_serve)
 
 
@@ -43,7 +45,8 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
         if not info:
             print("no w2s service is running for this workspace")
             return 1
-        print(f"w2s service running (pid {info['pid']}) at {info.get('url') or 'no HTTP'}")
+        print(f"w2s service running (pid {info['pid']}) at {info.get('url') or 'no HTTP'}; "
+              f"default executor {info.get('executor') or 'local'}")
         return 0
     import os
 
@@ -51,6 +54,7 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
 
     if not args.no_web:
         service.check_exposure(args.host, args.expose)
+    service.check_executor(args.executor)
     for name in args.allow_host:
         if not name.strip() or "," in name or "/" in name:
             raise UserError(f"--allow-host: {name!r} is not a host name")
@@ -64,7 +68,7 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
             raise UserError(f"a w2s service is already running for this workspace (pid {info['pid']}, "
                             f"{info.get('url') or 'no HTTP'})")
         url = launcher.start_service_detached(port=args.port, host=args.host, dashboard=args.dashboard,
-                                             web=not args.no_web)
+                                             web=not args.no_web, executor=args.executor)
         info = discovery.service_info() or {}
         print(f"w2s service started in the background (pid {info.get('pid')}) at {url or 'no HTTP'}")
         print(f"log: {discovery.log_file()}; stop with `w2s serve --stop`")
@@ -77,7 +81,7 @@ def _serve(args: argparse.Namespace, unknown: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = discovery.DEFAULT_PORT if args.port is None else args.port
     return service.serve(host=args.host, port=port, dashboard=args.dashboard, web=not args.no_web,
-                         expose=args.expose, allow_hosts=args.allow_host)
+                         expose=args.expose, allow_hosts=args.allow_host, executor=args.executor)
 
 
 def _print_operator_token() -> None:

@@ -33,13 +33,19 @@ def _local() -> Executor:
     return LocalExecutor()
 
 
+def _docker() -> Executor:
+    from executors.docker import DockerExecutor
+
+    return DockerExecutor()
+
+
 def _slurm() -> Executor:
     from executors.slurm import SlurmExecutor
 
     return SlurmExecutor()
 
 
-_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "slurm": _slurm}
+_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "docker": _docker, "slurm": _slurm}
 _INSTANCES: dict[str, Executor] = {}
 _GUARD = threading.Lock()
 

@@ -139,6 +139,7 @@ class LocalExecutor(Executor):
         run_dir = Path(job["run_dir"])
         attempt = int(job["attempt"])
         self._reap_launchers()
+        env = {**env, "W2S_EXECUTOR": self.name}  # what the job itself submits (an agent's runs) runs here too
         for stale in ("pids.json", "exit_status", JOB_EXIT):
             path = run_dir / stale
             if path.exists():

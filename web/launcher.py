@@ -30,7 +30,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def start_service_detached(
     port: int | None = None, host: str = DEFAULT_HOST, dashboard: bool = False, timeout: float = 120.0,
-    web: bool = True,
+    web: bool = True, executor: str | None = None,
 ) -> str | None:
     """Start ``w2s serve`` in the background unless one runs; return its URL (None: no HTTP side).
 
@@ -48,6 +48,8 @@ def start_service_detached(
         argv.append("--dashboard")
     if not web:
         argv.append("--no-web")
+    if executor:
+        argv += ["--executor", executor]
     env = dict(os.environ)
     env["W2S_WORKSPACE"] = str(paths().root)
     with open(log_file(), "ab") as out:

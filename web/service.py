@@ -81,14 +81,34 @@ class ServiceLock:
             self.fd = None
 
 
+def check_executor(name: str | None) -> str:
+    """The service's default executor: a registered one whose sandbox works here (for docker: the
+    engine answers and the image is there), else one line saying why not."""
+    from executors import executor_names
+
+    name = (name or "local").strip()
+    if name not in executor_names():
+        raise UserError(f"--executor: unknown executor {name!r} (known: {', '.join(executor_names())})")
+    if name == "docker":
+        from core.sandbox.docker import DockerSandbox
+
+        problem = DockerSandbox().problem()
+        if problem:
+            raise UserError(f"--executor docker: {problem}")
+    return name
+
+
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = False,
           stop: threading.Event | None = None, web: bool = True, expose: bool = False,
-          allow_hosts: list[str] | None = None) -> int:
+          allow_hosts: list[str] | None = None, executor: str | None = None) -> int:
     """Run the service in this process until SIGTERM/SIGINT (or ``stop`` is set).
 
     A host other than a loopback address needs ``expose`` (``--expose``); ``allow_hosts`` are the
-    extra names the ``Host`` header may carry (DNS-rebinding protection, see ``web.app``)."""
+    extra names the ``Host`` header may carry (DNS-rebinding protection, see ``web.app``). ``executor``
+    (``--executor``) is where jobs run when their submitter names none (``service.json`` carries it)."""
     from core.control.scheduler import Scheduler
+
+    executor = check_executor(executor)
 
     expose = expose or os.environ.get(EXPOSE_ENV) == "1"
     if web:
@@ -124,7 +144,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
         me = psutil.Process()
         atomic_write_json(service_file(), {
             "pid": me.pid, "create_time": me.create_time(), "host": host, "port": port, "url": url,
-            "dashboard": dashboard, "started": time.time(),
+            "dashboard": dashboard, "started": time.time(), "executor": executor,
         })
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -135,7 +155,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, dashboard: bool = 
         sched = threading.Thread(target=scheduler.run, args=(stop,), name="w2s-scheduler", daemon=True)
         sched.start()
         log.info("w2s service up: pid %s, %s", me.pid, url or "scheduler only (no web app)")
-        print(f"w2s service running (pid {me.pid}) at {url or 'no HTTP (--no-web)'}", flush=True)
+        print(f"w2s service running (pid {me.pid}) at {url or 'no HTTP (--no-web)'}; default executor {executor}",
+              flush=True)
         while not stop.wait(0.5):
             pass
         sched.join(timeout=30)
@@ -163,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-web", action="store_true")
     parser.add_argument("--expose", action="store_true")
     parser.add_argument("--allow-host", action="append", default=[])
+    parser.add_argument("--executor", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         return serve(host=args.host, port=args.port, dashboard=args.dashboard, web=not args.no_web,
-                     expose=args.expose, allow_hosts=args.allow_host)
+                     expose=args.expose, allow_hosts=args.allow_host, executor=args.executor)
     except UserError as exc:
         print(f"w2s: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -58,7 +58,7 @@ def launch_agent(
     max_turns: int = DEFAULT_TURNS,
     max_evals: int = DEFAULT_EVALS,
     max_wall_s: float = DEFAULT_WALL_S,
-    executor: str = "local",
+    executor: str | None = None,
     model: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     store: Store | None = None,
@@ -70,7 +70,8 @@ def launch_agent(
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
         raise UserError(f"{API_KEY_ENV} is not set: export your Anthropic API key to launch an agent")
-    sandbox = agent_sandbox(True if unsafe_no_sandbox else None)
+    executor = executor or service.default_executor()
+    sandbox = agent_sandbox(True if unsafe_no_sandbox else None, executor=executor)
     if (direction is None) == (idea_md is None):
         raise UserError("give exactly one of --direction TEXT or --idea-md N")
     if idea_md is not None:
@@ -134,10 +135,18 @@ def launch_agent(
     return table.update(agent_id, {"job_id": job["id"], "transcript_path": transcript})
 
 
-def agent_sandbox(allow_unsafe: bool | None, doing: str = "launched") -> Sandbox:
-    """The sandbox an agent's shell runs in; UserError (one line, with both ways out) when there is
-    none and the operator did not accept running unisolated."""
+def agent_sandbox(allow_unsafe: bool | None, doing: str = "launched", executor: str | None = None) -> Sandbox:
+    """The sandbox an agent's shell runs in (on the docker executor: its containers); UserError (one
+    line, with both ways out) when there is none and the operator did not accept running unisolated."""
     try:
+        if executor == "docker":
+            from core.sandbox.docker import DockerSandbox
+
+            docker = DockerSandbox()
+            problem = docker.problem()
+            if problem:
+                raise SandboxUnavailable(problem)
+            return docker
         return default_sandbox(allow_unsafe)
     except SandboxUnavailable as exc:
         raise UserError(f"agent not {doing}: {exc} (or `w2s agent launch {UNSAFE_FLAG}`)") from None

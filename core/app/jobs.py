@@ -210,7 +210,7 @@ def read_log_bytes(job_id: str, offset: int, max_bytes: int = MAX_LOG_CHUNK) -> 
 
 
 def submit_command(
-    command: Sequence[str], *, kind: str = "command", name: str = "", executor: str = "local", gpus: int = 0,
+    command: Sequence[str], *, kind: str = "command", name: str = "", executor: str | None = None, gpus: int = 0,
     max_retries: int = 0, store: Store | None = None,
 ) -> Job:
     """Queue any command as a job (``w2s jobs submit -- CMD``); ideas go through ``submit_idea_runs``."""

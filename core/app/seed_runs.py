@@ -156,7 +156,7 @@ def run_local(
 
 def run_as_jobs(
     idea: str, cfg: RunConfig, seeds: Sequence[int], gpus: int | None = None, on_event: Event | None = None,
-    wait: bool = True, poll_s: float = 1.0, source: str = "cli", executor: str = "local",
+    wait: bool = True, poll_s: float = 1.0, source: str = "cli", executor: str | None = None,
 ) -> list[SeedRun]:
     """Submit one ``idea_run`` job per seed to the control service and (optionally) follow them."""
     notify = on_event or (lambda r: None)

@@ -80,8 +80,13 @@ def list_datasets() -> list[str]:
 
 
 def executors() -> list[dict[str, Any]]:
-    """Every registered executor with its capability flags, e.g. ``{"name": "local", "can_cancel": True}``."""
-    return [{"name": name, **get_executor(name).capabilities.as_dict()} for name in executor_names()]
+    """Every registered executor with its capability flags, e.g. ``{"name": "local", "can_cancel": True}``;
+    the default one (``w2s serve --executor``, else local) first, so a launch dialog preselects it."""
+    from core.control.service import default_executor
+
+    default = default_executor()
+    names = sorted(executor_names(), key=lambda name: name != default)
+    return [{"name": name, **get_executor(name).capabilities.as_dict()} for name in names]
 
 
 def gpus(store: Store | None = None) -> list[dict[str, Any]]:

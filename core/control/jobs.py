@@ -113,7 +113,7 @@ def submit_job(
     command: Sequence[str],
     *,
     name: str = "",
-    executor: str = "local",
+    executor: str | None = None,
     env: Mapping[str, str] | None = None,
     gpus: int = 0,
     max_retries: int = 0,
@@ -126,7 +126,8 @@ def submit_job(
     Submitting is an operator action (over HTTP it needs the operator token; in-process callers are
     trusted code). ``eval_budget`` is what the job's run token may spend, 0..``MAX_EVAL_BUDGET``; a
     job an agent launched (``meta.agent_id``) draws from the agent's pool instead, whatever its
-    ``eval_budget`` says (the scheduler binds that when it issues the token).
+    ``eval_budget`` says (the scheduler binds that when it issues the token). ``executor`` defaults to
+    ``core.control.service.default_executor()`` (the service's ``--executor``, else local).
     """
     if not kind or not isinstance(kind, str):
         raise ValueError("job kind must be a non-empty string")
@@ -138,6 +139,10 @@ def submit_job(
         raise ValueError("max_retries must be an integer >= 0")
     if isinstance(eval_budget, bool) or not isinstance(eval_budget, int) or not 0 <= eval_budget <= MAX_EVAL_BUDGET:
         raise ValueError(f"eval_budget must be an integer 0..{MAX_EVAL_BUDGET}")
+    if executor is None:
+        from core.control.service import default_executor
+
+        executor = default_executor()
     capabilities = get_executor(executor).capabilities  # unknown executor: ValueError now, not a failed job later
     if gpus and not capabilities.supports_gpus:
         raise ValueError(f"the {executor} executor cannot give a job GPUs")

@@ -9,6 +9,7 @@ recorded start time.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from core.common.workspace import paths
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+EXECUTOR_ENV = "W2S_EXECUTOR"  # set in a job's env by its executor: what the job submits runs there too
 
 
 def service_file() -> Path:
@@ -50,3 +52,14 @@ def service_url() -> str | None:
 
 def is_service_running() -> bool:
     return service_info() is not None
+
+
+def default_executor() -> str:
+    """Where a job runs when its submitter names no executor: ``W2S_EXECUTOR`` (inside a job: the job's
+    own executor, so an agent's runs go where the agent runs), else the running service's
+    ``w2s serve --executor``, else ``local``."""
+    value = os.environ.get(EXECUTOR_ENV, "").strip()
+    if value:
+        return value
+    info = service_info()
+    return str(info.get("executor") or "local") if info else "local"

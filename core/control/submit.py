@@ -93,7 +93,7 @@ def submit_idea_runs(
     seeds: Sequence[int],
     *,
     source: str,
-    executor: str = "local",
+    executor: str | None = None,
     gpus: int | None = None,
     env: Mapping[str, str] | None = None,
     eval_budget: int = DEFAULT_EVAL_BUDGET,
