@@ -14,6 +14,7 @@ from tests.conftest import make_dataset
 from tui import data, format, keymap
 from tui.tailer import Tailer
 from tui.widgets.agents_pane import budget_lines, render_event
+from tui.format import money
 from tui.widgets.log_view import clean
 
 
@@ -169,17 +170,31 @@ def test_clean_shows_what_a_terminal_would():
     assert clean("bell\x07") == "bell�"
 
 
-def test_transcript_rendering_collapses_tool_results():
+def test_transcript_shows_tool_results_cache_tokens_and_the_referees_evaluations():
     lines = render_event({"type": "tool_result", "name": "run_shell", "content": "a\nb\nc", "is_error": True})
-    assert len(lines) == 1 and "error" in lines[0] and "3 lines" in lines[0]
+    assert "error" in lines[0] and "3 lines" in lines[0] and [ln.strip() for ln in lines[1:]] == [
+        "[dim]a[/]", "[dim]b[/]", "[dim]c[/]"]
+    # a shell result's "[exit code 0]" header is not what a reader needs; the output's first lines are
+    body = "[exit code 0]\n" + "\n".join(f"line {i} " + "x" * 300 for i in range(10))
+    folded = render_event({"type": "tool_result", "name": "shell", "content": body})
+    assert "11 lines" in folded[0] and "e: expand" in folded[0] and len(folded) == 4
+    assert "exit code" not in "".join(folded) and "line 0" in folded[1] and len(folded[1]) > 150
+    assert len(render_event({"type": "tool_result", "name": "shell", "content": body}, expanded=True)) == 11
+    failed = render_event({"type": "tool_result", "name": "shell", "content": "[exit code 2]\nboom"})
+    assert "[exit code 2]" in failed[1]
     turn = render_event({"type": "assistant", "turn": 2, "content": [{"type": "text", "text": "Hi"},
                                                                       {"type": "tool_use", "name": "x"}],
-                         "usage": {"input_tokens": 10, "output_tokens": 5}, "cost_usd": 0.01,
-                         "total_cost_usd": 0.03})
+                         "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 48120,
+                                   "cache_creation_input_tokens": 1900}, "cost_usd": 0.01, "total_cost_usd": 0.03})
     assert "Hi" in turn[0] and "turn 2" in turn[1] and "$0.0100" in turn[1] and "$0.0300" in turn[1]
+    assert "in 10 · cache read 48,120 · cache write 1,900 · out 5" in turn[1]
     assert "waiting (rate limited)" in render_event({"type": "state", "state": "waiting (rate limited)"})[0]
     bars = budget_lines({"budgets": {"max_usd": 2.0, "max_turns": 10}, "usage": {"cost_usd": 1.0, "turns": 5}})
     assert bars[0].startswith("USD") and "$1.00 / $2.00" in bars[0] and "5 / 10" in bars[1]
+    # the evaluations bar counts what the referee charged the agent's pool, not the agent's own tally
+    evals = budget_lines({"budgets": {"max_evals": 2}, "usage": {"evals": 0}, "evals_charged": 2})
+    assert evals == ["evals  ████████████ 2 / 2"]
+    assert money(9000.0) == "$9,000" and money(0.61) == "$0.61" and money(123.4) == "$123.40"
 
 
 @pytest.mark.parametrize(("body", "says"), [
@@ -216,3 +231,19 @@ def test_tui_main_bad_explicit_keymap_is_one_line_without_traceback(tmp_path, ca
     assert main(["--keymap", str(bad), "--workspace", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{bad}:1: not UTF-8 text" in err and "Traceback" not in err
+
+
+def test_agents_feed_carries_the_evaluations_the_referee_charged_their_pool(workspace):
+    from core.control.store import Store
+    from core.control.tokens import agent_pool
+    from core.referee.ledger import Entry, ledger_for
+
+    store = Store()
+    store.table("agents").insert({"id": "ag000001", "job_id": None, "state": "running", "direction": "d",
+                                  "budgets": {"max_evals": 2}, "usage": {"evals": 0}})
+    ledger = ledger_for(store)
+    for run in ("run-a", "run-b"):  # one call by the agent, one by a run it launched: one pool
+        ledger.write(Entry({"run_id": run, "pool": agent_pool("ag000001"), "kind": "evaluate"}, budget=2))
+    feed = data.load_agents()
+    assert feed.available and feed.items[0]["evals_charged"] == 2
+    assert "2 / 2" in budget_lines(feed.items[0])[0]

@@ -134,3 +134,28 @@ def test_snapshot_80x24_agents_pane(snap_workspace, snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=agents)
+
+
+def test_snapshot_120x40_all_four_panes(snap_workspace, snap_compare):
+    """The smallest size that gets four panes: every table keeps at least four rows."""
+    assert snap_compare(frozen_app(), terminal_size=(120, 40), run_before=loaded)
+
+
+def test_snapshot_100x30_one_pane_at_a_time(snap_workspace, snap_compare):
+    """Four panes here left Jobs two rows: one pane shows, switched by 1-4."""
+    assert snap_compare(frozen_app(), terminal_size=(100, 30), run_before=loaded)
+
+
+def test_snapshot_80x24_log_zoomed(snap_workspace, snap_compare):
+    async def zoomed(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("z")
+        await pilot.pause(0.2)
+
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=zoomed)
+
+
+def test_snapshot_160x48_readonly(snap_workspace, snap_compare):
+    """No launch, agent or cancel keys in the footer of a shared screen."""
+    app = W2SApp(readonly=True, start_service=False, poll_interval=None, clock=lambda: NOW, demo_cache=False)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=loaded)

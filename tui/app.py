@@ -8,6 +8,7 @@ service, so quitting the TUI (``q``) never stops them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -37,8 +38,12 @@ from tui.widgets.leaderboard_pane import LeaderboardPane
 
 PANES = ("agents", "jobs", "gpu", "leaderboard")
 PANE_TITLES = {"agents": "Agents", "jobs": "Jobs", "gpu": "GPU", "leaderboard": "Leaderboard"}
-NARROW_WIDTH = 100  # below this (or NARROW_HEIGHT rows) one pane shows at a time, switched by number keys
-NARROW_HEIGHT = 30
+# below this (or NARROW_HEIGHT rows) one pane shows at a time, switched by number keys: four panes in
+# 100x30 left Jobs two table rows
+NARROW_WIDTH = 120
+NARROW_HEIGHT = 36
+ZOOMABLE = {"jobs": "the log", "agents": "the transcript"}  # what z keeps on screen when one pane shows
+FINISHED_TEXT = {"succeeded": "succeeded", "failed": "failed", "cancelled": "was cancelled"}
 
 
 class Polled(Message):
@@ -78,6 +83,12 @@ class W2SApp(App):
         port: int | None = None,
     ) -> None:
         super().__init__()
+        if readonly:  # no launch/cancel keys in the footer of a shared screen (they only say "read-only")
+            mutating = {a.id for a in keymap.ACTIONS if a.mutating}
+            for key, found in self._bindings.key_to_bindings.items():
+                self._bindings.key_to_bindings[key] = [
+                    dataclasses.replace(b, show=False) if b.id in mutating else b for b in found
+                ]
         self.port = port  # where a service this TUI starts listens (None: 8000 when free)
         self.readonly = readonly
         self.start_service = start_service and not os.environ.get(data.NO_SERVICE_ENV)
@@ -88,10 +99,12 @@ class W2SApp(App):
         self.max_jobs = max_jobs
         self.demo_cache = demo_cache
         self.active_pane = "jobs"
-        self.zoomed = False
+        self.zoomed = False  # wide screens: one pane instead of four
+        self.zoomed_detail = False  # narrow screens (one pane already): the log or transcript only
         self.service: dict[str, Any] = {"running": False, "url": None, "note": "checking…"}
         self._inflight: set[str] = set()
         self._job_states: dict[str, str] = {}
+        self._agent_states: dict[str, str] = {}
         self._ticks = 0
         self.polls: dict[str, int] = {}
         self.main_screen: Any = None
@@ -132,11 +145,19 @@ class W2SApp(App):
     def on_resize(self, event: Any) -> None:
         self._layout_for(event.size.width, event.size.height)
 
+    def is_narrow(self, width: int | None = None, height: int | None = None) -> bool:
+        width = self.size.width if width is None else width
+        height = self.size.height if height is None else height
+        return width < NARROW_WIDTH or height < NARROW_HEIGHT
+
     def _layout_for(self, width: int, height: int) -> None:
         if self.main_screen is None:
             return
-        single = self.zoomed or width < NARROW_WIDTH or height < NARROW_HEIGHT
+        single = self.zoomed or self.is_narrow(width, height)
         self.main_screen.query_one("#panes").set_class(single, "-single")
+        for pane in PANES:  # the detail-only zoom (z on a narrow screen) is for the pane it was asked on
+            detail = self.zoomed_detail and pane == self.active_pane and self.is_narrow(width, height)
+            self.pane_widgets[pane].set_class(detail and pane in ZOOMABLE, "-zoom-detail")
         self._draw_topbar()
 
     def show_pane(self, name: str) -> None:
@@ -144,6 +165,7 @@ class W2SApp(App):
         for pane in PANES:
             self.pane_widgets[pane].set_class(pane == name, "-active")
         target = self.pane_widgets[name]
+        self._layout_for(self.size.width, self.size.height)
         focusable = [w for w in target.query("*") if w.can_focus and w.display and not isinstance(w, Input)]
         if focusable:
             focusable[0].focus()
@@ -161,9 +183,10 @@ class W2SApp(App):
 
     def _draw_topbar(self) -> None:
         tabs = []
-        for i, pane in enumerate(PANES, start=1):
+        for i, pane in enumerate(PANES, start=1):  # each tab is a link: a click shows its pane
             label = f"{i} {PANE_TITLES[pane]}"
-            tabs.append(f"[reverse b] {label} [/]" if pane == self.active_pane else f" {label} ")
+            link = f"@click=app.show_pane('{pane}')"
+            tabs.append(f"[reverse b {link}] {label} [/]" if pane == self.active_pane else f"[{link}] {label} [/]")
         svc = self.service
         if svc.get("running"):
             state = f"[green]service[/] {escape(str(svc.get('url') or ''))}"
@@ -228,22 +251,52 @@ class W2SApp(App):
             self._watch_finishes(result)
         elif message.source == "agents":
             self.agents_pane.apply_feed(result)
+            self._watch_agents(result)
         elif message.source == "gpu":
             self.gpu_pane.apply_feed(result)
         elif message.source == "leaderboard":
             self.leaderboard_pane.apply_feed(result)
 
     def _watch_finishes(self, feed: data.Feed) -> None:
-        """A job that just succeeded has a new leaderboard row: fetch it now, not in five seconds."""
+        """Say when a job this TUI saw running ends (a failure rings the bell); a job that just
+        succeeded has a new leaderboard row: fetch it now, not in five seconds."""
+        if not feed.available:
+            return
         finished = False
         for job in feed.items:
             job_id, state = str(job.get("id")), str(job.get("state"))
             before = self._job_states.get(job_id)
-            if before is not None and before != state and state == "succeeded":
-                finished = True
+            if before is not None and before != state and state in FINISHED_TEXT and before in LIVE_STATES:
+                finished = finished or state == "succeeded"
+                self._announce_job(job, state)
             self._job_states[job_id] = state
         if finished:
             self._run_thread("leaderboard", data.load_leaderboard)
+
+    def _announce_job(self, job: dict[str, Any], state: str) -> None:
+        name = job.get("name") or job.get("kind") or ""
+        code = job.get("exit_code")
+        why = f" (exit {code})" if state == "failed" and code is not None else ""
+        self.notify(f"Job {job.get('id')} {FINISHED_TEXT[state]}{why}: {name}",
+                    severity="error" if state == "failed" else "information", timeout=8 if state == "failed" else 5)
+        if state == "failed":
+            self.bell()
+
+    def _watch_agents(self, feed: data.Feed) -> None:
+        """Say when an agent stops, with its reason (a spent budget says which)."""
+        if not feed.available:
+            return
+        for agent in feed.items:
+            agent_id, state = str(agent.get("id")), str(agent.get("state"))
+            before = self._agent_states.get(agent_id)
+            self._agent_states[agent_id] = state
+            if before is None or before == state or state in ("running", "waiting (rate limited)", "queued"):
+                continue
+            reason = agent.get("stop_reason")
+            self.notify(f"Agent {agent_id} {state}" + (f": {reason}" if reason else ""),
+                        severity="error" if state == "failed" else "information", timeout=8)
+            if state == "failed":
+                self.bell()
 
     # ------------------------------------------------------------ actions: panes, search, help
 
@@ -251,7 +304,16 @@ class W2SApp(App):
         self.show_pane(name)
 
     def action_toggle_zoom(self) -> None:
-        self.zoomed = not self.zoomed
+        """Wide: one pane fills the screen, or all four. Narrow (one pane already): the log or the
+        transcript fills the pane, or the table comes back."""
+        if not self.is_narrow():
+            self.zoomed = not self.zoomed
+        elif self.active_pane in ZOOMABLE or self.zoomed_detail:
+            self.zoomed_detail = not self.zoomed_detail
+        else:
+            self.notify("One pane at a time already (1-4 switch); z zooms the Jobs log or the Agents transcript.",
+                        timeout=4)
+            return
         self._layout_for(self.size.width, self.size.height)
 
     def action_search(self) -> None:
@@ -275,6 +337,17 @@ class W2SApp(App):
 
     def action_cycle_sort(self) -> None:
         self.leaderboard_pane.cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.leaderboard_pane.reverse_sort()
+
+    def action_toggle_wrap(self) -> None:
+        wrapped = self.jobs_pane.toggle_wrap()
+        self.notify("log: long lines wrap" if wrapped else "log: unwrapped (←/→ scroll it when focused)", timeout=2)
+
+    def action_toggle_expand(self) -> None:
+        expanded = self.agents_pane.toggle_expand()
+        self.notify("transcript: tool results in full" if expanded else "transcript: tool results folded", timeout=2)
 
     def action_refresh_now(self) -> None:
         self.poll_all()
@@ -393,7 +466,8 @@ class W2SApp(App):
     def action_cancel_job(self) -> None:
         self._confirm_job_action(
             "Cancel", LIVE_STATES, data.cancel_job, "Cancelling",
-            lambda job_id, state: f"Job {job_id} is already {state}: nothing to cancel.",
+            lambda job_id, state: f"Job {job_id} {FINISHED_TEXT.get(state, 'is ' + str(state))} already: "
+                                  "nothing to cancel.",
         )
 
     def action_retry_job(self) -> None:

@@ -77,10 +77,18 @@ def load_agents() -> Feed:
 
     if not (paths().state / "agents.json").exists():
         return Feed(True, [], total=0)
+    from core.app import views
+
     try:
         agents = app_agents.list_agents(store=app_jobs.shared_store())
     except Exception as exc:
         return Feed(False, note=f"agents unreadable: {exc}")
+    try:
+        charged = views.evaluations_charged([str(a.get("id")) for a in agents], store=app_jobs.shared_store())
+    except Exception:  # the referee's ledger unreadable: the agents' own counts still show
+        charged = {}
+    agents = [{**a, "evals_charged": charged[str(a.get("id"))]} if str(a.get("id")) in charged else a
+              for a in agents]
     return Feed(True, agents, total=len(agents))
 
 
@@ -141,7 +149,8 @@ def load_gpus() -> Feed:
         devices = views.gpus()
     except Exception as exc:
         return Feed(False, note=f"GPU probe failed: {exc}")
-    return Feed(True, devices, total=len(devices))
+    # the same reason `w2s gpu` prints (the NVML library missing, or no device), never a guess
+    return Feed(True, devices, total=len(devices), note="" if devices else views.no_gpu_reason())
 
 
 # ---------------------------------------------------------------- leaderboard

@@ -46,6 +46,37 @@ def elapsed(started: Any, finished: Any, now: float) -> str:
     return duration((end if end is not None else now) - start)
 
 
+def attempt_start(job: dict[str, Any]) -> float | None:
+    """When the job's current attempt started running: a retried job's clock restarts, without the
+    gap it spent failed or queued (the last ``running`` entry of its history; else ``started``)."""
+    for entry in reversed(job.get("history") or []):
+        if isinstance(entry, dict) and entry.get("state") == "running":
+            return to_epoch(entry.get("time"))
+    return to_epoch(job.get("started"))
+
+
+def attempt_elapsed(job: dict[str, Any], now: float) -> str:
+    """Wall time of the current attempt: until it finished, or until now while it runs."""
+    start = attempt_start(job)
+    if start is None:
+        return "-"
+    end = to_epoch(job.get("finished")) if str(job.get("state")) not in ("running", "starting") else None
+    return duration((end if end is not None else now) - start)
+
+
+def eta(job: dict[str, Any], now: float) -> float | None:
+    """Seconds left for a running job at its average pace so far (None before 2% or when not running)."""
+    try:
+        fraction = float(job.get("progress"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    start = attempt_start(job)
+    if str(job.get("state")) != "running" or start is None or not 0.02 <= fraction < 1.0:
+        return None
+    spent = max(now - start, 0.0)
+    return spent * (1.0 - fraction) / fraction
+
+
 def bar(fraction: float | None, width: int = 10) -> str:
     """A text progress bar that reads fine without colour (over SSH, TERM=xterm-256color)."""
     if fraction is None:
@@ -90,12 +121,14 @@ def pgr_cell(mean: Any, ci95: Any) -> str:
 
 
 def money(value: Any) -> str:
+    """``$0.61``, ``$123.40``, ``$9,000``: cents while they matter, never cut by a narrow column."""
     if value is None:
         return "-"
     try:
-        return f"${float(value):.2f}"
+        f = float(value)
     except (TypeError, ValueError):
         return "-"
+    return f"${f:,.0f}" if abs(f) >= 1000 else f"${f:.2f}"
 
 
 def gpus_cell(gpus: Any) -> str:
@@ -110,6 +143,25 @@ def shorten(text: Any, width: int) -> str:
     """One line, at most ``width`` cells (ellipsis when cut)."""
     s = " ".join(str(text or "").split())
     return s if len(s) <= width else s[: max(width - 1, 0)] + "…"
+
+
+def shorten_middle(text: Any, width: int, head: float = 0.4) -> str:
+    """One line, at most ``width`` cells, cut in the middle: the end (a seed, a setting) stays."""
+    s = " ".join(str(text or "").split())
+    if len(s) <= width:
+        return s
+    if width <= 1:
+        return "…"[:width]
+    front = int((width - 1) * head)
+    back = width - 1 - front
+    return s[:front] + "…" + (s[-back:] if back else "")
+
+
+def tail(text: str, width: int) -> str:
+    """The end of ``text`` in ``width`` cells: keys share long model prefixes, their ends tell them apart."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1):] if width > 1 else "…"[:width]
 
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"

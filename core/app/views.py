@@ -21,6 +21,7 @@ from executors import executor_names, get_executor
 __all__ = [
     "baseline_rows",
     "ensure_demo_cache",
+    "evaluations_charged",
     "executors",
     "gpus",
     "idea_directions",
@@ -98,6 +99,17 @@ def gpus(store: Store | None = None) -> list[dict[str, Any]]:
 def idea_directions() -> list[tuple[str, str]]:
     """``(title, direction)`` per ``## N. Title`` section of Idea.md (the workspace's copy first)."""
     return idea_md.directions()
+
+
+def evaluations_charged(agent_ids: list[str], store: Store | None = None) -> dict[str, int]:
+    """Referee evaluations charged to each agent's budget pool (its own calls and its runs'): the
+    number the budget is enforced on, which the agent's own count can lag behind."""
+    from core.control.store import default_store
+    from core.control.tokens import agent_pool
+    from core.referee.ledger import ledger_for
+
+    ledger = ledger_for(store or default_store())
+    return {agent_id: ledger.charged(agent_pool(agent_id)) for agent_id in agent_ids}
 
 
 def service_status() -> dict[str, Any]:

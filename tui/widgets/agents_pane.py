@@ -16,14 +16,16 @@ from textual.worker import get_current_worker
 
 from tui import data
 from tui.format import bar, money, shorten
-from tui.widgets.keyed_table import KeyedTable
+from tui.widgets.keyed_table import Flex, KeyedTable
 
 MAX_EVENTS = 5000  # transcript records kept for re-filtering; the file keeps everything
+RESULT_LINES = 3  # lines of a tool result shown collapsed (e: expand all)
+EXPANDED_LINES = 200  # and expanded (the rest: the file the result names, or the transcript)
 AGENT_COLUMNS = [
     ("state", "state", 22),
-    ("cost", "cost", 7),
+    ("cost", "cost", 9),
     ("turns", "turns", 5),
-    ("direction", "direction", 22),
+    ("direction", "direction", Flex(16)),
     ("id", "id", 8),
 ]
 AGENT_STATE_STYLE = {
@@ -58,6 +60,16 @@ def agent_usage(agent: dict[str, Any], name: str) -> float | None:
     return None
 
 
+def evals_used(agent: dict[str, Any]) -> float | None:
+    """Evaluations spent: what the referee charged the agent's pool (its runs included), or the
+    agent's own count while that is higher (the ledger is read once per poll)."""
+    own = agent_usage(agent, "evals")
+    charged = agent.get("evals_charged")
+    if charged is None:
+        return own
+    return max(float(charged), own or 0.0)
+
+
 def budget_lines(agent: dict[str, Any]) -> list[str]:
     """``usd    ██████░░░░ $0.61 / $1.00`` for each budget the agent has."""
     out = []
@@ -65,7 +77,7 @@ def budget_lines(agent: dict[str, Any]) -> list[str]:
         if limit in (None, 0):
             continue
         name = raw_name.removeprefix("max_")
-        used = agent_usage(agent, name)
+        used = evals_used(agent) if name in ("evals", "evaluations") else agent_usage(agent, name)
         _, show = BUDGETS.get(name, ((), lambda v: f"{v}"))
         try:
             fraction = (used or 0.0) / float(limit)
@@ -84,14 +96,43 @@ def agent_cells(agent: dict[str, Any]) -> tuple[str, ...]:
         AGENT_STATE_STYLE.get(state, escape(state)),
         money(agent_usage(agent, "usd")),
         "-" if turns is None else str(int(turns)),
-        escape(shorten(agent.get("direction", ""), 22)),
+        " ".join(str(agent.get("direction", "")).split()),  # plain text: the flex column cuts and escapes
         escape(str(agent.get("id", ""))),
     )
 
 
-def render_event(event: dict[str, Any]) -> list[str]:
+TOKEN_NAMES = (  # usage field -> how the per-turn line names it
+    ("input_tokens", "in"),
+    ("cache_read_input_tokens", "cache read"),
+    ("cache_creation_input_tokens", "cache write"),
+    ("output_tokens", "out"),
+)
+
+
+def token_text(usage: dict[str, Any]) -> str:
+    """``in 210 · cache read 48,120 · cache write 1,900 · out 310``: cached prompt tokens are most of
+    an agent's tokens and cost, so they are shown beside the fresh ones."""
+    parts = []
+    for key, label in TOKEN_NAMES:
+        value = usage.get(key)
+        if isinstance(value, int | float) and (value or key in ("input_tokens", "output_tokens")):
+            parts.append(f"{label} {int(value):,}")
+    return " · ".join(parts)
+
+
+def result_lines(body: str, limit: int) -> list[str]:
+    """The lines of a tool result worth showing: a shell's ``[exit code 0]`` header is dropped (a
+    non-zero code is kept), blank lines skipped, at most ``limit`` lines of 200 characters."""
+    lines = [ln for ln in body.splitlines() if ln.strip()]
+    if lines and lines[0].strip() == "[exit code 0]":
+        lines = lines[1:]
+    return [shorten(ln, 200) for ln in lines[:limit]]
+
+
+def render_event(event: dict[str, Any], expanded: bool = False) -> list[str]:
     """Markup lines for one transcript record (core.agent's JSONL): assistant text in full, tool calls on
-    one line, tool results collapsed to one line, a cost line per turn, state changes."""
+    one line, tool results in their first lines (all of them when ``expanded``), a per-turn line with
+    every kind of token and the cost, state changes."""
     kind = str(event.get("type") or "")
     if kind == "assistant":
         lines = []
@@ -100,8 +141,7 @@ def render_event(event: dict[str, Any]) -> list[str]:
             if isinstance(block, dict) and block.get("type") == "text" and str(block.get("text", "")).strip():
                 lines.append(f"[b]assistant[/] {escape(str(block['text']).strip())}")
         usage = event.get("usage") or {}
-        tokens = " · ".join(f"{k.split('_')[0]} {v}" for k, v in usage.items()
-                            if k in ("input_tokens", "output_tokens") and v is not None)
+        tokens = token_text(usage if isinstance(usage, dict) else {})
         total = event.get("total_cost_usd")
         cost = f"{_usd(event.get('cost_usd'))}" + (f" (total {_usd(total)})" if total is not None else "")
         lines.append(f"[dim]── turn {event.get('turn', '?')} · {tokens} · {cost}[/]")
@@ -113,10 +153,14 @@ def render_event(event: dict[str, Any]) -> list[str]:
     if kind == "tool_result":
         body = event.get("content", "")
         body = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
-        first = shorten(body.split("\n", 1)[0], 60)
         tag = "[red]error[/]" if event.get("is_error") else "result"
         more = f", full: {event['full_path']}" if event.get("full_path") else ""
-        return [f"  [dim]↳ {tag} ({body.count(chr(10)) + 1} lines{escape(more)}) {escape(first)}[/]"]
+        total = body.count("\n") + 1
+        shown = result_lines(body, EXPANDED_LINES if expanded else RESULT_LINES)
+        hint = "" if expanded or total <= len(shown) + 1 else ", e: expand"
+        out = [f"  [dim]↳ {tag} ({total} lines{escape(more)}{hint})[/]"]
+        out += [f"    [dim]{escape(line)}[/]" for line in shown]
+        return out
     if kind in ("state", "stop"):
         reason = event.get("reason") or ""
         lines = [f"[yellow]● {escape(str(event.get('state', kind)))}[/] {escape(str(reason))}"]
@@ -160,6 +204,7 @@ class AgentsPane(Vertical):
         self.agents: dict[str, dict[str, Any]] = {}
         self.shown_agent: str | None = None
         self.filter_text = ""
+        self.expanded = False
         self._events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
         self._tail_path: str | None = None
 
@@ -192,11 +237,13 @@ class AgentsPane(Vertical):
             return
         self.agents = {str(a.get("id")): a for a in feed.items}
         if not feed.items:
-            hint = "No agents yet. Press [b]a[/] to launch one (needs ANTHROPIC_API_KEY)."
+            readonly = getattr(self.app, "readonly", False)
+            hint = "No agents yet." if readonly else "No agents yet. Press [b]a[/] to launch one (needs ANTHROPIC_API_KEY)."
             summary.update(hint if not feed.note else f"{hint} {escape(feed.note)}")
         else:
             running = sum(1 for a in feed.items if a.get("state") in ("running", "waiting (rate limited)"))
-            summary.update(f"{len(feed.items)} agents · {running} active")
+            n = len(feed.items)
+            summary.update(f"{n} agent{'' if n == 1 else 's'} · {running} active")
         self.table.sync([(str(a.get("id")), agent_cells(a)) for a in feed.items])
         selected = self.table.selected_key
         if selected and selected != self.shown_agent:
@@ -249,7 +296,7 @@ class AgentsPane(Vertical):
         log = self.query_one("#transcript", RichLog)
         needle = self.filter_text.lower()
         for event in events:
-            for line in render_event(event):
+            for line in render_event(event, self.expanded):
                 if not needle or needle in line.lower():
                     log.write(line)
 
@@ -264,6 +311,12 @@ class AgentsPane(Vertical):
         if reason:
             lines.append(f"stopped: {reason}")
         widget.update(escape("\n".join(lines)))
+
+    def toggle_expand(self) -> bool:
+        """Tool results in full (up to 200 lines each) or their first lines; redraws the transcript."""
+        self.expanded = not self.expanded
+        self.set_filter(self.filter_text)
+        return self.expanded
 
     def open_search(self) -> None:
         box = self.query_one("#transcript-search", Input)

@@ -109,7 +109,8 @@ class GpuPane(Vertical):
             return
         gpus = [normalize_gpu(g) for g in feed.items]
         if not gpus:
-            note.update("no NVIDIA GPU: runs use the CPU (NVML found no device)")
+            reason = feed.note if feed.note and feed.note != "no NVIDIA GPU" else "none found"
+            note.update(escape(f"no NVIDIA GPU: runs use the CPU ({reason})"))
         else:
             busy = sum(1 for g in gpus if g["holder"])
             note.update(f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} · {busy} held by jobs")

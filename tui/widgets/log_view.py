@@ -31,14 +31,25 @@ def clean(line: str) -> str:
     return _CONTROL.sub("�", line.expandtabs())
 
 
+def wrap_rows(line: str, width: int) -> list[str]:
+    """One log line as screen rows ``width`` cells wide (cleaned first, so escapes take no room)."""
+    text = clean(line)
+    if width <= 0 or len(text) <= width:
+        return [text]
+    return [text[i : i + width] for i in range(0, len(text), width)]
+
+
 class LogView(ScrollView, can_focus=True):
-    """Keeps the last ``max_lines`` lines; with a filter set it shows only the lines containing it."""
+    """Keeps the last ``max_lines`` lines; with a filter set it shows only the lines containing it.
+
+    Long lines wrap at the pane's edge (``wrap``, the default); unwrapped, the view scrolls sideways."""
 
     DEFAULT_CSS = """
     LogView {
         background: $surface;
         color: $text;
-        overflow: auto;
+        overflow-y: auto;
+        overflow-x: hidden;
         &:focus { background-tint: $foreground 5%; }
     }
     """
@@ -52,6 +63,9 @@ class LogView(ScrollView, can_focus=True):
         self.filter_text = ""
         self.following = True
         self.unseen = 0  # lines that arrived while paused
+        self.wrap = True  # overflow-x is hidden while wrapping (see set_wrap and DEFAULT_CSS)
+        self._rows: list[str] = []  # wrapped screen rows of the shown lines (wrap on)
+        self._wrap_width = 0
 
     @property
     def lines(self) -> list[str]:
@@ -89,7 +103,13 @@ class LogView(ScrollView, can_focus=True):
             trimmed = len(shown) - self.max_lines
             del shown[:trimmed]
         self._width = max(self._width, max(map(len, shown[max(before - trimmed, 0) :]), default=0))
-        self.virtual_size = Size(self._width, len(shown))
+        if self.wrap and not trimmed and self._wrap_width == self._content_width():
+            width = self._wrap_width
+            for line in shown[before:]:
+                self._rows.extend(wrap_rows(line, width))
+            self.virtual_size = Size(width, len(self._rows))
+        else:
+            self._resize_virtual()
         if self.following:
             self._to_end()
         elif trimmed:  # keep the same text under the reader's eyes
@@ -100,7 +120,33 @@ class LogView(ScrollView, can_focus=True):
         # force: with overflow auto, scrolling is "not allowed" until the next layout shows a scrollbar
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
+    def _content_width(self) -> int:
+        """Wrap width: the view's width less one column kept for the vertical scrollbar, so the bar
+        appearing never makes a wrapped line one cell too wide (and a sideways bar appear)."""
+        return max(self.size.width - 1, 1)
+
+    def _resize_virtual(self) -> None:
+        """Recompute what scrolls: wrapped rows at the current width, or the widest line."""
+        if self.wrap:
+            width = self._wrap_width = self._content_width()
+            self._rows = [row for line in self._shown for row in wrap_rows(line, width)]
+            self.virtual_size = Size(width, len(self._rows))
+        else:
+            self._rows = []
+            self.virtual_size = Size(self._width, len(self._shown))
+
+    def set_wrap(self, wrap: bool) -> None:
+        self.wrap = wrap
+        self.styles.overflow_x = "hidden" if wrap else "auto"
+        self._resize_virtual()
+        if self.following:
+            self._to_end()
+        self.refresh()
+
     def on_resize(self) -> None:
+        if self.wrap and self._wrap_width != self._content_width():
+            self._resize_virtual()
+            self.refresh()
         if self.following:
             self.call_after_refresh(self._to_end)
 
@@ -109,6 +155,7 @@ class LogView(ScrollView, can_focus=True):
         self._shown = []
         self._width = 0
         self.unseen = 0
+        self._rows = []
         self.virtual_size = Size(0, 0)
         self.scroll_to(0, 0, animate=False, force=True, immediate=True)
         self.refresh()
@@ -119,7 +166,7 @@ class LogView(ScrollView, can_focus=True):
         needle = self.filter_text.lower()
         self._shown = [line for line in self.retained if needle in line.lower()] if needle else list(self.retained)
         self._width = max(map(len, self._shown), default=0)
-        self.virtual_size = Size(self._width, len(self._shown))
+        self._resize_virtual()
         self._to_end()
         self.refresh()
         return len(self._shown)
@@ -129,6 +176,10 @@ class LogView(ScrollView, can_focus=True):
         index = scroll_y + y
         width = self.scrollable_content_region.width
         style = self.rich_style
+        if self.wrap:
+            if index >= len(self._rows):
+                return Strip.blank(width, style)
+            return Strip([Segment(self._rows[index], style)]).extend_cell_length(width, style)
         if index >= len(self._shown):
             return Strip.blank(width, style)
         text = clean(self._shown[index])
