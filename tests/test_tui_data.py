@@ -12,9 +12,9 @@ from core.common.errors import UserError
 from core.control import jobs as J
 from tests.conftest import make_dataset
 from tui import data, format, keymap
+from tui.format import money
 from tui.tailer import Tailer
 from tui.widgets.agents_pane import budget_lines, render_event
-from tui.format import money
 from tui.widgets.log_view import clean
 
 
