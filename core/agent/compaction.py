@@ -4,8 +4,11 @@ The loop compacts when the last prompt came near the window, or when the API ref
 long. The note is written by the loop, not the model (no extra call, nothing to go wrong): one
 line per old turn (what the model said, each tool call and the start of its result), the agent's
 own ``NOTES.md`` (the prompt tells it to keep durable notes there) and its jobs as the store sees
-them. The briefing stays first; the newest ``keep`` turns stay verbatim. The note rolls: the next
-compaction starts from the previous note's lines, keeping the newest when it grows past its cap.
+them. The briefing stays first; the newest turns that fit a share of the window (``KEEP_SHARES``,
+smaller each time a prompt is still too long) stay verbatim, so a compaction leaves room for many
+turns before the next one (each compaction rewrites the prompt cache). The note rolls: the next
+compaction starts from the previous note's lines, keeping the newest when it grows past its cap
+(a tenth of the window at most).
 
 The conversation after a compaction is ``[user: briefing + note] + the kept messages``, so roles
 still alternate and every kept ``tool_use`` still has its ``tool_result``. The note's first line
@@ -24,8 +27,9 @@ MARKER_RE = re.compile(r"\[context compacted: the first (\d+) turns")
 HISTORY_HEADING = "## Earlier turns (one line each; the loop wrote these)"
 NOTES_HEADING = "## Your notes (NOTES.md, as it is now)"
 JOBS_HEADING = "## Your jobs (from the job store, now)"
-KEEP_LEVELS = (6, 3, 1, 0)  # turns kept verbatim: the first try, then fewer while the prompt is too long
-HISTORY_CAP = 12_000  # characters of turn lines the note keeps (the newest)
+KEEP_SHARES = (0.3, 0.12, 0.04, 0.0)  # of the window kept verbatim: first try, then less while too long
+HISTORY_CAP = 16_000  # characters of turn lines the note keeps (the newest), at most
+CHARS_PER_TOKEN = 4  # the estimate used to size what is kept (the API's count decides the rest)
 NOTES_CAP = 6_000
 JOBS_CAP = 3_000
 TEXT_CHARS = 240
@@ -124,17 +128,33 @@ def _section(heading: str, text: str, cap: int) -> str:
     return f"{heading}\n{text or '(none)'}"
 
 
-def compact(
-    messages: list[dict[str, Any]], keep: int, notes: str = "", jobs: str = ""
-) -> tuple[list[dict[str, Any]], Compaction] | None:
-    """The compacted conversation and the record of it, or None when nothing can be folded (no
-    assistant turn beyond the ``keep`` newest)."""
-    if not messages:
-        return None
+def estimate_tokens(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, default=str)) // CHARS_PER_TOKEN
+
+
+def _cut(messages: list[dict[str, Any]], keep_tokens: int) -> int:
+    """Where the kept tail starts: the oldest assistant turn from which the rest fits
+    ``keep_tokens``, folding one turn at least (``len(messages)`` keeps nothing)."""
     assistants = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
-    if len(assistants) <= keep:
+    size = 0
+    cut = len(messages)
+    for i in range(len(messages) - 1, 0, -1):
+        size += estimate_tokens(messages[i])
+        if size > keep_tokens:
+            break
+        if i in assistants:
+            cut = i
+    return max(cut, assistants[1]) if len(assistants) > 1 else len(messages)
+
+
+def compact(
+    messages: list[dict[str, Any]], keep_tokens: int, notes: str = "", jobs: str = "",
+    history_chars: int = HISTORY_CAP,
+) -> tuple[list[dict[str, Any]], Compaction] | None:
+    """The compacted conversation and the record of it, or None when there is no turn to fold."""
+    if not messages or not any(m.get("role") == "assistant" for m in messages):
         return None
-    cut = assistants[-keep] if keep > 0 else len(messages)
+    cut = _cut(messages, keep_tokens)
     briefing, history, before = briefing_and_history(messages[0])
     folded = messages[1:cut]
     new_lines = turn_lines(folded, before + 1)
@@ -145,7 +165,7 @@ def compact(
         "note. Files, jobs and findings are unchanged; read them again with your tools when you need detail.",
         _section(NOTES_HEADING, notes, NOTES_CAP),
         _section(JOBS_HEADING, jobs, JOBS_CAP),
-        HISTORY_HEADING + "\n" + "\n".join(_capped_lines(history + new_lines, HISTORY_CAP)),
+        HISTORY_HEADING + "\n" + "\n".join(_capped_lines(history + new_lines, min(HISTORY_CAP, history_chars))),
     ])
     record = Compaction(dropped_turns=dropped, kept_messages=len(messages) - cut, summary=summary)
     return apply(messages, record), record

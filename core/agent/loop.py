@@ -115,7 +115,7 @@ class AgentLoop:
         self.usage = Usage()
         self.window = spec.context_tokens
         self.prompt_tokens = 0  # what the last prompt cost, cached or not (the context in use)
-        self.keep_level = 0  # index into compaction.KEEP_LEVELS for the next compaction
+        self.keep_level = 0  # index into compaction.KEEP_SHARES for the next compaction
         self.compactions = 0
         self.wrap_up: dict[str, Any] | None = None
         self._base_elapsed = 0.0
@@ -265,13 +265,14 @@ class AgentLoop:
             jobs = jobs_overview(self.ctx)
         except Exception as exc:  # noqa: BLE001 - the note is still useful without the job list
             jobs = f"(job list unavailable: {type(exc).__name__})"
-        for level in range(self.keep_level, len(compaction.KEEP_LEVELS)):
-            keep = compaction.KEEP_LEVELS[level]
-            done = compaction.compact(messages, keep, notes=self._notes(), jobs=jobs)
+        history_chars = self.window // 10 * compaction.CHARS_PER_TOKEN  # the note stays a small share
+        for level in range(self.keep_level, len(compaction.KEEP_SHARES)):
+            keep = int(compaction.KEEP_SHARES[level] * self.window)
+            done = compaction.compact(messages, keep, notes=self._notes(), jobs=jobs, history_chars=history_chars)
             if done is None:
                 continue
             folded, record = done
-            self.emit({"type": "compact", "turn": self.usage.turns, "reason": reason, "keep_turns": keep,
+            self.emit({"type": "compact", "turn": self.usage.turns, "reason": reason, "keep_tokens": keep,
                        "dropped_turns": record.dropped_turns, "kept_messages": record.kept_messages,
                        "prompt_tokens": self.prompt_tokens, "window": self.window, "summary": record.summary})
             self.keep_level = level + 1

@@ -110,9 +110,22 @@ def issue_job_token(store: Store, job: Job) -> str:
                            pool=scope["pool"])
 
 
+# Jobs that supervise other jobs (a research agent waits on the runs it launches): they hold no GPU
+# and little CPU, so they do not take an executor's slots (else an agent could sit queued behind,
+# or starve, its own runs); they have a cap of their own, ``limits[SUPERVISORS]``.
+SUPERVISOR_KINDS = frozenset({"agent"})
+SUPERVISORS = "supervisors"
+
+
 def default_limits(n_gpus: int) -> dict[str, int]:
     local = int(os.environ.get("W2S_LOCAL_CONCURRENCY", "0") or 0) or max(2, n_gpus)
-    return {"local": local}
+    supervisors = int(os.environ.get("W2S_AGENT_CONCURRENCY", "0") or 0) or 8
+    return {"local": local, SUPERVISORS: supervisors}
+
+
+def slot_of(job: Job) -> str:
+    """The capacity a job counts against: its executor's, or the supervisors' for an agent job."""
+    return SUPERVISORS if job.get("kind") in SUPERVISOR_KINDS and not job.get("gpus_requested") else job["executor"]
 
 
 class Scheduler:
@@ -295,7 +308,7 @@ class Scheduler:
         busy_gpus: set[int] = set()
         for job in active:
             if job["state"] in ACTIVE_STATES:
-                running_by_exec[job["executor"]] = running_by_exec.get(job["executor"], 0) + 1
+                running_by_exec[slot_of(job)] = running_by_exec.get(slot_of(job), 0) + 1
                 busy_gpus.update(job.get("gpus") or [])
         candidates = [
             j for j in active
@@ -303,9 +316,9 @@ class Scheduler:
         ]
         candidates.sort(key=lambda j: (j.get("created") or 0))
         for job in candidates:
-            name = job["executor"]
+            name = slot_of(job)
             if running_by_exec.get(name, 0) >= self.limits.get(name, 1):
-                continue  # this executor is full; jobs for other executors may still start
+                continue  # this executor (or the supervisors' cap) is full; other jobs may still start
             want = 0 if self._allocates_gpus(job) else int(job.get("gpus_requested") or 0)
             free = [g for g in self.gpus if g not in busy_gpus]
             if want > len(self.gpus):

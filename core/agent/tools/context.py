@@ -48,6 +48,7 @@ class ToolContext:
     sandbox: Sandbox | None = None  # where the shell runs; None: core.sandbox.default_sandbox()
     deadline: Callable[[], float] | None = None  # seconds of wall budget left
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic  # what long waits measure time with
     stop_check: Callable[[], bool] = lambda: False  # the operator asked the agent to stop
     poll_s: float = 2.0  # how often a long wait looks at the store
     transcript: Path | None = None  # the loop's transcript (the plot tool reads past evaluations)

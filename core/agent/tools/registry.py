@@ -124,7 +124,8 @@ TOOLS: tuple[Tool, ...] = (
          f"parallel (at most {MAX_IN_FLIGHT} of yours queued or running); the scheduler decides when each starts."),
     Tool(job_status, f"State of one of your jobs; wait_s (max {JOB_WAIT_MAX}) waits for it to finish. To wait "
          "longer, use wait."),
-    Tool(wait, "Sleep until one of your runs finishes (job_ids, default: all of yours in flight) or another "
+    Tool(wait, "Sleep until one of your runs finishes (job_ids, default: all of yours in flight; until='all' "
+         "waits for every one) or another "
          f"researcher shares a finding (findings=true), at most timeout_s (default {WAIT_DEFAULT_S:.0f}, max "
          f"{WAIT_MAX_S:.0f}, and never past your wall budget). Costs one turn however long it waits: use it "
          "instead of polling."),

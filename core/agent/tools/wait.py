@@ -9,9 +9,7 @@ agent to stop (which ends the loop at once).
 
 from __future__ import annotations
 
-import time
-
-from core.agent.tools.context import StopRequested, ToolContext
+from core.agent.tools.context import StopRequested, ToolContext, ToolError
 from core.agent.tools.jobs import _summary, own_job, own_jobs
 from core.common.job_types import TERMINAL_STATES
 from core.control import findings as forum
@@ -30,9 +28,12 @@ def _others_findings(ctx: ToolContext) -> dict[str, str]:
 
 
 def wait(ctx: ToolContext, job_ids: list[str] | None = None, timeout_s: float = WAIT_DEFAULT_S,
-         findings: bool = True) -> str:
-    """Wait for any of ``job_ids`` (default: every run of yours still queued or running) to end, or
-    (``findings``) for another researcher's new finding; at most ``timeout_s``."""
+         findings: bool = True, until: str = "any") -> str:
+    """Wait for any (``until="all"``: every one) of ``job_ids`` (default: every run of yours still
+    queued or running) to end, or (``findings``) for another researcher's new finding; at most
+    ``timeout_s``."""
+    if until not in ("any", "all"):
+        raise ToolError("until must be 'any' or 'all'")
     if job_ids:
         watched = [own_job(ctx, str(j))["id"] for j in job_ids]
     else:
@@ -43,27 +44,27 @@ def wait(ctx: ToolContext, job_ids: list[str] | None = None, timeout_s: float = 
     states = {j["id"]: j for j in list_jobs() if j["id"] in set(watched)}
     done_at_start = {i for i in watched if (states.get(i) or {}).get("state") in TERMINAL_STATES}
     live = [i for i in watched if i not in done_at_start]
-    if done_at_start and job_ids:
+    if done_at_start and job_ids and (until == "any" or not live):
         return "already finished:\n" + "\n".join(_summary(states[i]) for i in watched if i in done_at_start)
     if not live and not findings:
         return "nothing to wait for: none of your runs is queued or running"
     seen = _others_findings(ctx) if findings else {}
-    start = time.monotonic()
+    start = ctx.clock()
     end = start + timeout
     while True:
         if ctx.stop_check():
             raise StopRequested
         ended = [j for j in list_jobs() if j["id"] in set(live) and j.get("state") in TERMINAL_STATES]
         new = {k: v for k, v in _others_findings(ctx).items() if k not in seen} if findings else {}
-        waited = time.monotonic() - start
-        if ended or new:
+        waited = ctx.clock() - start
+        if new or (ended and (until == "any" or len(ended) == len(live))):
             break
-        if time.monotonic() >= end:
+        if ctx.clock() >= end:
             left = ", ".join(live) or "none"
             why = "the wall budget is nearly spent" if ctx.deadline is not None and ctx.deadline() <= 1 else \
                 "the timeout passed"
             return f"waited {waited:.0f}s; {why}; nothing finished (still in flight: {left})"
-        ctx.sleep(max(0.05, min(ctx.poll_s, end - time.monotonic())))
+        ctx.sleep(max(0.05, min(ctx.poll_s, end - ctx.clock())))
     lines = [f"waited {waited:.0f}s"]
     lines += [_summary(j) for j in ended]
     lines += [f"new finding {k}: {v} (read it with list_findings)" for k, v in new.items()]
