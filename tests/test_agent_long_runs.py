@@ -21,11 +21,12 @@ from core.agent.loop import AgentLoop, AgentSpec
 from core.agent.prices import Price
 from core.agent.transcript import iter_events, replay
 from core.control import findings
-from core.control.jobs import submit_job
+from core.control.jobs import get_job, submit_job
 from core.control.scheduler import Scheduler
 from core.control.store import Store
+from tests.conftest import wait_until
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_results, tool_use, turn
-from tests.fakes.token_model import TokenModel
+from tests.fakes.token_model import TokenModel, count_tokens
 
 KEY = "sk-long-runs"
 PRICE = Price(input=3.0, output=15.0)
@@ -176,7 +177,6 @@ def test_an_episode_longer_than_the_window_compacts_and_finishes(workspace: Path
     folded = int(note.split("the first ")[1].split(" turns")[0])
     assert NOTES in note and f"turn {folded}: Step {folded - 1}: reading again. [read_file(" in note
     assert "older lines left out" in note and "long research" in first_texts[0]  # the note stays bounded
-    from tests.fakes.token_model import count_tokens
     ok = [r for r, (_, s) in zip(server.requests, server.responses, strict=True) if s == 200]
     assert max(count_tokens(r) for r in ok) <= window
     # the transcript is exact: replay rebuilds what the loop last sent, without the cache marks
@@ -280,8 +280,6 @@ def png_size(block: dict) -> tuple[int, int]:
 def test_plot_returns_an_image_block(workspace: Path, fake, scheduler) -> None:
     job = submit_job("idea_run", ["bash", "-c", "for l in 0.9 0.7 0.55 0.5 0.42; do echo \"epoch: mean loss $l\"; done"],
                      meta={"agent_id": "a1", "seed": 1})
-    from tests.conftest import wait_until
-    from core.control.jobs import get_job
     wait_until(lambda: get_job(job["id"])["state"] == "succeeded", 60, 0.1, "the job")
     server = fake([turn(tool_use("p1", "plot", {"kind": "curve", "job_ids": [job["id"]]})),
                    turn(tool_use("p2", "plot", {"kind": "subsets"})),
