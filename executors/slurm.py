@@ -7,10 +7,12 @@ to ``stdout.log`` there (``--output``), and its exit status to ``exit_status`` (
 format), because ``sacct`` needs accounting storage that many clusters do not open to users.
 
 Secrets: the job's environment (run token, the job's own secrets) never goes on sbatch's command line,
-into the batch script or through Slurm (``--export=NONE``; Slurm would keep an exported environment
-in its state files). It is written to ``.slurm_env.a<attempt>`` in the run folder, mode 0600, which
-the batch script sources and deletes as its first act; the executor deletes it too once the attempt
-ends (a job cancelled while pending never read it).
+into the batch script or through Slurm (which keeps a job's exported environment in its state files).
+It is written to ``.slurm_env.a<attempt>`` in the run folder, mode 0600, which the batch script
+sources and deletes as its first act; the executor deletes it too once the attempt ends (a job
+cancelled while pending never read it). ``sbatch`` itself runs with a small environment (PATH, HOME,
+locale, SLURM_CONF, SBATCH_*) and ``--export=ALL``, so that is all Slurm stores. (``--export=NONE``
+would make slurmd build the user's login environment on the node first: 2.3 s more per job here.)
 
 Poll reads one ``squeue`` listing of this user's jobs (cached for ``SQUEUE_TTL_S``, so many jobs
 cost one query per tick), with the pending reason and queue position; a job that left the queue is
@@ -49,6 +51,8 @@ from executors.slurm_settings import SlurmSettings, load_settings
 SQUEUE_TTL_S = float(os.environ.get("W2S_SLURM_SQUEUE_TTL", "1.0"))
 COMMAND_TIMEOUT_S = 30.0
 SECRET_NAME_RE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+_SBATCH_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ",
+                         "TMPDIR", "SLURM_CONF"})
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # set by Slurm on the node (GPUs it granted, the job's own ids), never copied from the service
 _NODE_OWNED = re.compile(r"^(CUDA_VISIBLE_DEVICES|SLURM_.*|SBATCH_.*|SRUN_.*|PWD|OLDPWD|SHLVL|HOSTNAME|_)$")
@@ -97,9 +101,17 @@ def env_file(run_dir: Path, attempt: int) -> Path:
     return run_dir / f".slurm_env.a{attempt}"
 
 
-def _run(argv: list[str], timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def sbatch_env() -> dict[str, str]:
+    """What ``sbatch`` runs with, and so all that Slurm stores of the environment: nothing secret."""
+    return {k: v for k, v in os.environ.items()
+            if (k in _SBATCH_ENV or k.startswith("SBATCH_")) and not SECRET_NAME_RE.search(k)}
+
+
+def _run(argv: list[str], timeout: float = COMMAND_TIMEOUT_S,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A Slurm client command; its environment is the service's minus secrets (it needs SLURM_CONF)."""
-    env = {k: v for k, v in os.environ.items() if not SECRET_NAME_RE.search(k)}
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not SECRET_NAME_RE.search(k)}
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                               stdin=subprocess.DEVNULL)
@@ -263,9 +275,9 @@ class SlurmExecutor(Executor):
         cwd = str((_read_json(run_dir / "command.json") or {}).get("cwd") or paths().root)
         argv = ["sbatch", "--parsable", f"--job-name={name}", f"--comment={job_comment(job_id)}",
                 f"--output={run_dir / 'stdout.log'}", "--open-mode=append", f"--chdir={cwd}",
-                "--export=NONE", "--no-requeue", *self._resources(job, settings), str(script)]
+                "--export=ALL", "--no-requeue", *self._resources(job, settings), str(script)]
         try:
-            proc = _run(argv)
+            proc = _run(argv, env=sbatch_env())
         except BaseException:
             env_file(run_dir, attempt).unlink(missing_ok=True)
             raise

@@ -33,7 +33,7 @@ from core.control.submit import submit_idea_runs
 from core.data.demo import generate_all
 from core.run.resolve import prepare_config
 from executors import get_executor
-from executors.slurm import SlurmExecutor, check_cluster, env_file, job_comment, job_name
+from executors.slurm import SlurmExecutor, check_cluster, env_file, job_comment, job_name, sbatch_env
 from executors.slurm_settings import load_settings
 from tests.conftest import drive_scheduler, in_ci, run_cli, wait_until
 from tests.tiny_w2s import fake_baselines
@@ -197,10 +197,14 @@ def test_demo_math_seed_via_slurm_is_referee_scored_and_sandboxed(slurm_ws):
     for path in (run_dir / "slurm_batch.a1.sh", run_dir / "slurm.json", run_dir / "stdout.log"):
         assert SECRET not in path.read_text() and "W2S_RUN_TOKEN=" not in path.read_text()
     sbatch_argv = json.loads((run_dir / "slurm.json").read_text())["sbatch"]
-    assert "--export=NONE" in sbatch_argv and not any(SECRET in a for a in sbatch_argv)
+    assert not any(SECRET in a for a in sbatch_argv)
     stored = [p for p in _state_dir().rglob(f"job.{slurm_id}/*") if p.is_file()]
     assert stored, "Slurm keeps no files for the job: the secret check below would prove nothing"
     assert all(SECRET.encode() not in p.read_bytes() for p in stored)
+    [environment] = [p for p in stored if p.name == "environment"]
+    names = {kv.split("=", 1)[0] for kv in environment.read_bytes().decode().split("\0") if "=" in kv}
+    assert "PATH" in names and not {n for n in names if not n.startswith("SLURM_")} - set(sbatch_env())
+    assert not {"W2S_RUN_TOKEN", "W2S_TEST_API_KEY", "W2S_JOB_ID"} & names
 
 
 def test_cancel_a_running_slurm_job(slurm_ws):

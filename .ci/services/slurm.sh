@@ -51,7 +51,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=2
+SchedulerParameters=sched_interval=2,batch_sched_delay=0
 MinJobAge=900
 KillWait=5
 ReturnToService=2
@@ -66,8 +66,10 @@ PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
   if [ -f "$conf" ] && cmp -s "$tmp" "$conf"; then
     rm -f "$tmp"
+    W2S_SLURM_CONF_CHANGED=0
   else
     mv "$tmp" "$conf"
+    W2S_SLURM_CONF_CHANGED=1
   fi
 }
 
@@ -95,10 +97,13 @@ w2s_slurm_start() {
     runuser -u munge -- /usr/sbin/munged || { echo "slurm: munged did not start" >&2; w2s_slurm_log_tails; return 1; }
   fi
 
+  w2s_slurm_write_conf || return 1
   if w2s_slurm_alive "$W2S_SLURM_HOME/slurmctld.pid" && scontrol ping >/dev/null 2>&1; then
     echo "slurm: reusing the running slurmctld"
+    if [ "$W2S_SLURM_CONF_CHANGED" = 1 ]; then
+      scontrol reconfigure || { echo "slurm: scontrol reconfigure failed" >&2; w2s_slurm_log_tails; return 1; }
+    fi
   else
-    w2s_slurm_write_conf || return 1
     # no -D: both daemons fork into the background and write their pid files
     slurmctld -f "$SLURM_CONF" || { echo "slurm: slurmctld did not start" >&2; w2s_slurm_log_tails; return 1; }
   fi
