@@ -43,8 +43,17 @@ COMMAND_MODULES = (
 PASSTHROUGH_VERBS = {"run"}
 
 
+class Parser(argparse.ArgumentParser):
+    """Every ``w2s`` parser, sub-commands included: no prefix matching, so ``--epoch 2`` is never
+    silently ``--epochs 2`` (``w2s run`` then refuses it, naming ``--epochs``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="w2s",
         description="w2s: a research control center for weak-to-strong generalization research.",
     )

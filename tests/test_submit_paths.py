@@ -31,7 +31,8 @@ def ws(workspace: Path) -> Path:
     make_dataset(workspace, "tiny")
     folder = workspace / "ideas" / IDEA
     folder.mkdir(parents=True)
-    shutil.copy(packaged_ideas_dir() / "vanilla_w2s" / "run.py", folder / "run.py")
+    # an idea that declares conf_low (DEFAULTS): front ends refuse parameters no idea declares
+    shutil.copy(packaged_ideas_dir() / "train_only_on_confident_labels" / "run.py", folder / "run.py")
     return workspace
 
 

@@ -512,7 +512,8 @@ class W2SApp(App):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="w2s-tui", description="The w2s control center (keyboard-driven).")
+    parser = argparse.ArgumentParser(prog="w2s-tui", description="The w2s control center (keyboard-driven).",
+                                     allow_abbrev=False)
     parser.add_argument("--readonly", action="store_true", help="no launching or cancelling (screen sharing)")
     parser.add_argument("--no-service", action="store_true",
                         help=f"do not start the control service (also: {data.NO_SERVICE_ENV}=1)")

@@ -239,24 +239,41 @@ def parse_seeds(text: str) -> list[int]:
     return app_jobs.parse_seeds(text)
 
 
-def parse_run_options(text: str) -> RunConfig:
-    """RunConfig flags typed in the launch dialog (``--epochs 1 --train-size 64``), same parser as ``w2s run``."""
+RERUN_FLAG = "--rerun"  # in the dialog's options: run seeds that are cached again (as `w2s run --rerun`)
+
+
+def option_tokens(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UserError(f"options: {exc}") from None
+
+
+def parse_run_options(text: str, idea: str | None = None) -> RunConfig:
+    """RunConfig flags typed in the launch dialog (``--epochs 1 --train-size 64``), same parser as ``w2s run``:
+    no prefix matching, and with ``idea`` a flag that is neither a RunConfig field nor a parameter of the
+    idea is refused with the closest valid one (``--epoch`` -> ``--epochs``)."""
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # argparse would exit the TUI
             raise UserError(f"options: {message}")
 
-    parser = _Parser(prog="options", add_help=False)
+    parser = _Parser(prog="options", add_help=False, allow_abbrev=False)
     add_run_config_arguments(parser)
-    try:
-        tokens = shlex.split(text)
-    except ValueError as exc:
-        raise UserError(f"options: {exc}") from None
+    tokens = [t for t in option_tokens(text) if t != RERUN_FLAG]
     ns, unknown = parser.parse_known_args(tokens)
     try:
-        return run_config_from_args(ns, unknown)
+        cfg = run_config_from_args(ns, unknown)
     except ValueError as exc:
         raise UserError(f"options: {exc}") from None
+    if idea:
+        from core.app.run_checks import check_parameters
+
+        try:
+            check_parameters(idea, cfg.extra)
+        except UserError as exc:
+            raise UserError(f"options: {exc}") from None
+    return cfg
 
 
 def submit_runs(idea: str, dataset: str, seeds: list[int], executor: str, options: str = "") -> list[str]:
@@ -268,6 +285,16 @@ def submit_runs(idea: str, dataset: str, seeds: list[int], executor: str, option
         raise UserError("idea: choose an idea")
     if not dataset:
         raise UserError("dataset: choose a dataset")
-    base = parse_run_options(options).replace(data_dir=f"data/{dataset}")
+    base = parse_run_options(options, idea).replace(data_dir=f"data/{dataset}")
+    if RERUN_FLAG not in option_tokens(options):
+        from core.app.run_checks import cached_seeds
+
+        app_jobs.check_dataset(base)
+        cached = cached_seeds(idea, app_jobs.resolve_run_config(base), seeds)
+        if cached:
+            listed = ",".join(map(str, sorted(cached)))
+            raise UserError(f"seeds: {listed} already cached for {idea} on {dataset} with these settings "
+                            f"(the leaderboard has them); nothing submitted. Add {RERUN_FLAG} to the options "
+                            "to run them again and replace their results, or pick other seeds")
     jobs = app_jobs.submit_idea_runs(idea, base, seeds, source="tui", executor=executor)
     return [str(job["id"]) for job in jobs]

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m web.service``: what ``web.launcher.start_service_detached`` runs (lighter than the full CLI)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m web.service")
+    parser = argparse.ArgumentParser(prog="python -m web.service", allow_abbrev=False)
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--dashboard", action="store_true")

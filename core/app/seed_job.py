@@ -200,7 +200,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None, log: Callable[[str], None] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.app.seed_job", description="Run one seed of an idea.")
+    parser = argparse.ArgumentParser(prog="python -m core.app.seed_job", description="Run one seed of an idea.",
+                                     allow_abbrev=False)
     parser.add_argument("--idea", required=True)
     parser.add_argument("--config-json", required=True, help="RunConfig as JSON (RunConfig.to_json())")
     parser.add_argument("--run-dir", default=None, help="folder for progress.json/result.json")

@@ -115,7 +115,8 @@ def run(idea: str, idea_dir: Path, out_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.run.sandboxed_idea", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m core.run.sandboxed_idea", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--idea", required=True)
     parser.add_argument("--idea-dir", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)

@@ -85,7 +85,7 @@ class LaunchRunScreen(ModalScreen[RunRequest | None]):
             raise UserError("dataset: choose a dataset (prepare one with `w2s data prepare`)")
         seeds = data.parse_seeds(self.query_one("#run-seeds", Input).value)
         options = self.query_one("#run-options", Input).value
-        data.parse_run_options(options)  # named error now rather than a failed job later
+        data.parse_run_options(options, idea)  # named error now rather than a failed job later
         executor = str(self.query_one("#run-executor", Select).value)
         return RunRequest(idea, dataset, seeds, executor, options)
 
