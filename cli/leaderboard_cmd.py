@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.app.views import ensure_demo_cache, leaderboard
+from core.common.errors import UserError
 from core.results.cache import cache_root, parse_key
 
 
@@ -90,8 +91,25 @@ def render(doc: dict[str, Any], console: Console) -> None:
         console.print(note, highlight=False)
 
 
+def _check_dataset(name: str) -> None:
+    """An unknown ``--dataset`` is a mistake, not an empty leaderboard: name the ones that exist."""
+    import difflib
+
+    from core.app.views import result_datasets
+
+    known = result_datasets()
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5) or [k for k in known if name in k][:1]
+    hint = f"; did you mean {close[0]}?" if close else ""
+    listed = ", ".join(known) if known else f"none yet in {cache_root()} (try: w2s cache import ARCHIVE.tar.gz)"
+    raise UserError(f"--dataset: no results for {name!r}; datasets with results: {listed}{hint}")
+
+
 def _leaderboard(args: argparse.Namespace, unknown: list[str]) -> int:
     ensure_demo_cache()
+    if args.dataset is not None:
+        _check_dataset(args.dataset)
     doc = leaderboard(dataset=args.dataset)
     if args.json:
         print(json.dumps(doc, indent=2))
