@@ -29,6 +29,7 @@ from core.common.job_types import (
     JobState,
 )
 from core.common.workspace import paths
+from core.control import cpu_budget
 from core.control import jobs as J
 from core.control.store import Store, StoreError, default_store
 from core.control.tokens import agent_pool, issue_run_token
@@ -146,6 +147,10 @@ class Scheduler:
         self.limits = dict(default_limits(len(self.gpus)))
         self.limits.setdefault("slurm", slurm_max_jobs())
         self.limits.update(limits or {})
+        # CPU trainings one at a time per core budget (core.control.cpu_budget), unless the operator
+        # capped local jobs explicitly
+        explicit = "local" in (limits or {}) or bool(os.environ.get("W2S_LOCAL_CONCURRENCY"))
+        self.cpus: int | None = None if explicit else cpu_budget.machine_cpus()
         self.poll_interval = poll_interval
         self.backoff_base = backoff_base
         self._service_url = service_url
@@ -306,6 +311,7 @@ class Scheduler:
         active = J.list_jobs(self.store, active_only=True)
         running_by_exec: dict[str, int] = {}
         busy_gpus: set[int] = set()
+        started = [j for j in active if j["state"] in ACTIVE_STATES]  # grows as this pass launches
         for job in active:
             if job["state"] in ACTIVE_STATES:
                 running_by_exec[slot_of(job)] = running_by_exec.get(slot_of(job), 0) + 1
@@ -319,6 +325,8 @@ class Scheduler:
             name = slot_of(job)
             if running_by_exec.get(name, 0) >= self.limits.get(name, 1):
                 continue  # this executor (or the supervisors' cap) is full; other jobs may still start
+            if self.cpus is not None and not cpu_budget.fits(job, started, self.cpus):
+                continue  # its threads would share cores with a running CPU training; lighter jobs may start
             want = 0 if self._allocates_gpus(job) else int(job.get("gpus_requested") or 0)
             free = [g for g in self.gpus if g not in busy_gpus]
             if want > len(self.gpus):
@@ -337,6 +345,7 @@ class Scheduler:
                 continue  # someone else moved it (cancelled, or another scheduler claimed it)
             running_by_exec[name] = running_by_exec.get(name, 0) + 1
             busy_gpus.update(assigned)
+            started.append(claimed)
             self._launch(claimed)
 
     def _launch(self, job: Job) -> None:
