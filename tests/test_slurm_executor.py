@@ -240,6 +240,15 @@ def test_pending_reason_and_queue_position_reach_the_job_then_it_runs(slurm_ws, 
                           "the pending reason")
     assert pending["state"] == "running"  # to w2s it is submitted; Slurm says why it waits
     assert pending["progress_message"] == f"pending in Slurm: Resources, 1st in the {cluster['partition']} queue"
+    second = J.submit_job("test", ["bash", "-c", "echo never"], executor="slurm", env={"W2S_TEST_API_KEY": SECRET})
+    queued = _tick_until(sched, second["id"], lambda j: "2nd in the" in (j.get("progress_message") or ""), 60,
+                         "the second job's queue position")
+    cancelled = J.cancel_job(second["id"], grace=1)  # never ran: scancel, its secrets file removed
+    assert cancelled["state"] == "cancelled" and cancelled["exit_code"] is None
+    status = json.loads((Path(second["run_dir"]) / "exit_status").read_text())
+    assert status["error"] == "cancelled while pending in Slurm (never ran)"
+    assert not env_file(Path(second["run_dir"]), 1).exists()
+    assert not _slurm("squeue", "-h", "-j", queued["handle"]["slurm_job_id"]).stdout.strip()
     _slurm("scancel", filler)
     started = _tick_until(sched, job["id"], lambda j: j.get("progress_message") is None, 60,
                           "the job to start and its pending note to clear")
