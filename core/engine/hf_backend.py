@@ -186,7 +186,7 @@ def load(
     lm_loader: Callable[..., Any] | None = None,
 ) -> Loaded:
     """Load tokenizer + model for training; ``lm_loader`` lets the unsloth backend supply the LM."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     device = pick_device(cfg)
     dtype = pick_dtype(cfg, device, log)
@@ -199,12 +199,7 @@ def load(
     quantized = False
     with _quiet_transformers():
         if kind == "encoder":
-            if spec.num_layers:
-                mcfg.num_hidden_layers = spec.num_layers
-            kwargs: dict[str, Any] = {"config": mcfg, "local_files_only": spec.local_only, "dtype": dtype}
-            if mcfg.model_type == "bert":
-                kwargs["add_pooling_layer"] = False
-            backbone = AutoModel.from_pretrained(spec.path, **kwargs)
+            backbone = load_encoder_backbone(spec, mcfg, dtype)
             if cfg.gradient_checkpointing:  # encoders: only when asked for explicitly
                 set_gradient_checkpointing(backbone, True)
             if uses_lora:
@@ -241,6 +236,33 @@ def load(
         pad = tok.eos_token_id if tok.eos_token_id is not None else 0
     enc = PromptEncoder(tok, fmt, max_len_for(cfg, tok, mcfg), causal=kind == "causal", use_chat_template=chat)
     return Loaded(spec, kind, tok, enc, module, device, dtype, int(pad), uses_lora, quantized)
+
+
+REINIT_SEED = 1234  # the blank teacher's embeddings are the same in every run: part of the model, not the seed
+
+
+def load_encoder_backbone(spec: ModelSpec, model_config: Any, dtype: torch.dtype) -> Any:
+    """The encoder body (no pooler, no head) as ``spec`` describes it: cut to ``num_layers``, word
+    embeddings re-initialised when ``reinit_embeddings``. ``model_config`` is modified in place."""
+    from transformers import AutoModel
+
+    if spec.num_layers:
+        model_config.num_hidden_layers = spec.num_layers
+    kwargs: dict[str, Any] = {"config": model_config, "local_files_only": spec.local_only, "dtype": dtype}
+    if model_config.model_type == "bert":
+        kwargs["add_pooling_layer"] = False
+    backbone = AutoModel.from_pretrained(spec.path, **kwargs)
+    if spec.reinit_embeddings:
+        emb = backbone.get_input_embeddings()
+        gen = torch.Generator().manual_seed(REINIT_SEED)
+        std = float(getattr(model_config, "initializer_range", 0.02))
+        with torch.no_grad():
+            fresh = torch.randn(emb.weight.shape, generator=gen) * std
+            pad = getattr(model_config, "pad_token_id", None)
+            if pad is not None:
+                fresh[pad] = 0.0
+            emb.weight.copy_(fresh.to(emb.weight.dtype))
+    return backbone
 
 
 def checkpointing_on(cfg: RunConfig, kind: str, device: torch.device) -> bool:

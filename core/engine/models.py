@@ -38,6 +38,9 @@ class ModelSpec:
     # an instruct/chat model whose chat template wraps its prompts; None: decide from its hub id
     # (``hf_backend.is_chat_model``)
     chat: bool | None = None
+    # start from random word embeddings (seeded, the same every time) instead of the pretrained ones:
+    # the model then knows no word it was not trained on (``demo-weak-blank``)
+    reinit_embeddings: bool = False
 
     def effective_config(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with this model's recommended values where the user left the RunConfig default."""
@@ -73,10 +76,17 @@ def _registry() -> dict[str, ModelSpec]:
         "demo-weak": ModelSpec(
             "demo-weak", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True, passes_per_epoch=10
         ),
+        # The same one-layer teacher with its word embeddings re-initialised: it knows only the words
+        # of its own train_label, so the pretrained student knows word polarity the teacher does not
+        # (a demo where eliciting the strong model's own knowledge can beat imitating the teacher).
+        "demo-weak-blank": ModelSpec(
+            "demo-weak-blank", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True,
+            passes_per_epoch=10, reinit_embeddings=True,
+        ),
     }
 
 
-REGISTRY_NAMES = ("demo-weak", "demo-strong")
+REGISTRY_NAMES = ("demo-weak", "demo-strong", "demo-weak-blank")
 
 
 def resolve_model(name: str) -> ModelSpec:

@@ -11,6 +11,7 @@ template as one user turn, with the assistant turn opened, so the label is the n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,9 @@ class PromptEncoder:
     max_len: int
     causal: bool
     use_chat_template: bool = False
+    # (text, truncatable) pieces of one row's prompt; None: the training prompt of ``fmt``
+    # (``prompt_segments``). Claim scoring (``core.engine.claims``) passes its own templates here.
+    segmenter: Callable[[dict[str, Any]], list[tuple[str, bool]]] | None = None
 
     def __post_init__(self) -> None:
         pre, post = _special_affixes(self.tokenizer)
@@ -139,7 +143,7 @@ class PromptEncoder:
         """Token ids per row, truncated inside the variable fields to fit ``max_len``."""
         if not rows:
             return []
-        segs = [prompt_segments(r, self.fmt) for r in rows]
+        segs = [self.segmenter(r) if self.segmenter else prompt_segments(r, self.fmt) for r in rows]
         flat = [text for s in segs for text, _ in s]
         enc = self.tokenizer(flat, add_special_tokens=False)["input_ids"]
         out: list[list[int]] = []

@@ -279,14 +279,181 @@ def transfer(
     rows: list[dict[str, Any]],
     targets: np.ndarray,
     sample_weights: np.ndarray | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
     **stats: Any,
 ) -> dict[str, Any]:
     """The common tail of most ideas: train strong on the chosen targets, predict test, package."""
     start = time.time()
-    probs = train_strong(cfg, data.fmt, rows, targets, {"test": data.test}, sample_weights)
+    probs = train_strong(cfg, data.fmt, rows, targets, {"test": data.test}, sample_weights, progress_span)
     return {
         "test_predictions": predictions(data.test, probs["test"]),
         "n_train": len(rows),
         "training_time": time.time() - start,
         **stats,
     }
+
+
+# -- unsupervised elicitation: what the untrained strong model believes --------------------------
+def claim_template(fmt: Format, **changes: Any) -> Any:
+    """The reference's zero-shot claim template for ``fmt`` (``core.engine.claims``), with fields
+    replaced (``prompt``, ``label_words``, ``judged``, ``label_claims``)."""
+    from dataclasses import replace
+
+    from core.engine.claims import default_template
+
+    return replace(default_template(fmt), **changes) if changes else default_template(fmt)
+
+
+def score_claims(
+    cfg: RunConfig,
+    fmt: Format,
+    rows: Sequence[dict[str, Any]],
+    template: Any = None,
+    demos: Sequence[Sequence[tuple[dict[str, Any], int]]] | None = None,
+    model: str | None = None,
+) -> np.ndarray:
+    """P(class 1) of each row by the *untrained* ``model`` (default ``cfg.strong_model``): next-token
+    label words for causal LMs, label-claim embedding similarity for encoders (``core.engine.claims``).
+    ``demos``: per row, (row, class) demonstrations placed before it (few-shot)."""
+    from core.engine.claims import score_claims as engine_score
+
+    try:
+        return engine_score(model or cfg.strong_model, fmt, rows, cfg, template, demos, log)
+    except ValueError as exc:  # a template field the rows lack, a too-small max_ctx: the user's to fix
+        raise UserError(f"claim scoring: {exc}") from None
+
+
+def demo_schedule(value: Any) -> list[int]:
+    """Few-shot rounds from an idea parameter: ``2_4_16`` (or ``2,4,16``, or one count) -> [2, 4, 16]."""
+    from core.run.elicitation import parse_schedule
+
+    try:
+        return parse_schedule(value)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+@dataclass
+class Elicited:
+    """Labels the strong model gave ``train_unlabel`` without any label: per original row ``p1``
+    (its final P(class 1)) and ``labels`` (after the consistency fix); ``rows``/``targets`` the
+    training set after balancing (preference rows may have their answers swapped); ``stages`` the
+    label-free statistics of each round."""
+
+    p1: np.ndarray
+    labels: np.ndarray
+    rows: list[dict[str, Any]]
+    targets: np.ndarray
+    stages: list[dict[str, Any]]
+    balance: dict[str, Any]
+
+
+def _stage(name: str, work: list[dict[str, Any]], groups: list[list[int]], labels: np.ndarray,
+           p1: np.ndarray, **more: Any) -> dict[str, Any]:
+    from core.run.elicitation import confidences, consistency_rate
+
+    return {"stage": name, "class_1_share": float(np.mean(labels)) if len(labels) else None,
+            "consistency": consistency_rate(work, groups, labels),
+            "mean_confidence": float(np.mean(confidences(p1, labels))) if len(labels) else None, **more}
+
+
+def elicit_labels(
+    cfg: RunConfig,
+    data: LabelFreeData,
+    schedule: Sequence[int] = (),
+    demo_labels: str = "self",
+    balance: bool = True,
+    template: Any = None,
+    progress_span: tuple[float, float] = (0.0, 0.3),
+) -> Elicited:
+    """Zero-shot labels of ``train_unlabel`` by the untrained strong model, then one few-shot round
+    per count in ``schedule`` (demonstrations: other ``train_unlabel`` rows, labelled by the previous
+    round when ``demo_labels`` is ``self``, as the reference does, or by the weak model when ``weak``;
+    never ground truth). Each round: score, consistency fix. Then confidence balancing. See
+    ``core.run.elicitation`` for each step."""
+    from core.engine.claims import claim_scorer
+    from core.engine.hf_backend import seed_everything, set_threads
+    from core.run import elicitation as ue
+
+    if demo_labels not in ("self", "weak"):
+        raise UserError(f"demo_labels must be 'self' or 'weak', got {demo_labels!r}")
+    fmt, rows = data.fmt, list(data.train)
+    if not rows:
+        raise UserError("no train_unlabel rows to label")
+    if fmt == "preference":
+        work, originals = ue.augment_flipped(rows)
+    else:
+        work, originals = list(rows), list(range(len(rows)))
+    groups = ue.consistency_groups(work)
+    weak_work: np.ndarray | None = None
+    if schedule and demo_labels == "weak":
+        weak = hard_labels(weak_soft_labels(cfg, data.train_ids)).astype(np.int64)
+        weak_work = np.repeat(weak, 2) if fmt == "preference" else weak
+        if fmt == "preference":
+            weak_work[1::2] = 1 - weak_work[1::2]  # the flipped copy prefers the other answer
+    lo, hi = progress_span
+    rounds = 1 + len(schedule)
+    set_threads()
+    seed_everything(cfg.seed)
+    try:
+        scorer = claim_scorer(cfg.strong_model, fmt, cfg, template, log)
+        stages: list[dict[str, Any]] = []
+        labels = np.zeros(len(work), dtype=np.int64)
+        p1 = np.zeros(len(work))
+        for r, k in enumerate([0, *schedule]):
+            report(lo + (hi - lo) * r / rounds, f"elicit: {'zero-shot' if k == 0 else f'{k}-shot'} scoring")
+            demos = None
+            if k:
+                pool = labels if weak_work is None else weak_work
+                picks = ue.sample_demos(pool, groups, k, seed=cfg.seed + r)
+                demos = [[(work[j], lab) for j, lab in d] for d in picks]
+            p1 = scorer.score(work, demos)
+            raw = (p1 > 0.5).astype(np.int64)
+            labels = ue.consistency_fix(work, groups, p1)
+            name = "zeroshot" if k == 0 else f"fewshot_{k}"
+            stages.append(_stage(name, work, groups, labels, p1, demos=k,
+                                 consistency_before_fix=ue.consistency_rate(work, groups, raw),
+                                 changed_by_fix=int((raw != labels).sum())))
+            log(f"elicit {name}: class 1 share {stages[-1]['class_1_share']:.3f}, consistency "
+                f"{stages[-1]['consistency_before_fix']:.3f} -> {stages[-1]['consistency']:.3f} "
+                f"({stages[-1]['changed_by_fix']} labels changed by the fix)")
+    except ValueError as exc:
+        raise UserError(f"claim scoring: {exc}") from None
+    conf = ue.confidences(p1, labels)
+    p1_o, lab_o, conf_o = p1[originals], labels[originals], conf[originals]
+    if balance:
+        b = ue.balance_by_confidence(fmt, lab_o, conf_o)
+    else:
+        b = ue.Balanced(np.arange(len(rows)), np.zeros(len(rows), dtype=bool), {"balanced": False})
+    train_rows = [ue.flip_pair(rows[i]) if f else rows[i] for i, f in zip(b.keep, b.flip, strict=True)]
+    targets = np.where(b.flip, 1 - lab_o[b.keep], lab_o[b.keep]).astype(np.float64)
+    log(f"elicit: {len(train_rows)}/{len(rows)} rows to train on, class 1 share "
+        f"{float(targets.mean()) if len(targets) else 0:.3f} ({b.info.get('method', 'none')})")
+    report(hi, "elicit: labels ready")
+    return Elicited(p1_o, lab_o, train_rows, targets, stages, b.info)
+
+
+# -- generation and language-modelling loss (causal LMs) -----------------------------------------
+def load_lm(cfg: RunConfig, model: str | None = None, trainable: bool = False) -> Any:
+    """A causal LM (default ``cfg.strong_model``) for :func:`generate` and :func:`lm_loss`."""
+    from core.engine.generation import load_causal_lm
+
+    try:
+        return load_causal_lm(model or cfg.strong_model, cfg, trainable=trainable, log=log)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def generate(lm: Any, prompts: Sequence[str], cfg: RunConfig, batch_size: int = 8) -> list[list[str]]:
+    """``cfg.num_samples`` completions per prompt, with the config's max_new_tokens, temperature, top_p, seed."""
+    from core.engine.generation import generate as engine_generate
+
+    return engine_generate(lm, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_p=cfg.top_p, num_samples=cfg.num_samples, seed=cfg.seed, batch_size=batch_size)
+
+
+def lm_loss(lm: Any, prompts: Sequence[str], completions: Sequence[str], max_len: int | None = None) -> Any:
+    """Mean cross-entropy of ``completions`` given ``prompts`` (a torch scalar with grad)."""
+    from core.engine.generation import lm_loss as engine_lm_loss
+
+    return engine_lm_loss(lm, prompts, completions, max_len)
