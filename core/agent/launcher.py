@@ -10,6 +10,11 @@ launched (nor run) unless the operator accepts unverified results explicitly: ``
 --unsafe-no-sandbox``, or ``W2S_UNSAFE_NO_SANDBOX=1`` in the environment of the process that
 launches it (the service, for the web API and the TUI). The choice is recorded in the agent's
 document, so the job follows it whatever environment it is started in.
+
+Settings the job reads from its environment (the service's): ``W2S_AGENT_CONTEXT_TOKENS`` (the
+model's context window, default 200k; the API's own limit wins when it refuses a prompt),
+``W2S_AGENT_COMPACT=0`` and ``W2S_AGENT_PROMPT_CACHE=0`` (switch compaction or prompt caching off,
+to measure what they save: ``bench/agent_episode.py``).
 """
 
 from __future__ import annotations
@@ -244,7 +249,7 @@ def _service_url() -> str | None:
 def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
     """Run or resume one agent in this process; returns (exit code, stop reason)."""
     from core.agent.client import FatalAPIError, ModelCaller, make_client
-    from core.agent.loop import AgentLoop, AgentSpec
+    from core.agent.loop import DEFAULT_CONTEXT_TOKENS, AgentLoop, AgentSpec
 
     store = _store(store)
     table = store.table(TABLE)
@@ -270,6 +275,7 @@ def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
         max_tokens=int(doc.get("max_tokens") or DEFAULT_MAX_TOKENS),
         run_dir=run_dir,
         folder=paths().ideas / doc["idea"],
+        context_tokens=int(os.environ.get("W2S_AGENT_CONTEXT_TOKENS") or DEFAULT_CONTEXT_TOKENS),
     )
 
     def update(changes: dict[str, Any]) -> None:
@@ -282,7 +288,8 @@ def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
     except FatalAPIError as exc:
         update({"state": "failed", "stop_reason": f"api: {exc}"})
         return 1, str(exc)
-    caller = ModelCaller(client, spec.model, spec.max_tokens, retry_policy_from_env())
+    caller = ModelCaller(client, spec.model, spec.max_tokens, retry_policy_from_env(),
+                         caching=os.environ.get("W2S_AGENT_PROMPT_CACHE", "1") != "0")
     loop = AgentLoop(
         spec,
         caller,
@@ -291,6 +298,7 @@ def run_agent(agent_id: str, store: Store | None = None) -> tuple[int, str]:
         service_url=_service_url(),
         run_token=os.environ.get("W2S_RUN_TOKEN"),
         sandbox=sandbox,
+        compact_history=os.environ.get("W2S_AGENT_COMPACT", "1") != "0",
     )
     if not sandbox.isolated:
         print(f"agent {agent_id}: shell runs without a sandbox, results {UNVERIFIED_LABEL}", flush=True)

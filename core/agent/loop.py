@@ -104,6 +104,7 @@ class AgentLoop:
         price: Price | None = None,
         clock: Callable[[], float] = time.monotonic,
         sandbox: Sandbox | None = None,
+        compact_history: bool = True,
     ):
         self.spec = spec
         self.caller = caller
@@ -117,6 +118,7 @@ class AgentLoop:
         self.prompt_tokens = 0  # what the last prompt cost, cached or not (the context in use)
         self.keep_level = 0  # index into compaction.KEEP_SHARES for the next compaction
         self.compactions = 0
+        self.compact_history = compact_history  # off only to measure what compaction saves
         self.wrap_up: dict[str, Any] | None = None
         self._base_elapsed = 0.0
         self._t0 = clock()
@@ -199,7 +201,8 @@ class AgentLoop:
         if outcome.wrap_up and self.wrap_up is None:
             self.wrap_up = self.emit({"type": "wrap_up", "turn": turn, "reason": outcome.wrap_up,
                                       "turns": WRAP_UP_TURNS})
-        self.on_update({"usage": self.usage.to_dict()})
+        if outcome.evaluation:  # the rest of the usage changes with turns, and is shown after each turn
+            self.on_update({"usage": self.usage.to_dict()})
         return outcome
 
     def interrupt_calls(self, rep: Replay, turn: int) -> dict[str, dict[str, Any]]:
@@ -369,7 +372,7 @@ class AgentLoop:
                 return self.stop("stopped", reason)
             if self.wrap_up and self.usage.turns >= int(self.wrap_up["turn"]) + int(self.wrap_up["turns"]):
                 return self.stop("stopped", str(self.wrap_up["reason"]))
-            if self.prompt_tokens > COMPACT_AT * self.window:
+            if self.compact_history and self.prompt_tokens > COMPACT_AT * self.window:
                 messages = self.compact(messages, f"the last prompt used {self.prompt_tokens} of "
                                                   f"{self.window} tokens") or messages
             try:
@@ -377,7 +380,7 @@ class AgentLoop:
             except PromptTooLong as exc:
                 if exc.maximum:
                     self.window = min(self.window, exc.maximum)
-                folded = self.compact(messages, str(exc))
+                folded = self.compact(messages, str(exc)) if self.compact_history else None
                 if folded is None:
                     return self.stop("failed", f"api: {exc} (nothing left to compact)")
                 messages = folded
