@@ -72,7 +72,8 @@ def leaderboard():
 
 @pages.get("/queue")
 def queue():
-    return _render("queue.html", jobs=app_jobs.list_jobs(_store(), limit=200))
+    return _render("queue.html", jobs=app_jobs.list_jobs(_store(), limit=200), ideas=views.list_ideas(),
+                   datasets=views.list_datasets())
 
 
 @pages.get("/agents")

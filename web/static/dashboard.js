@@ -101,11 +101,58 @@ function leaderboardPage() {
   }, 15000);
 }
 
+function parseSeeds(text) {
+  // "42,43", "42-44" or "42 43", as every front end reads them (core.control.submit.parse_seeds)
+  const seeds = [];
+  for (const part of String(text).trim().split(/[\s,]+/)) {
+    if (!part) continue;
+    const span = part.match(/^(\d+)-(\d+)$/);
+    if (span) {
+      const lo = Number(span[1]), hi = Number(span[2]);
+      if (hi < lo || hi - lo >= 100) throw new Error("seeds: range " + part + " is backwards or too long");
+      for (let s = lo; s <= hi; s++) seeds.push(s);
+    } else if (/^\d+$/.test(part)) seeds.push(Number(part));
+    else throw new Error("seeds: " + part + " is not a whole number (e.g. 42,43 or 42-44)");
+  }
+  if (!seeds.length) throw new Error("seeds: give at least one seed, e.g. 42,43");
+  if (new Set(seeds).size !== seeds.length) throw new Error("seeds: a seed is listed twice");
+  return seeds;
+}
+
+function jobAction(j) {
+  // cancel while it can still run, retry once it failed or was cancelled (operator token needed)
+  if (["queued", "starting", "running", "retrying"].includes(j.state)) return actionButton("cancel", j.id);
+  if (["failed", "cancelled"].includes(j.state)) return actionButton("retry", j.id);
+  return el("span", "");
+}
+
+function actionButton(kind, id) {
+  const btn = el("button", kind, kind + " op-only");
+  btn.dataset.id = id;
+  return btn;
+}
+
 function queuePage() {
   const tbody = $("#jobs").tBodies[0];
   const logBox = $("#log");
   let selected = location.hash ? location.hash.slice(1) : null;
   let offset = 0;
+  let refresh = null;
+  const form = $("#launch-form");
+  if (form) form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const seeds = parseSeeds(form.elements.seeds.value);
+      const ids = [];
+      for (const seed of seeds) {
+        const job = await api("POST", "/api/jobs", { idea: form.elements.idea.value,
+          config: { data_dir: "data/" + form.elements.dataset.value, seed } });
+        ids.push(job.id);
+      }
+      setStatus("launched " + ids.join(", "));
+      if (refresh) await refresh();
+    } catch (e) { setStatus("launch failed: " + e.message, true); }
+  });
 
   function select(id) {
     selected = id; offset = 0;
@@ -114,31 +161,33 @@ function queuePage() {
     for (const tr of tbody.querySelectorAll("tr")) tr.classList.toggle("selected", tr.dataset.id === id);
   }
   tbody.addEventListener("click", async (ev) => {
-    const btn = ev.target.closest("button.cancel");
+    const btn = ev.target.closest("button.cancel, button.retry");
     if (btn) {
       ev.stopPropagation();
-      try { await api("POST", "/api/jobs/" + encodeURIComponent(btn.dataset.id) + "/cancel"); setStatus("cancel sent"); }
-      catch (e) { setStatus("cancel failed: " + e.message, true); }
+      const verb = btn.classList.contains("retry") ? "retry" : "cancel";
+      try {
+        await api("POST", "/api/jobs/" + encodeURIComponent(btn.dataset.id) + "/" + verb);
+        setStatus(verb + " sent for " + btn.dataset.id);
+        if (refresh) await refresh();
+      } catch (e) { setStatus(verb + " failed: " + e.message, true); }
       return;
     }
     const tr = ev.target.closest("tr.job-row");
     if (tr) select(tr.dataset.id);
   });
-  poll(async () => {
+  refresh = async () => {
     const data = await api("GET", "/api/jobs");
     fillRows(tbody, data.jobs, (j) => {
-      const active = ["queued", "starting", "running", "retrying"].includes(j.state);
-      const cancel = active ? el("button", "cancel", "cancel") : el("span", "");
-      cancel.dataset.id = j.id;
       const progress = (j.progress === null || j.progress === undefined) ? "–" : Math.round(j.progress * 100) + "%";
-      const tr = row([j.id, j.name, j.kind, stateBadge(j.state), progress, (j.gpus || []).join(",") || "–",
-        when(j.created), cancel], "job-row");
+      const tr = row([j.id, j.name, stateBadge(j.state), progress, (j.gpus || []).join(",") || "–",
+        when(j.created), jobAction(j)], "job-row");
       tr.dataset.id = j.id;
       tr.children[0].className = "mono";
       if (j.id === selected) tr.classList.add("selected");
       return tr;
-    }, "No jobs.", 8);
-  }, 2000);
+    }, "No jobs.", 7);
+  };
+  poll(refresh, 2000);
   poll(async () => {
     if (!selected) return;
     const data = await api("GET", "/api/jobs/" + encodeURIComponent(selected) + "/log?offset=" + offset);
@@ -166,7 +215,16 @@ function agentsPage() {
   const box = $("#transcript");
   let selected = null;
   let offset = 0;
-  tbody.addEventListener("click", (ev) => {
+  tbody.addEventListener("click", async (ev) => {
+    const btn = ev.target.closest("button.stop");
+    if (btn) {
+      ev.stopPropagation();
+      try {
+        await api("POST", "/api/agents/" + encodeURIComponent(btn.dataset.id) + "/stop");
+        setStatus("stop sent for " + btn.dataset.id);
+      } catch (e) { setStatus("stop failed: " + e.message, true); }
+      return;
+    }
     const tr = ev.target.closest("tr.agent-row");
     if (!tr) return;
     selected = tr.dataset.id; offset = 0;
@@ -178,12 +236,13 @@ function agentsPage() {
     const data = await api("GET", "/api/agents");
     fillRows(tbody, data.agents, (a) => {
       const cost = (a.cost_usd === null || a.cost_usd === undefined) ? "–" : "$" + num(a.cost_usd, 2);
-      const tr = row([a.id, stateBadge(a.state), a.direction || "–", cost, a.job_id || "–", a.stop_reason || ""],
-        "agent-row");
+      const live = ["queued", "running", "waiting (rate limited)"].includes(a.state);
+      const tr = row([a.id, stateBadge(a.state), a.direction || "–", cost, a.job_id || "–", a.stop_reason || "",
+        live ? actionButton("stop", a.id) : el("span", "")], "agent-row");
       tr.dataset.id = a.id;
       if (a.id === selected) tr.classList.add("selected");
       return tr;
-    }, "No agents yet.", 6);
+    }, "No agents yet. Launch one with w2s agent launch or a in w2s-tui.", 7);
   }, 3000);
   poll(async () => {
     if (!selected) return;
@@ -257,9 +316,11 @@ function tokenField() {
   const input = $("#operator-token");
   if (!input) return;
   input.value = localStorage.getItem(TOKEN_KEY) || "";
+  document.body.classList.toggle("operator", Boolean(input.value));
   input.addEventListener("change", () => {
     const v = input.value.trim();
     if (v) localStorage.setItem(TOKEN_KEY, v); else localStorage.removeItem(TOKEN_KEY);
+    document.body.classList.toggle("operator", Boolean(v));  // the action buttons appear
     setStatus(v ? "operator token saved in this browser" : "operator token removed");
   });
   $("#token-form").addEventListener("submit", (ev) => ev.preventDefault());
