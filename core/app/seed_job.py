@@ -165,15 +165,25 @@ def summary_line(seed: int, summary: dict[str, Any]) -> str:
             "the leaderboard has the rest")
 
 
-class _ProgressFile:
-    """Throttled writer of ``runs/<id>/progress.json`` that the UI and ``w2s run`` read."""
+LOG_PROGRESS_EVERY_S = 10.0  # a progress line in the job's log at most this often (training is quiet)
 
-    def __init__(self, run_dir: Path | None):
+
+class _ProgressFile:
+    """Throttled writer of ``runs/<id>/progress.json`` that the UI and ``w2s run`` read; every
+    ``LOG_PROGRESS_EVERY_S`` it also puts the message (``transfer: train epoch 1/1 loss 0.6021``) in
+    the job's log, which otherwise says nothing between loading a model and the end of an epoch."""
+
+    def __init__(self, run_dir: Path | None, log: Callable[[str], None] | None = None):
         self.path = run_dir / "progress.json" if run_dir else None
         self.last = 0.0
+        self.log = log
+        self.logged = (time.time(), "")
 
     def __call__(self, frac: float, message: str) -> None:
         now = time.time()
+        if self.log is not None and message != self.logged[1] and now - self.logged[0] >= LOG_PROGRESS_EVERY_S:
+            self.logged = (now, message)
+            self.log(f"[progress] {frac * 100:.0f}% {message}")
         if self.path is None or (now - self.last < 0.5 and frac < 1.0):
             return
         self.last = now
@@ -211,7 +221,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] | None = None
     run_dir = _run_dir(args.run_dir)
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
-    progress = _ProgressFile(run_dir)
+    progress = _ProgressFile(run_dir, say)
     summary: dict[str, Any] = {"idea": args.idea, "ok": False, "state": "failed"}
     code = 1
     try:
