@@ -165,7 +165,7 @@ class Attached:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.sandbox.docker_attach")
+    parser = argparse.ArgumentParser(prog="python -m core.sandbox.docker_attach", allow_abbrev=False)
     parser.add_argument("container")
     parser.add_argument("--out", default=None, help="the output folder (error.json on OOM)")
     parser.add_argument("--grace", type=float, default=2.0, help="seconds between SIGTERM and SIGKILL on stop")
