@@ -253,7 +253,9 @@ def format_event(ev: dict[str, Any], width: int = 300) -> str:
     if kind == "assistant":
         texts = [b.get("text", "") for b in ev.get("content") or [] if b.get("type") == "text"]
         usage = ev.get("usage") or {}
-        cost = (f"[in {usage.get('input_tokens', 0)} out {usage.get('output_tokens', 0)} "
+        cached = usage.get("cache_read_input_tokens", 0) + usage.get("cache_creation_input_tokens", 0)
+        cache = f" +{cached} cache" if cached else ""
+        cost = (f"[in {usage.get('input_tokens', 0)}{cache} out {usage.get('output_tokens', 0)} "
                 f"${float(ev.get('cost_usd') or 0):.4f} total ${float(ev.get('total_cost_usd') or 0):.4f}]")
         return f"{stamp} turn {ev.get('turn')} {cost} {_short(' '.join(texts), width)}".rstrip()
     if kind == "tool_call":
