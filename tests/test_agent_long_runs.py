@@ -122,6 +122,8 @@ def test_out_of_evaluations_leaves_turns_to_share_and_finish(workspace: Path, fa
     report = (spec.run_dir / "report.md").read_text()
     assert "Research log" in report and "Nothing scored" in report and "shared what I had" in report
     assert updates[-1]["report_path"] == str(spec.run_dir / "report.md")
+    shown = events(spec)[-2]  # the log is in the transcript too (the dashboard, TUI and CLI show it)
+    assert shown["type"] == "report" and shown["text"] == report and events(spec)[-1]["type"] == "stop"
     facts = json.loads((spec.run_dir / "report.json").read_text())
     assert facts["turns"] == 3 and facts["state"] == "finished" and facts["tools"]["evaluate"] == 1
 

@@ -288,13 +288,17 @@ class AgentLoop:
     # ------------------------------------------------------------------ the loop
 
     def stop(self, state: str, reason: str, summary: str | None = None) -> str:
-        self.emit({"type": "stop", "state": state, "reason": reason, "summary": summary,
-                   "usage": self.usage.to_dict()})
+        """Write the research log (shown in the transcript too, so every viewer has it), then
+        record the stop: the last event of a run."""
+        self.usage.elapsed_s = self.elapsed()
+        ending = {"state": state, "reason": reason, "summary": summary, "usage": self.usage.to_dict()}
         report = None
         try:
-            report = write_report(self.spec.run_dir, self.spec.agent_id)
+            report, text = write_report(self.spec.run_dir, self.spec.agent_id, ending)
+            self.emit({"type": "report", "path": report.name, "text": text})
         except Exception as exc:  # noqa: BLE001 - the log is a courtesy; the stop is what matters
             self.emit({"type": "note", "text": f"research log not written: {type(exc).__name__}: {exc}"})
+        self.emit({"type": "stop", **ending, "usage": self.usage.to_dict()})
         self.on_update({
             "report_path": str(report) if report else None,
             "state": state,

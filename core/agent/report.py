@@ -29,8 +29,9 @@ def _answer(content: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def collect(run_dir: Path, agent_id: str) -> dict[str, Any]:
-    """The report's facts, from the transcript and the store."""
+def collect(run_dir: Path, agent_id: str, ending: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report's facts, from the transcript and the store; ``ending`` (state, reason, summary,
+    usage) stands for the stop event when the loop writes the report just before recording it."""
     calls: dict[str, dict[str, Any]] = {}
     facts: dict[str, Any] = {"agent_id": agent_id, "job_id": run_dir.name, "evaluations": [], "findings": [],
                              "compactions": 0, "turns": 0, "cost_usd": 0.0, "tokens": {}, "tools": {}}
@@ -60,15 +61,21 @@ def collect(run_dir: Path, agent_id: str) -> dict[str, Any]:
         elif kind == "compact":
             facts["compactions"] += 1
         elif kind == "stop":
-            usage = ev.get("usage") or {}
-            facts.update(state=ev.get("state"), reason=ev.get("reason"), summary=ev.get("summary"),
-                         elapsed_s=usage.get("elapsed_s"), evals=usage.get("evals"), tokens=usage.get("tokens") or {},
-                         cost_usd=usage.get("cost_usd", facts["cost_usd"]), turns=usage.get("turns", facts["turns"]))
+            _ending(facts, ev)
+    if ending is not None:
+        _ending(facts, ending)
     runs = [j for j in list_jobs() if (j.get("meta") or {}).get("agent_id") == agent_id and j.get("kind") != "agent"]
     facts["runs"] = [{"id": j["id"], "seed": (j.get("meta") or {}).get("seed"), "state": j.get("state"),
                       "data_dir": ((j.get("meta") or {}).get("config") or {}).get("data_dir")}
                      for j in sorted(runs, key=lambda j: j.get("created") or 0)]
     return facts
+
+
+def _ending(facts: dict[str, Any], ev: dict[str, Any]) -> None:
+    usage = ev.get("usage") or {}
+    facts.update(state=ev.get("state"), reason=ev.get("reason"), summary=ev.get("summary"),
+                 elapsed_s=usage.get("elapsed_s"), evals=usage.get("evals"), tokens=usage.get("tokens") or {},
+                 cost_usd=usage.get("cost_usd", facts["cost_usd"]), turns=usage.get("turns", facts["turns"]))
 
 
 def render(facts: dict[str, Any]) -> str:
@@ -100,10 +107,11 @@ def render(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, agent_id: str) -> Path:
-    """Write ``report.md`` and ``report.json`` in the run folder; the Markdown's path."""
-    facts = collect(run_dir, agent_id)
+def write_report(run_dir: Path, agent_id: str, ending: dict[str, Any] | None = None) -> tuple[Path, str]:
+    """Write ``report.md`` and ``report.json`` in the run folder; the Markdown's path and text."""
+    facts = collect(run_dir, agent_id, ending)
     atomic_write_json(run_dir / REPORT_JSON, facts)
     path = run_dir / REPORT_MD
-    atomic_write_text(path, render(facts))
-    return path
+    text = render(facts)
+    atomic_write_text(path, text)
+    return path, text

@@ -283,6 +283,8 @@ def format_event(ev: dict[str, Any], width: int = 300) -> str:
         return (f"{stamp} context compacted before turn {int(ev.get('turn') or 0) + 1}: "
                 f"{ev.get('dropped_turns')} turns in a note, {ev.get('kept_messages')} messages kept "
                 f"({ev.get('reason')})")
+    if kind == "report":
+        return f"{stamp} research log ({ev.get('path')}):\n{ev.get('text') or ''}"
     if kind == "wrap_up":
         return f"{stamp} wrap-up: {ev.get('reason')}; {ev.get('turns')} turns left to share findings and finish"
     if kind == "stop":
