@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.common.config import RunConfig
 from core.control.jobs import cancel_job, get_job
 from core.control.scheduler import Scheduler
@@ -38,13 +40,16 @@ def _idea(ws: Path, name: str, body: str) -> None:
 
 
 SLEEPER = '''
-import time
+import os, time
 from core.run import experiment
 
 def run_experiment(cfg):
     data = experiment.load_label_free(cfg)
     experiment.log("sleeper: started")
-    time.sleep({seconds})
+    go = os.path.join(os.path.dirname(__file__), "go")  # the host creates it in the (read-only) idea folder
+    deadline = time.time() + {seconds}
+    while time.time() < deadline and not os.path.exists(go):
+        time.sleep(0.2)
     return {{"test_predictions": {{r["id"]: 0.5 for r in data.test}}}}
 '''
 
@@ -97,18 +102,23 @@ def test_cancel_stops_the_container_and_records_the_exit(docker_ws: Path, docker
     assert "stopped by a signal" in Path(cancelled["run_dir"], "result.json").read_text()
 
 
-def test_a_killed_scheduler_is_replaced_and_its_docker_jobs_adopted_once(docker_ws: Path, docker_client: Any) -> None:
+def test_a_killed_scheduler_is_replaced_and_its_docker_jobs_adopted_once(docker_ws: Path, docker_client: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # two at once (the sleeper idea uses no CPU: the default one-CPU-training-at-a-time budget is off)
+    monkeypatch.setenv("W2S_LOCAL_CONCURRENCY", "2")
+    monkeypatch.setenv("W2S_DOCKER_CONCURRENCY", "2")
     make_dataset(docker_ws)
     cfg = prepare_config(tiny_config())
     fake_baselines(docker_ws, cfg, [42, 43])
-    _idea(docker_ws, "sleeper", SLEEPER.format(seconds=8))
+    _idea(docker_ws, "sleeper", SLEEPER.format(seconds=120))
     since = time.time()
     jobs = submit_idea_runs("sleeper", cfg, [42, 43], source="cli", executor="docker")
     ids = [j["id"] for j in jobs]
     code = ("import threading\nfrom core.control.scheduler import Scheduler\n"
-            "Scheduler(gpus=[], limits={'docker': 2}, poll_interval=0.1).run(threading.Event())\n")
-    first = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+            "Scheduler(gpus=[], poll_interval=0.1).run(threading.Event())\n")
+    with open(docker_ws / "scheduler.log", "wb") as out:
+        first = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     try:
         wait_until(lambda: all(_running_container(docker_client, docker_ws, i) for i in ids), 120,
                    what="both jobs' containers running")
@@ -124,7 +134,13 @@ def test_a_killed_scheduler_is_replaced_and_its_docker_jobs_adopted_once(docker_
     pids = [int(get_job(i)["handle"]["pid"]) for i in ids]
     assert all(_pid_alive(p) for p in pids), "a job died with its scheduler"
 
-    done = drive_scheduler(Scheduler(gpus=[], limits={"docker": 2}, poll_interval=0.1), ids, timeout=180)
+    sched = Scheduler(gpus=[], poll_interval=0.1)
+    sched.tick()  # re-attaches both (and sweeps the orphan) while they still run
+    assert [get_job(i)["state"] for i in ids] == ["running", "running"]
+    left = {c.name: c.status for c in _containers(docker_client, docker_ws)}
+    assert left == {f"w2s-{i}-a1": "running" for i in ids}, left  # orphan gone, running ones left alone
+    (docker_ws / "ideas" / "sleeper" / "go").touch()  # now let both ideas finish
+    done = drive_scheduler(sched, ids, timeout=180)
     assert [j["state"] for j in done] == ["succeeded", "succeeded"], [j["history"] for j in done]
     assert [j["attempt"] for j in done] == [1, 1]
     for j in done:

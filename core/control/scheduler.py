@@ -121,7 +121,8 @@ SUPERVISORS = "supervisors"
 def default_limits(n_gpus: int) -> dict[str, int]:
     local = int(os.environ.get("W2S_LOCAL_CONCURRENCY", "0") or 0) or max(2, n_gpus)
     supervisors = int(os.environ.get("W2S_AGENT_CONCURRENCY", "0") or 0) or 8
-    return {"local": local, SUPERVISORS: supervisors}
+    docker = int(os.environ.get("W2S_DOCKER_CONCURRENCY", "0") or 0) or local  # trusted side here, idea in a container
+    return {"local": local, "docker": docker, SUPERVISORS: supervisors}
 
 
 def slot_of(job: Job) -> str:

@@ -163,7 +163,7 @@ def list_containers(client: Any, workspace: str | None = None, job: str | None =
         filters.append(f"w2s.workspace={workspace}")
     if job is not None:
         filters.append(f"w2s.job={job}")
-    return list(client.containers.list(all=True, filters={"label": filters}))
+    return list(client.containers.list(all=True, filters={"label": filters}, ignore_removed=True))
 
 
 def owner_alive(labels: Mapping[str, str]) -> bool:
