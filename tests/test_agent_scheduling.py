@@ -10,7 +10,7 @@ from pathlib import Path
 from core.control.jobs import get_job, submit_job
 from core.control.scheduler import SUPERVISORS, Scheduler
 from core.control.store import Store
-from tests.conftest import REPO, drive_scheduler
+from tests.conftest import REPO, drive_scheduler, make_dataset
 
 HOLD = 'touch "$W2S_RUN_DIR/started"; while [ ! -f "$W2S_RUN_DIR/go" ]; do sleep 0.05; done'
 
@@ -54,3 +54,24 @@ def test_a_closed_pipe_is_no_traceback(workspace: Path) -> None:
         text = err.decode()
         assert "Traceback" not in text and "BrokenPipeError" not in text, (argv, text)
         assert proc.returncode in (0, 141), (argv, proc.returncode, text)
+
+
+def test_an_agent_keeps_at_most_max_in_flight_runs(workspace: Path) -> None:
+    from core.agent.budgets import Budgets, Usage
+    from core.agent.tools import ToolContext, run_tool
+    from core.agent.tools.jobs import MAX_IN_FLIGHT
+
+    folder = workspace / "ideas" / "agent_p"
+    folder.mkdir(parents=True)
+    (folder / "run.py").write_text("def run_experiment(cfg):\n    return {}\n")
+    make_dataset(workspace, "tiny")
+    ctx = ToolContext(agent_id="p", idea_name="agent_p", folder=folder, run_dir=workspace / "runs" / "j",
+                      budgets=Budgets(), usage=Usage())
+    live = [submit_job("idea_run", ["true"], meta={"agent_id": "p", "seed": s}) for s in range(MAX_IN_FLIGHT - 1)]
+    submit_job("idea_run", ["true"], meta={"agent_id": "someone_else"})  # others' runs do not count
+    out = run_tool(ctx, "run_idea", {"seeds": [1, 2], "data_dir": "data/tiny"}, "u1")
+    assert out.is_error and f"limit of {MAX_IN_FLIGHT} in flight" in out.text and "wait" in out.text
+    Store().table("jobs").update(live[0]["id"], {"state": "succeeded"})  # one finished: room for two
+    out = run_tool(ctx, "run_idea", {"seeds": [1, 2], "data_dir": "data/tiny"}, "u2")
+    assert not out.is_error, out.text
+    assert out.text.count("(queued)") == 2

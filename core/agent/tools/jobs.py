@@ -40,10 +40,10 @@ def own_job(ctx: ToolContext, job_id: str) -> Job:
     return job
 
 
-def own_jobs(ctx: ToolContext) -> list[Job]:
-    """Every job this agent launched, oldest first."""
-    mine = [j for j in list_jobs() if (j.get("meta") or {}).get("agent_id") == ctx.agent_id
-            and j.get("kind") != "agent"]
+def own_jobs(ctx: ToolContext, live_only: bool = False) -> list[Job]:
+    """Every job this agent launched (``live_only``: those not finished), oldest first."""
+    mine = [j for j in list_jobs(active_only=live_only) if (j.get("meta") or {}).get("agent_id") == ctx.agent_id
+            and j.get("kind") != "agent" and not (live_only and j.get("state") in TERMINAL_STATES)]
     return sorted(mine, key=lambda j: j.get("created") or 0)
 
 
@@ -112,7 +112,7 @@ def run_idea(
     missing = [s for s in seeds if s not in existing]
     if len(set(seeds)) != len(seeds):
         raise ToolError("a seed is listed twice")
-    in_flight = [j for j in own_jobs(ctx) if j.get("state") not in TERMINAL_STATES]
+    in_flight = own_jobs(ctx, live_only=True)
     if missing and len(in_flight) + len(missing) > MAX_IN_FLIGHT:
         raise ToolError(f"{len(in_flight)} of your runs are queued or running and {len(missing)} more would pass "
                         f"the limit of {MAX_IN_FLIGHT} in flight; wait for some to finish (wait) first")

@@ -13,7 +13,7 @@ from core.agent.tools.context import StopRequested, ToolContext, ToolError
 from core.agent.tools.jobs import _summary, own_job, own_jobs
 from core.common.job_types import TERMINAL_STATES
 from core.control import findings as forum
-from core.control.jobs import list_jobs
+from core.control.jobs import get_job
 from core.control.store import Store
 
 WAIT_MAX_S = 24 * 3600  # one wait; the wall budget bounds it too
@@ -37,11 +37,11 @@ def wait(ctx: ToolContext, job_ids: list[str] | None = None, timeout_s: float = 
     if job_ids:
         watched = [own_job(ctx, str(j))["id"] for j in job_ids]
     else:
-        watched = [j["id"] for j in own_jobs(ctx) if j.get("state") not in TERMINAL_STATES]
+        watched = [j["id"] for j in own_jobs(ctx, live_only=True)]
     timeout = max(0.0, min(float(timeout_s if timeout_s is not None else WAIT_DEFAULT_S), WAIT_MAX_S))
     if ctx.deadline is not None:
         timeout = min(timeout, max(0.0, ctx.deadline()))
-    states = {j["id"]: j for j in list_jobs() if j["id"] in set(watched)}
+    states = {i: job for i in watched if (job := get_job(i)) is not None}
     done_at_start = {i for i in watched if (states.get(i) or {}).get("state") in TERMINAL_STATES}
     live = [i for i in watched if i not in done_at_start]
     if done_at_start and job_ids and (until == "any" or not live):
@@ -54,7 +54,8 @@ def wait(ctx: ToolContext, job_ids: list[str] | None = None, timeout_s: float = 
     while True:
         if ctx.stop_check():
             raise StopRequested
-        ended = [j for j in list_jobs() if j["id"] in set(live) and j.get("state") in TERMINAL_STATES]
+        now = [get_job(i) for i in live]  # one small read each: cheap at any history size
+        ended = [j for j in now if j is not None and j.get("state") in TERMINAL_STATES]
         new = {k: v for k, v in _others_findings(ctx).items() if k not in seen} if findings else {}
         waited = ctx.clock() - start
         if new or (ended and (until == "any" or len(ended) == len(live))):
