@@ -15,6 +15,7 @@ from cli import (
     doctor_cmd,
     gpu_cmd,
     ideas_cmd,
+    image_cmd,
     jobs_cmd,
     leaderboard_cmd,
     run_cmd,
@@ -36,6 +37,7 @@ COMMAND_MODULES = (
     gpu_cmd,
     agent_cmd,
     doctor_cmd,
+    image_cmd,
     verify_cmd,
 )
 

@@ -206,8 +206,8 @@ def test_environment_user_and_output_ownership(docker_ws: Path, docker_client: A
     assert done.returncode == 0, done.stderr
     names, uid, cwd = json.loads(done.stdout)
     # exactly the spec's environment, plus what Docker always sets (HOSTNAME; HOME when the spec has
-    # none) and what Python adds for itself (LC_CTYPE)
-    assert set(names) - {"HOSTNAME", "HOME", "LC_CTYPE"} == {"A", "PATH"}
+    # none), what Python adds for itself (LC_CTYPE) and NVIDIA_VISIBLE_DEVICES=void (no GPU given)
+    assert set(names) - {"HOSTNAME", "HOME", "LC_CTYPE"} == {"A", "PATH", "NVIDIA_VISIBLE_DEVICES"}
     assert uid == (65534 if os.getuid() == 0 else os.getuid()) and cwd == str(tmp_path)
     assert (out / "f").stat().st_uid == os.getuid() and out.stat().st_uid == os.getuid()
     assert list_containers(docker_client, str(docker_ws.resolve())) == []  # removed after the run
@@ -252,8 +252,9 @@ def test_gpu_ids_become_a_device_request_for_exactly_those_devices() -> None:
     assert request is not None
     assert request["DeviceIDs"] == ["2", "5"] and request["Capabilities"] == [["gpu"]]
     assert request.get("Count") in (None, 0)  # never count=-1 ("all")
-    assert env == {"CUDA_VISIBLE_DEVICES": "0,1", "A": "1"}  # renumbered inside the container
-    assert gpu_request({"A": "1"}) == (None, {"A": "1"})
+    # renumbered inside the container; the nvidia runtime told the same ids (a CUDA image says "all")
+    assert env == {"CUDA_VISIBLE_DEVICES": "0,1", "NVIDIA_VISIBLE_DEVICES": "2,5", "A": "1"}
+    assert gpu_request({"A": "1"}) == (None, {"A": "1", "NVIDIA_VISIBLE_DEVICES": "void"})
     assert gpu_request({"CUDA_VISIBLE_DEVICES": ""})[0] is None
     settings = DockerSettings.from_env({"W2S_DOCKER_MEMORY": "1g", "W2S_DOCKER_PIDS": "64", "W2S_DOCKER_CPUS": "1.5"})
     spec = SandboxSpec(["python"], env={"CUDA_VISIBLE_DEVICES": "3"})
@@ -289,3 +290,43 @@ def test_doctor_reports_the_engine_and_image(docker_client: Any, offline_image: 
     assert run_cli("doctor") == 0
     out = capsys.readouterr().out
     assert f"ok  sandbox docker: works (engine {docker_client.version()['Version']}" in out and offline_image in out
+
+
+def test_an_agent_shell_on_the_docker_executor_runs_in_a_container(docker_ws: Path, docker_client: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``W2S_SANDBOX=docker`` (what the docker executor puts in an agent job's environment) makes the
+    shell tool run in a container: its own folder writable (and its files still the operator's
+    afterwards), labelled data absent, no network."""
+    from core.agent.budgets import Budgets, Usage
+    from core.agent.tools.context import ToolContext
+    from core.agent.tools.shell import run_shell
+
+    monkeypatch.setenv("W2S_SANDBOX", "docker")
+    (docker_ws / "labeled_data" / DS).mkdir(parents=True)
+    (docker_ws / "labeled_data" / DS / "test.jsonl").write_text('{"label": true}\n')
+    folder = docker_ws / "ideas" / "agent_d"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine\n")
+    ctx = ToolContext(agent_id="d", idea_name="agent_d", folder=folder, run_dir=docker_ws / "runs" / "j",
+                      budgets=Budgets(max_evals=1), usage=Usage())
+    out = run_shell(ctx, f"id -u; echo new > made.txt; cat notes.txt; ls {docker_ws}/labeled_data 2>&1 | head -1; "
+                         "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '")
+    assert isinstance(ctx.sandbox, DockerSandbox)
+    lines = out.splitlines()
+    assert lines[0] == "[exit code 0]"
+    assert lines[1] == str(65534 if os.getuid() == 0 else os.getuid()) and lines[2] == "mine"
+    assert "No such file or directory" in lines[3] and lines[4:] == ["lo"]
+    assert (folder / "made.txt").read_text() == "new\n"
+    assert {p.stat().st_uid for p in (folder, folder / "made.txt", folder / "notes.txt")} == {os.getuid()}
+    assert list_containers(docker_client, str(docker_ws.resolve())) == []
+
+
+def test_an_image_with_its_own_python(docker_ws: Path, tmp_path: Path) -> None:
+    """``W2S_DOCKER_PYTHON`` (the production image's interpreter): the host's Python is not mounted and
+    the command's interpreter is the image's (here the offline image's Debian python3)."""
+    settings = DockerSettings.from_env({"W2S_DOCKER_PYTHON": "/usr/bin/python3"})
+    spec = SandboxSpec([sys.executable, "-c", f"import os, sys; print(sys.executable, os.path.exists({sys.base_prefix!r}))"],
+                       env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    done = DockerSandbox(settings).run(spec, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["/usr/bin/python3", "False"]

@@ -9,8 +9,8 @@ What the container gets (the same allow-list as :class:`~core.sandbox.bwrap.Bwra
   unless it says writable, plus the Python installation the command needs (``sys.prefix``, the
   venv, and ``sys.base_prefix``, the interpreter it links to), read-only at the same paths. No
   Docker socket, no ``labeled_data/``, no ``.w2s/``: only what the spec names;
-- the environment is exactly ``spec.env`` (Docker adds ``HOSTNAME``, and ``HOME``/``PATH`` only when
-  the spec has none): no ``DOCKER_HOST``, no secret;
+- the environment is exactly ``spec.env`` plus ``NVIDIA_VISIBLE_DEVICES`` (see GPUs; Docker adds
+  ``HOSTNAME``, and ``HOME``/``PATH`` only when the spec has none): no ``DOCKER_HOST``, no secret;
 - ``--network none`` unless ``spec.network`` (then the host's network: the private engine runs
   with ``--bridge=none``, so there is no bridge to join);
 - every capability dropped, ``no-new-privileges``, ``docker-init`` as pid 1 (signals and zombies);
@@ -22,7 +22,8 @@ What the container gets (the same allow-list as :class:`~core.sandbox.bwrap.Bwra
   ``W2S_DOCKER_PIDS`` (default 4096), ``W2S_DOCKER_CPUS`` (default: all host CPUs). These are read
   from the environment of the trusted process, so a job's env can set them per job;
 - GPUs: when ``CUDA_VISIBLE_DEVICES`` is in ``spec.env``, a ``DeviceRequest`` for exactly those device
-  ids (never ``count=-1``/"all") and, inside, ``CUDA_VISIBLE_DEVICES`` renumbered ``0..n-1``.
+  ids (never ``count=-1``/"all") and, inside, ``CUDA_VISIBLE_DEVICES`` renumbered ``0..n-1``;
+  ``NVIDIA_VISIBLE_DEVICES`` is always set (those ids, or ``void``) so an image's ``all`` never applies.
   UNVERIFIED: the development machines have no GPU and no NVIDIA container toolkit; only the request
   is tested;
 - labels ``w2s.job``, ``w2s.attempt``, ``w2s.workspace`` (from ``W2S_JOB_ID``/``W2S_JOB_ATTEMPT`` and the

@@ -126,17 +126,20 @@ class ContainerUser:
 
 def gpu_request(env: Mapping[str, str]) -> tuple[Any | None, dict[str, str]]:
     """A DeviceRequest for exactly the ids in ``CUDA_VISIBLE_DEVICES`` and the environment as the
-    container sees it (the ids renumbered 0..n-1). UNVERIFIED on a GPU host."""
+    container sees it: the ids renumbered 0..n-1, and ``NVIDIA_VISIBLE_DEVICES`` set to those ids (or
+    ``void``), the one variable added to the spec's, because a CUDA base image says ``all`` there and
+    a host whose default runtime is nvidia's would otherwise hand every GPU to the container.
+    UNVERIFIED on a GPU host (only the request and the environment are tested)."""
     out = dict(env)
     raw = env.get("CUDA_VISIBLE_DEVICES")
-    if raw is None:
+    ids = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    if not ids or any(i.startswith("-") for i in ids):  # unset, "" or "-1": the job was given no GPU
+        out["NVIDIA_VISIBLE_DEVICES"] = "void"
         return None, out
-    ids = [part.strip() for part in raw.split(",") if part.strip()]
-    if not ids or any(i.startswith("-") for i in ids):
-        return None, out  # "" or "-1": the job was given no GPU
     from docker.types import DeviceRequest  # type: ignore[import-untyped]
 
     out["CUDA_VISIBLE_DEVICES"] = ",".join(str(n) for n in range(len(ids)))
+    out["NVIDIA_VISIBLE_DEVICES"] = ",".join(ids)
     return DeviceRequest(device_ids=ids, capabilities=[["gpu"]]), out
 
 
