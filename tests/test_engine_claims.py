@@ -210,6 +210,22 @@ def test_blank_teacher_has_fresh_embeddings_and_keeps_its_layers() -> None:
     ea, eb = a.get_input_embeddings().weight, b.get_input_embeddings().weight
     assert ea.shape == eb.shape and not torch.allclose(ea, eb)
     assert torch.equal(ea, again.get_input_embeddings().weight)  # the same blank model every time
+    # a shuffle among ordinary tokens: the same vectors, other words; special tokens keep theirs
+    torch.testing.assert_close(ea.norm(dim=1).sort().values, eb.norm(dim=1).sort().values)
+    cls, word = 101, 2204  # [CLS], "good" in MiniLM's vocabulary
+    assert torch.equal(ea[cls], eb[cls]) and not torch.equal(ea[word], eb[word])
     assert len(a.encoder.layer) == len(b.encoder.layer) == 1
     torch.testing.assert_close(a.encoder.layer[0].attention.self.query.weight,
                                b.encoder.layer[0].attention.self.query.weight)
+
+
+def test_blank_teacher_trains_its_embeddings_and_demo_weak_does_not() -> None:
+    from core.engine.hf_backend import load
+    from core.engine.models import resolve_model
+
+    cfg = RunConfig(max_ctx=32, seed=0, backend="hf")
+    for name, trains in (("demo-weak-blank", True), ("demo-weak", False)):
+        loaded = load(resolve_model(name), cfg, "binary", lambda m: None)
+        emb = loaded.module.backbone.get_input_embeddings().weight
+        assert emb.requires_grad is trains
+        assert any(p.requires_grad for n, p in loaded.module.named_parameters() if "lora_" in n)

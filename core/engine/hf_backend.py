@@ -206,6 +206,8 @@ def load(
                 from peft import get_peft_model
 
                 backbone = get_peft_model(backbone, lora_config(cfg, None))
+            if spec.reinit_embeddings:  # a blank model must learn its words: its embeddings train too
+                backbone.get_input_embeddings().weight.requires_grad_(True)
             dropout = float(getattr(mcfg, "hidden_dropout_prob", 0.1) or 0.0)
             module = EncoderClassifier(backbone, int(mcfg.hidden_size), dropout)
             chat = False
@@ -253,15 +255,15 @@ def load_encoder_backbone(spec: ModelSpec, model_config: Any, dtype: torch.dtype
         kwargs["add_pooling_layer"] = False
     backbone = AutoModel.from_pretrained(spec.path, **kwargs)
     if spec.reinit_embeddings:
+        # a seeded shuffle of the pretrained rows among the ordinary tokens: every word gets another
+        # word's vector (the same scale and statistics, none of its meaning); special tokens stay
         emb = backbone.get_input_embeddings()
+        special = set(_tokenizer(spec.path, spec.local_only).all_special_ids)
+        ordinary = torch.tensor([i for i in range(emb.weight.shape[0]) if i not in special])
         gen = torch.Generator().manual_seed(REINIT_SEED)
-        std = float(getattr(model_config, "initializer_range", 0.02))
         with torch.no_grad():
-            fresh = torch.randn(emb.weight.shape, generator=gen) * std
-            pad = getattr(model_config, "pad_token_id", None)
-            if pad is not None:
-                fresh[pad] = 0.0
-            emb.weight.copy_(fresh.to(emb.weight.dtype))
+            shuffled = ordinary[torch.randperm(len(ordinary), generator=gen)]
+            emb.weight[ordinary] = emb.weight[shuffled].clone()
     return backbone
 
 

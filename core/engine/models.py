@@ -38,8 +38,8 @@ class ModelSpec:
     # an instruct/chat model whose chat template wraps its prompts; None: decide from its hub id
     # (``hf_backend.is_chat_model``)
     chat: bool | None = None
-    # start from random word embeddings (seeded, the same every time) instead of the pretrained ones:
-    # the model then knows no word it was not trained on (``demo-weak-blank``)
+    # shuffle the pretrained word embeddings among the tokens (seeded, the same every time) and train
+    # them: the model then knows no word it was not trained on (``demo-weak-blank``)
     reinit_embeddings: bool = False
 
     def effective_config(self, cfg: RunConfig) -> RunConfig:
@@ -76,9 +76,11 @@ def _registry() -> dict[str, ModelSpec]:
         "demo-weak": ModelSpec(
             "demo-weak", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True, passes_per_epoch=10
         ),
-        # The same one-layer teacher with its word embeddings re-initialised: it knows only the words
-        # of its own train_label, so the pretrained student knows word polarity the teacher does not
-        # (a demo where eliciting the strong model's own knowledge can beat imitating the teacher).
+        # The same one-layer teacher with its word embeddings re-initialised (a seeded shuffle of the
+        # pretrained rows, trained along with the adapters): it knows only the words of its own
+        # train_label, so the pretrained student knows word polarity the teacher does not (a demo where
+        # eliciting the strong model's own knowledge can beat imitating the teacher). Measured on
+        # demo-math seed 42: test accuracy 0.634, against 0.837 for demo-weak (bench/README.md).
         "demo-weak-blank": ModelSpec(
             "demo-weak-blank", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True,
             passes_per_epoch=10, reinit_embeddings=True,
