@@ -4,7 +4,7 @@ Close enough to the real API for the loop's context management and cost accounti
 against it, with every rule written down:
 
 - A request is a sequence of blocks, in the order the API caches them: each tool definition, each
-  system block, then every content block of every message (a string content is one block). A
+  system block, then every content block of every message (a string is one text block). A
   block costs ``ceil(len(canonical JSON) / 4)`` tokens (``cache_control`` left out); an image
   costs ``width * height / 750`` tokens (read from its PNG header), as the API documents.
 - A block carrying ``cache_control`` is a breakpoint. A read looks for the longest prefix already
@@ -80,14 +80,14 @@ def request_blocks(body: dict[str, Any]) -> list[tuple[Any, bool]]:
     for tool in body.get("tools") or []:
         out.append(({"tool": tool}, "cache_control" in tool))
     system = body.get("system")
-    if isinstance(system, str):
-        out.append(({"system": system}, False))
+    if isinstance(system, str):  # a string is one text block, as the API reads it
+        out.append(({"system": {"type": "text", "text": system}}, False))
     elif isinstance(system, list):
         out.extend(({"system": b}, isinstance(b, dict) and "cache_control" in b) for b in system)
     for message in body.get("messages") or []:
         role = message.get("role")
         content = message.get("content")
-        blocks = [content] if isinstance(content, str) else list(content or [])
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
         for b in blocks:
             out.append(({"role": role, "block": b}, isinstance(b, dict) and "cache_control" in b))
     return out
