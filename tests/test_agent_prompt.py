@@ -13,6 +13,13 @@ def test_system_prompt_states_the_setup_and_rules() -> None:
     for needle in ("PGR = (transfer_acc - weak_acc) / (strong_acc - weak_acc)", "TEMPLATE", "train_unlabel",
                    "Never look for", "Report every seed", "private holdout", "share_finding", "finish"):
         assert needle in SYSTEM_PROMPT, needle
+    # long runs: the tools and habits a week of work needs, and tuning off test (item 6 of issue 19)
+    for needle in ("`wait`", "`plot`", "@core/run/experiment.py", "@findings", "NOTES.md", "core.run.validation",
+                   "out of `train_unlabel` (never `test`)", "few more turns to share findings"):
+        assert needle in " ".join(SYSTEM_PROMPT.split()), needle
+    from core.agent.tools import tool_names
+
+    assert {"wait", "plot"} <= set(tool_names())
 
 
 def test_first_message_names_direction_folder_datasets_and_budgets(workspace: Path) -> None:
