@@ -43,13 +43,15 @@ KEY = "sk-bench-episode"
 def run_config(name: str, window: int, model: str) -> dict[str, Any]:
     from core.agent.launcher import FINAL_STATES, launch_agent, list_agents
     from core.agent.prices import price_for
+    from core.common.job_types import TERMINAL_STATES
+    from core.control.jobs import get_job
     from tests.agent_episode import Episode, prepare
     from tests.fakes.anthropic_server import FakeAnthropic
     from tests.fakes.token_model import TokenModel
     from web import launcher
 
     conf = CONFIGS[name]
-    with tempfile.TemporaryDirectory(prefix=f"w2s-bench-agent-{name}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"w2s-bench-agent-{name}-", ignore_cleanup_errors=True) as tmp:
         ws = Path(tmp) / "ws"
         ws.mkdir()
         env = {"W2S_WORKSPACE": str(ws), "W2S_LOCAL_CONCURRENCY": "4", "W2S_SCHED_POLL": "0.2",
@@ -75,6 +77,9 @@ def run_config(name: str, window: int, model: str) -> dict[str, Any]:
                              None)
                 if time.monotonic() - started > 1800:
                     raise TimeoutError(f"{name}: the agent did not end in 30 minutes")
+            deadline = time.monotonic() + 60  # let its job end before the service goes
+            while (get_job(agent["job_id"]) or {}).get("state") not in TERMINAL_STATES and time.monotonic() < deadline:
+                time.sleep(0.2)
         finally:
             fake.stop()
             try:
