@@ -229,3 +229,14 @@ def test_blank_teacher_trains_its_embeddings_and_demo_weak_does_not() -> None:
         emb = loaded.module.backbone.get_input_embeddings().weight
         assert emb.requires_grad is trains
         assert any(p.requires_grad for n, p in loaded.module.named_parameters() if "lora_" in n)
+
+
+def test_blank_teacher_baselines_are_pinned_like_the_demo_pair(tmp_path: Path) -> None:
+    from core.engine.models import REGISTRY_NAMES
+    from core.results.cache import model_slug
+    from core.results.pins import DEMO_WEAK_MODELS, pins_for_slug, resolve_pin
+
+    assert set(DEMO_WEAK_MODELS) <= set(REGISTRY_NAMES)
+    pins = pins_for_slug("demo-math", model_slug("demo-weak-blank"), "weak", tmp_path)
+    assert [p.origin for p in pins] == ["demo registry"] and pins[0].training == "e1_lr0.001_bs8_schlinear"
+    assert resolve_pin("demo-math", "demo-weak-blank", "demo-strong", tmp_path).seeds == (42, 43, 44)

@@ -44,6 +44,8 @@ REFERENCE_HYPERPARAMETERS: dict[str, Any] = {"epochs": 5, "lr": 1e-4, "batch_siz
 REFERENCE_SEEDS: tuple[int, ...] = tuple(range(42, 58))
 REFERENCE_PAIR = (RunConfig().weak_model, RunConfig().strong_model)
 DEMO_PAIR = ("demo-weak", "demo-strong")
+# every registry teacher of the demo student (demo-weak-blank: shuffled embeddings, knows fewer words)
+DEMO_WEAK_MODELS = ("demo-weak", "demo-weak-blank")
 DEMO_HYPERPARAMETERS: dict[str, Any] = {"epochs": 1, "lr": 1e-3, "batch_size": 8, "lr_schedule": "linear"}
 DEMO_FIXED: dict[str, Any] = {"max_ctx": 256}  # the demo registry's context length (not in the key)
 DEMO_SEEDS: tuple[int, ...] = (42, 43, 44)
@@ -233,7 +235,7 @@ def pins_for_slug(dataset: str, slug: str, role: str, root: Path | None = None) 
     leaderboard's baselines list maps a producer key folder onto the pins that use it."""
     out = [p for p in explicit_pins(dataset, root) if (p.weak_slug if role == "weak" else p.strong_slug) == slug]
     if role == "weak":
-        demo = slug == model_slug(DEMO_PAIR[0])
+        demo = slug in {model_slug(m) for m in DEMO_WEAK_MODELS}
         out.append(default_pin(dataset, slug, DEMO_PAIR[1] if demo else REFERENCE_PAIR[1]))
     else:
         out.append(default_pin(dataset, None, slug))
