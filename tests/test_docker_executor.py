@@ -163,3 +163,30 @@ def _pid_alive(pid: int) -> bool:
     from core.common.process import process_alive
 
     return process_alive(pid)
+
+
+def test_the_services_default_executor_is_what_submitters_get(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``w2s serve --executor docker`` records its default in service.json: a job submitted without an
+    executor (CLI, API, TUI's first choice) runs there; inside a job, the job's own executor wins."""
+    import psutil
+
+    from core.app.views import executors
+    from core.control.jobs import submit_job
+    from core.control.service import default_executor, service_file
+    from tests.conftest import run_cli
+
+    assert default_executor() == "local" and submit_job("t", ["true"])["executor"] == "local"
+    me = psutil.Process()
+    service_file().parent.mkdir(parents=True, exist_ok=True)
+    service_file().write_text(json.dumps({"pid": me.pid, "create_time": me.create_time(), "url": None,
+                                          "executor": "docker"}))
+    assert default_executor() == "docker"
+    assert submit_job("t", ["true"])["executor"] == "docker"
+    assert executors()[0]["name"] == "docker"  # what a launch dialog preselects
+    monkeypatch.setenv("W2S_EXECUTOR", "local")  # a local job submitting its own runs
+    assert submit_job("t", ["true"])["executor"] == "local"
+    service_file().unlink()
+    assert run_cli("serve", "--executor", "nope", "--no-web") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--executor: unknown executor 'nope'" in err
