@@ -111,12 +111,22 @@ def test_demos_are_balanced_outside_the_own_group_and_seeded() -> None:
     assert all(len(d) == 2 for d in ue.sample_demos(labels[:4], ue.consistency_groups(rows[:4]), 16, seed=0))
 
 
-@pytest.mark.parametrize(("value", "expected"), [("2_4_16", [2, 4, 16]), ("2,4", [2, 4]), (4, [4]), ([8], [8])])
+@pytest.mark.parametrize(("value", "expected"),
+                         [("2-4-16", [2, 4, 16]), ("2_4_16", [2, 4, 16]), ("2,4", [2, 4]), (4, [4]), ([8], [8])])
 def test_demo_schedule(value, expected) -> None:
     assert ue.parse_schedule(value) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "two", "0_4", "-1"])
+@pytest.mark.parametrize("bad", ["", "two", "0-4", 0])
 def test_bad_demo_schedule_is_one_line(bad) -> None:
     with pytest.raises(ValueError, match="num_demos"):
         ue.parse_schedule(bad)
+
+
+def test_the_command_lines_2_4_16_is_refused_with_a_hint() -> None:
+    from core.common.config import parse_scalar
+
+    value = parse_scalar("2_4_16")  # what `--num-demos 2_4_16` becomes
+    with pytest.raises(ValueError, match="2416 demonstrations.*2-4-16"):
+        ue.parse_schedule(value)
+    assert ue.parse_schedule(parse_scalar("2-4-16")) == [2, 4, 16]

@@ -60,7 +60,7 @@ def test_ue_zeroshot_runs_in_the_sandbox_and_the_referee_scores_it(workspace: Pa
 
 def test_ue_fewshot_rounds_and_demo_labels_from_the_weak_model(workspace: Path) -> None:
     make_dataset(workspace, splits=grouped_splits())
-    cfg = prepare_config(tiny_config(train_size=8, test_size=4, extra={"num_demos": "2_4", "demo_labels": "weak"}))
+    cfg = prepare_config(tiny_config(train_size=8, test_size=4, extra={"num_demos": "2-4", "demo_labels": "weak"}))
     fake_baselines(workspace, cfg, [42])
     run_dir = workspace / "runs" / "ue-2"
     result = run_seed("ue_fewshot", cfg, run_id="ue-2", run_dir=run_dir)

@@ -23,6 +23,7 @@ functions over rows and P(class 1) arrays, shared by ``ue_zeroshot`` and ``ue_fe
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,16 +198,25 @@ def _draw(rng: random.Random, items: list[int], n: int, group_of: np.ndarray, ow
     return got
 
 
+MAX_DEMOS = 256  # per row: far past any context a demonstration prompt fits in
+
+
 def parse_schedule(value: Any) -> list[int]:
-    """``2_4_16`` / ``2,4,16`` / ``4`` / [2, 4] -> [2, 4, 16]; every count >= 1."""
+    """``2-4-16`` / ``2,4,16`` / ``2_4_16`` / ``4`` / [2, 4] -> [2, 4, 16]; every count in 1..MAX_DEMOS.
+
+    (On the command line ``2_4_16`` reads as the number 2416, as Python's ``int`` does; that is
+    refused with a hint rather than run as 2416 demonstrations.)"""
     if isinstance(value, (list, tuple)):
         parts = [str(v) for v in value]
     else:
-        parts = str(value).replace(",", "_").replace(" ", "_").split("_")
+        parts = re.split(r"[-_,\s]+", str(value).strip())
     try:
         counts = [int(p) for p in parts if p != ""]
     except ValueError:
-        raise ValueError(f"num_demos: expected counts like 2_4_16, got {value!r}") from None
+        raise ValueError(f"num_demos: expected counts like 2-4-16, got {value!r}") from None
     if not counts or any(c < 1 for c in counts):
-        raise ValueError(f"num_demos: expected counts >= 1 like 2_4_16, got {value!r}")
+        raise ValueError(f"num_demos: expected counts >= 1 like 2-4-16, got {value!r}")
+    if any(c > MAX_DEMOS for c in counts):
+        raise ValueError(f"num_demos: {max(counts)} demonstrations per row is more than {MAX_DEMOS} "
+                         "(write a schedule as 2-4-16: the command line reads 2_4_16 as the number 2416)")
     return counts

@@ -324,7 +324,7 @@ def score_claims(
 
 
 def demo_schedule(value: Any) -> list[int]:
-    """Few-shot rounds from an idea parameter: ``2_4_16`` (or ``2,4,16``, or one count) -> [2, 4, 16]."""
+    """Few-shot rounds from an idea parameter: ``2-4-16`` (or ``2,4,16``, or one count) -> [2, 4, 16]."""
     from core.run.elicitation import parse_schedule
 
     try:

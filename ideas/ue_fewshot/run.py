@@ -14,7 +14,8 @@ from core.common.config import RunConfig
 from core.run import experiment
 
 # The reference's schedule (zero-shot -> 2-shot -> 4-shot -> 16-shot); it joins the cache key.
-DEFAULTS: dict[str, Any] = {"num_demos": "2_4_16"}
+# Written with "-": on the command line "2_4_16" would read as the number 2416.
+DEFAULTS: dict[str, Any] = {"num_demos": "2-4-16"}
 
 
 def run_experiment(cfg: RunConfig) -> dict[str, Any]:
