@@ -45,7 +45,13 @@ def _slurm() -> Executor:
     return SlurmExecutor()
 
 
-_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "docker": _docker, "slurm": _slurm}
+def _runpod() -> Executor:
+    from executors.runpod import RunPodExecutor
+
+    return RunPodExecutor()
+
+
+_FACTORIES: dict[str, ExecutorFactory] = {"local": _local, "docker": _docker, "slurm": _slurm, "runpod": _runpod}
 _INSTANCES: dict[str, Executor] = {}
 _GUARD = threading.Lock()
 

@@ -8,6 +8,7 @@ errors a front end can show as they are (``NoSuchJob`` is a 404, ``JobRefused`` 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,7 +140,20 @@ def show_job(prefix: str, store: Store | None = None) -> Job:
     job = get_job(resolve_job_id(prefix, store), store)
     if job is None:
         raise NoSuchJob(f"no job {prefix!r}")
-    return job
+    cost = job_cost_usd(job)
+    return cast(Job, {**job, "cost_usd": cost}) if cost is not None else job
+
+
+def job_cost_usd(job: Job) -> float | None:
+    """What the job's cloud machines (RunPod pods) cost so far, from its run folder's ``cost.json``;
+    None for a job that used none."""
+    if not job.get("run_dir"):
+        return None
+    try:
+        data = json.loads((Path(str(job["run_dir"])) / "cost.json").read_text(encoding="utf-8"))
+        return round(float(data["usd"]), 4)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _existing(job_id: str, store: Store | None) -> Job:

@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] | None = None
     except (UserError, SandboxUnavailable) as exc:
         print(f"w2s: error: {exc}", file=sys.stderr, flush=True)
         summary["error"] = str(exc)
+        if getattr(exc, "transient", False):  # e.g. no pod capacity for a while: the scheduler retries later
+            summary["transient"] = True
     except referee.RefereeError as exc:
         print(f"w2s: error: referee: {exc.message}", file=sys.stderr, flush=True)
         summary["error"] = f"referee: {exc.message}"

@@ -56,6 +56,17 @@ def slurm_max_jobs() -> int:
         return DEFAULT_MAX_JOBS  # the same error fails the first Slurm submit, naming the field
 
 
+def runpod_max_pods() -> int:
+    """How many runpod jobs run at once: the workspace's ``max_pods`` (a pod each)."""
+    from core.common.errors import UserError
+    from core.sandbox.runpod_settings import RunPodSettings, load_settings
+
+    try:
+        return load_settings().max_pods
+    except UserError:
+        return RunPodSettings().max_pods  # the same error fails the first RunPod submit, naming the field
+
+
 def gpu_inventory() -> list[int]:
     """GPU indices the scheduler may hand out: ``W2S_GPUS=0,1`` (or empty) overrides the probe."""
     override = os.environ.get("W2S_GPUS")
@@ -147,6 +158,7 @@ class Scheduler:
         self.gpus = list(gpu_inventory() if gpus is None else gpus)
         self.limits = dict(default_limits(len(self.gpus)))
         self.limits.setdefault("slurm", slurm_max_jobs())
+        self.limits.setdefault("runpod", runpod_max_pods())
         self.limits.update(limits or {})
         # CPU trainings one at a time per core budget (core.control.cpu_budget), unless the operator
         # capped local jobs explicitly

@@ -38,8 +38,16 @@ def default_sandbox(allow_unsafe: bool | None = None) -> Sandbox:
         if why:
             raise SandboxUnavailable(f"{SANDBOX_ENV}=docker: {why}")
         return docker
+    if asked == "runpod":  # a job of the runpod executor: the idea runs on a pod, nowhere else
+        from core.sandbox.runpod import RunPodSandbox
+
+        pod = RunPodSandbox()
+        why = pod.problem()
+        if why:
+            raise SandboxUnavailable(f"{SANDBOX_ENV}=runpod: {why}")
+        return pod
     if asked not in ("", "local"):
-        raise SandboxUnavailable(f"{SANDBOX_ENV}={asked!r}: unknown sandbox (known: docker, local)")
+        raise SandboxUnavailable(f"{SANDBOX_ENV}={asked!r}: unknown sandbox (known: docker, local, runpod)")
     bwrap = BwrapSandbox()
     problem = bwrap.problem()
     if problem is None:
