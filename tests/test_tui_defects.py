@@ -227,3 +227,30 @@ async def test_tool_results_expand_and_a_finished_job_is_announced(ws):
         Store().table("jobs").update("b2c3d4e5", {"state": "failed", "exit_code": 1, "finished": NOW})
         assert await pilot_wait_until(pilot, lambda: any("b2c3d4e5 failed (exit 1)" in m for m in notes(app)), 10)
         assert app.query_one(JobsPane).jobs["b2c3d4e5"]["state"] == "failed"
+
+
+async def test_wrapped_log_stays_consistent_through_trims_and_resizes():
+    from textual.app import App
+
+    from tui.widgets.log_view import LogView, wrap_rows
+
+    class One(App):
+        def compose(self):
+            yield LogView(max_lines=500)
+
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        view = app.query_one(LogView)
+        for start in range(0, 2000, 70):  # batches that trim the kept lines several times
+            view.add_lines([f"line {i} " + "x" * (i % 150) for i in range(start, start + 70)])
+        await pilot.pause(0.1)
+
+        def expected() -> list[str]:
+            return [row for line in view.lines for row in wrap_rows(line, view.size.width - 1)]
+
+        assert view.lines[-1].startswith("line 2029 ") and len(view.lines) <= 625
+        assert view._rows == expected() and view.virtual_size.height == len(view._rows)
+        await pilot.resize_terminal(90, 20)
+        await pilot.pause(0.2)
+        assert view._rows == expected()
+        assert max(len(r) for r in view._rows) <= view.size.width - 1

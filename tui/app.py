@@ -425,6 +425,8 @@ class W2SApp(App):
         # the next dialog starts from this one
         self.last_run = {"idea": req.idea, "dataset": req.dataset, "options": req.options,
                          "seeds": ",".join(map(str, req.seeds))}
+        # the first submit resolves the config with the model registry (loads torch: seconds)
+        self.notify(f"Submitting {req.idea} on {req.dataset}, seeds {self.last_run['seeds']}…", timeout=3)
 
         def submit() -> Done:
             if self.start_service:
@@ -553,7 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     app = W2SApp(readonly=args.readonly, start_service=not args.no_service, poll_interval=args.poll, keys=keys,
                  port=args.port)
     app.run()
-    return 0
+    # Everything the TUI changes is already on disk (jobs belong to the service), and the interpreter's
+    # own teardown took 2 s after q once a submit had loaded torch: leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(app.return_code or 0)
 
 
 if __name__ == "__main__":

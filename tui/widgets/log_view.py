@@ -65,6 +65,7 @@ class LogView(ScrollView, can_focus=True):
         self.unseen = 0  # lines that arrived while paused
         self.wrap = True  # overflow-x is hidden while wrapping (see set_wrap and DEFAULT_CSS)
         self._rows: list[str] = []  # wrapped screen rows of the shown lines (wrap on)
+        self._row_counts: list[int] = []  # rows per shown line, so a trim drops rows without re-wrapping
         self._wrap_width = 0
 
     @property
@@ -103,10 +104,15 @@ class LogView(ScrollView, can_focus=True):
             trimmed = len(shown) - self.max_lines
             del shown[:trimmed]
         self._width = max(self._width, max(map(len, shown[max(before - trimmed, 0) :]), default=0))
-        if self.wrap and not trimmed and self._wrap_width == self._content_width():
+        if self.wrap and self._wrap_width == self._content_width() and len(self._row_counts) == before:
             width = self._wrap_width
-            for line in shown[before:]:
-                self._rows.extend(wrap_rows(line, width))
+            for line in shown[max(before - trimmed, 0):]:  # only the new lines are wrapped
+                rows = wrap_rows(line, width)
+                self._rows.extend(rows)
+                self._row_counts.append(len(rows))
+            if trimmed:
+                del self._rows[: sum(self._row_counts[:trimmed])]
+                del self._row_counts[:trimmed]
             self.virtual_size = Size(width, len(self._rows))
         else:
             self._resize_virtual()
@@ -129,10 +135,13 @@ class LogView(ScrollView, can_focus=True):
         """Recompute what scrolls: wrapped rows at the current width, or the widest line."""
         if self.wrap:
             width = self._wrap_width = self._content_width()
-            self._rows = [row for line in self._shown for row in wrap_rows(line, width)]
+            wrapped = [wrap_rows(line, width) for line in self._shown]
+            self._rows = [row for rows in wrapped for row in rows]
+            self._row_counts = [len(rows) for rows in wrapped]
             self.virtual_size = Size(width, len(self._rows))
         else:
             self._rows = []
+            self._row_counts = []
             self.virtual_size = Size(self._width, len(self._shown))
 
     def set_wrap(self, wrap: bool) -> None:
@@ -156,6 +165,7 @@ class LogView(ScrollView, can_focus=True):
         self._width = 0
         self.unseen = 0
         self._rows = []
+        self._row_counts = []
         self.virtual_size = Size(0, 0)
         self.scroll_to(0, 0, animate=False, force=True, immediate=True)
         self.refresh()
