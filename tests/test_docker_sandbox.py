@@ -265,6 +265,7 @@ def test_gpu_ids_become_a_device_request_for_exactly_those_devices() -> None:
         1 << 30, 1 << 30, 64, 1_500_000_000)
     assert config["network_mode"] == "none" and config["read_only"] and config["cap_drop"] == ["ALL"]
     assert config["user"] == "65534:65534" and config["security_opt"] == ["no-new-privileges"]
+    assert config["cpu_shares"] == 1536 and "cgroup_parent" not in config  # weighs as 1.5 CPUs of threads
 
 
 def test_docker_asked_for_and_unreachable_is_one_line_never_a_fallback(monkeypatch: pytest.MonkeyPatch,

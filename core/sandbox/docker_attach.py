@@ -130,6 +130,8 @@ class Attached:
             stream = self.stream_api.attach(self.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
             relay = threading.Thread(target=self._relay, args=(stream,), daemon=True)
             relay.start()
+            if self.stopping.is_set():  # stopped before it started: it never runs
+                return STOPPED
             self.api.start(self.id)
         except Exception as exc:  # noqa: BLE001 - a bad image or command: one line, then clean up
             print(f"[w2s] the container did not start: {exc}", file=sys.stderr, flush=True)

@@ -14,7 +14,15 @@ trusted process (a job's env can set them per job):
 ``W2S_DOCKER_UID``     the container's user when the operator is root (default 65534, nobody)
 ``W2S_DOCKER_TMP``     size of the private ``/tmp`` tmpfs, counted as memory (default 2g)
 ``W2S_DOCKER_SHM``     size of ``/dev/shm`` (default 1g)
+``W2S_DOCKER_CGROUP``  the containers' cgroup parent (default: the engine's, ``/docker``)
 =====================  =================================================================
+
+CPU weight: a container is one cgroup, and the scheduler weighs a cgroup as one task against its
+siblings. Its ``cpu_shares`` are 1024 per CPU it may use, so among containers and, with
+``W2S_DOCKER_CGROUP=/`` (cgroupfs engines) beside the host's own processes, an N-thread training
+weighs what the same threads weigh outside. Under the engine's default parent, the whole ``/docker``
+group weighs one task against busy host processes: measured here, that made a CPU seed 25% slower
+than under bwrap on a machine shared with other CPU work (``bench/README.md``, "Docker").
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class DockerSettings:
     tmp_size: int
     shm_size: int
     python: str | None = None  # the image's interpreter; None: mount the host's
+    cgroup_parent: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DockerSettings:
@@ -97,6 +106,7 @@ class DockerSettings:
             tmp_size=parse_bytes(env.get("W2S_DOCKER_TMP", "2g"), "W2S_DOCKER_TMP"),
             shm_size=parse_bytes(env.get("W2S_DOCKER_SHM", "1g"), "W2S_DOCKER_SHM"),
             python=env.get("W2S_DOCKER_PYTHON") or None,
+            cgroup_parent=env.get("W2S_DOCKER_CGROUP") or None,
         )
 
 
@@ -203,6 +213,10 @@ def container_config(spec: SandboxSpec, settings: DockerSettings, user: Containe
         config["memswap_limit"] = settings.memory  # no swap: an idea over its limit is OOM-killed, not slowed
     if settings.shm_size:
         config["shm_size"] = settings.shm_size
+    if settings.cpus:
+        config["cpu_shares"] = max(2, min(262_144, int(round(1024 * settings.cpus))))
+    if settings.cgroup_parent:
+        config["cgroup_parent"] = settings.cgroup_parent
     if device is not None:
         config["device_requests"] = [device]
     return config
@@ -231,6 +245,10 @@ def docker_run_argv(config: Mapping[str, Any]) -> list[str]:
         argv += ["--cpus", f"{config['nano_cpus'] / 1e9:g}"]
     if config.get("shm_size"):
         argv += ["--shm-size", str(config["shm_size"])]
+    if config.get("cpu_shares"):
+        argv += ["--cpu-shares", str(config["cpu_shares"])]
+    if config.get("cgroup_parent"):
+        argv += ["--cgroup-parent", str(config["cgroup_parent"])]
     for request in config.get("device_requests", []):
         argv += ["--gpus", f"\"device={','.join(request['DeviceIDs'])}\""]
     return [*argv, str(config["image"]), *config["command"]]
