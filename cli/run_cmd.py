@@ -163,8 +163,6 @@ def _executor(name: str | None, use_service: bool) -> str:
     """The executor the seeds run on. Without a service only ``local`` and ``docker`` run here (the
     seed's trusted process on this machine, its idea in bwrap or in a container); docker is checked
     at once (engine, image) so a missing engine is one line, not a failed seed."""
-    import os
-
     from core.control.service import default_executor
     from executors import executor_names
 
@@ -182,7 +180,6 @@ def _executor(name: str | None, use_service: bool) -> str:
         problem = DockerSandbox().problem()
         if problem:
             raise UserError(f"--executor docker: {problem}")
-        os.environ["W2S_SANDBOX"] = "docker"  # the seed processes started here inherit it
     return name
 
 
@@ -270,7 +267,7 @@ def _run(args: argparse.Namespace, unknown: list[str]) -> int:
             runs = run_as_jobs(args.idea, cfg, seeds, gpus=1 if gpus else 0, on_event=display,
                                wait=not args.no_wait, executor=executor)
         else:
-            runs = run_local(args.idea, cfg, seeds, gpus=gpus, on_event=display)
+            runs = run_local(args.idea, cfg, seeds, gpus=gpus, on_event=display, executor=executor)
     finally:
         display.close()
     failed = [r for r in runs if r.state in ("failed", "cancelled")]

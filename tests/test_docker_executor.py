@@ -190,3 +190,24 @@ def test_the_services_default_executor_is_what_submitters_get(workspace: Path, m
     assert run_cli("serve", "--executor", "nope", "--no-web") == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--executor: unknown executor 'nope'" in err
+
+
+def test_w2s_run_with_the_docker_executor_and_no_service(docker_ws: Path, docker_client: Any,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a service the seed's trusted process runs here and its idea in a container."""
+    from tests.conftest import run_cli
+
+    make_dataset(docker_ws)
+    cfg = prepare_config(tiny_config())
+    fake_baselines(docker_ws, cfg, [42])
+    _idea(docker_ws, "quick", SLEEPER.format(seconds=0))
+    assert os.environ.get("W2S_SANDBOX") is None
+    code = run_cli("run", "--idea", "quick", "--executor", "docker", "--json", "--data-dir", "data/tiny",
+                   "--weak-model", "demo-weak", "--strong-model", "demo-strong", "--epochs", "1",
+                   "--batch-size", "8", "--max-ctx", "64", "--lr", "0.001")
+    (run,) = json.loads(capsys.readouterr().out)
+    log = Path(run["log"]).read_text()
+    assert code == 0 and run["state"] == "succeeded", log[-2000:]
+    assert "running idea quick in the sandbox (docker, isolated)" in log
+    assert os.environ.get("W2S_SANDBOX") is None  # this process's environment is left as it was
+    assert _containers(docker_client, docker_ws) == []

@@ -97,7 +97,7 @@ def _repo_root() -> Path:
     return Path(core.__file__).resolve().parent.parent
 
 
-def _launch(idea: str, cfg: RunConfig, run: SeedRun) -> subprocess.Popen:
+def _launch(idea: str, cfg: RunConfig, run: SeedRun, executor: str = "local") -> subprocess.Popen:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     cmd = runner_command(idea, cfg, run.run_dir)
     atomic_write_json(run.run_dir / "command.json", {"command": cmd, "cwd": str(_repo_root()), "gpu": run.gpu})
@@ -110,6 +110,8 @@ def _launch(idea: str, cfg: RunConfig, run: SeedRun) -> subprocess.Popen:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if run.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = run.gpu
+    if executor == "docker":  # the seed's trusted side here, its idea in a container
+        env["W2S_SANDBOX"] = "docker"
     log = open(run.log_path, "ab")  # noqa: SIM115 - handed to the child, closed after it exits
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(_repo_root()))
@@ -119,9 +121,10 @@ def _launch(idea: str, cfg: RunConfig, run: SeedRun) -> subprocess.Popen:
 
 def run_local(
     idea: str, cfg: RunConfig, seeds: Sequence[int], gpus: Sequence[str] | None = None,
-    on_event: Event | None = None, poll_s: float = 0.5,
+    on_event: Event | None = None, poll_s: float = 0.5, executor: str = "local",
 ) -> list[SeedRun]:
-    """Run each seed as ``python -m core.app.seed_job``; one slot per GPU, or a single slot on CPU."""
+    """Run each seed as ``python -m core.app.seed_job``; one slot per GPU, or a single slot on CPU.
+    ``executor="docker"``: each seed's idea runs in a Docker container instead of the local sandbox."""
     slots: list[str | None] = list(gpus) if gpus else [None]
     runs = [SeedRun(s, _new_run_dir(idea, cfg.replace(seed=s))) for s in seeds]
     pending = list(runs)
@@ -133,7 +136,7 @@ def run_local(
                 continue
             run = pending.pop(0)
             run.gpu, run.state = slot, "running"
-            active[slot_index] = (run, _launch(idea, cfg.replace(seed=run.seed), run))
+            active[slot_index] = (run, _launch(idea, cfg.replace(seed=run.seed), run, executor))
             notify(run)
         time.sleep(poll_s)
         for slot_index, (run, proc) in list(active.items()):
