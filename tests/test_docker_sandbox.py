@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from core.sandbox.base import Mount, SandboxSpec, SandboxUnavailable
 from core.sandbox.docker import DockerSandbox, list_containers
 from core.sandbox.docker_config import ContainerUser, DockerSettings, container_config, gpu_request
 from core.sandbox.select import default_sandbox
-from tests.conftest import REPO, make_dataset, run_cli, wait_until
+from tests.conftest import REPO, in_ci, make_dataset, run_cli, wait_until
 from tests.tiny_w2s import fake_baselines, tiny_config
 
 pytest_plugins = ["tests.docker_engine"]  # the engine, image and workspace fixtures
@@ -331,3 +332,36 @@ def test_an_image_with_its_own_python(docker_ws: Path, tmp_path: Path) -> None:
     done = DockerSandbox(settings).run(spec, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().split() == ["/usr/bin/python3", "False"]
+
+
+def test_inputs_the_container_user_cannot_read(tmp_path: Path) -> None:
+    """As root the container runs as nobody: a staged folder in the temp dir is made readable to it; a
+    private folder elsewhere is refused (one line naming it), never silently opened up."""
+    import shutil
+    import stat
+
+    from core.sandbox.docker import prepare_mounts
+
+    if os.getuid() != 0:  # the mapping to nobody is what a root operator gets
+        if in_ci():
+            pytest.fail("CI runs as root")
+        pytest.skip("needs root (chown to the container's user)")
+    user = ContainerUser(65534, 65534, (os.getuid(), os.getgid()))
+    staged = tmp_path / "inputs"
+    staged.mkdir(mode=0o700)
+    (staged / "rows.jsonl").write_text("{}\n")
+    os.chmod(staged / "rows.jsonl", 0o600)
+    out = tmp_path / "out"
+    out.mkdir()
+    given = prepare_mounts(SandboxSpec(["true"], mounts=[Mount(staged), Mount(out, writable=True)]), user)
+    assert given == [str(out)] and out.stat().st_uid == 65534
+    assert stat.S_IMODE(staged.stat().st_mode) & 0o005 == 0o005
+    assert stat.S_IMODE((staged / "rows.jsonl").stat().st_mode) & 0o004 == 0o004
+    private = Path(tempfile.mkdtemp(prefix="w2s-private-", dir="/var/tmp"))
+    try:
+        os.chmod(private, 0o700)
+        with pytest.raises(SandboxUnavailable, match=f"{private} is not readable by the container's user"):
+            prepare_mounts(SandboxSpec(["true"], mounts=[Mount(private)]), user)
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    finally:
+        shutil.rmtree(private)
