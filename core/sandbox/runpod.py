@@ -179,7 +179,7 @@ class RunPodSandbox(Sandbox):
     def terminate(self, proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
         """Stop the attach process (it terminates the pod on SIGTERM), then terminate the pod
         whatever happened to that process."""
-        kill_tree(proc, max(grace, 5.0) if proc.poll() is None else 0.0)
+        kill_tree(proc, grace)
         with self._lock:
             run = self._runs.pop(proc, None)
         if run is None:
