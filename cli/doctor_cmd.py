@@ -24,6 +24,11 @@ def _doctor(args: argparse.Namespace, unknown: list[str]) -> int:
     print(f"{'ok ' if docker.works else '-- '} sandbox docker: {docker.detail}")
     if not isolated:
         print("no isolating sandbox works here: idea runs and agent tools will refuse to start")
+    from core.sandbox.runpod import runpod_report
+
+    pods_work, pods = runpod_report()  # optional: only jobs submitted with executor "runpod" need it
+    print(f"{'ok ' if pods_work else '-- '} executor runpod: {pods}"
+          + ("" if pods_work else " (needed only for executor 'runpod')"))
     from executors.slurm import check_cluster
 
     slurm = check_cluster()  # optional: only jobs submitted with executor "slurm" need it

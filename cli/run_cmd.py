@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--local", action="store_true", help="run here even when a control service is running")
     run.add_argument("--no-wait", action="store_true", help="with a service: submit the jobs and return")
     run.add_argument("--executor", default=None, metavar="NAME",
-                     help="where the seeds run: local or docker here, any executor through a service "
+                     help="where the seeds run: local, docker or runpod here, any executor through a service "
                           "(default: the service's --executor, else local)")
     run.add_argument("--json", action="store_true", help="print the outcome as JSON")
     run.add_argument("--dry-run", action="store_true",
@@ -171,9 +171,15 @@ def _executor(name: str | None, use_service: bool) -> str:
         raise UserError(f"--executor: unknown executor {name!r} (known: {', '.join(executor_names())})")
     if use_service:
         return name
-    if name not in ("local", "docker"):
+    if name not in ("local", "docker", "runpod"):
         raise UserError(f"--executor {name}: needs the control service (`w2s serve --detach`); "
-                        "without one, seeds run here with --executor local or docker")
+                        "without one, seeds run here with --executor local, docker or runpod")
+    if name == "runpod":  # the seeds' trusted side here, their ideas on pods
+        from core.sandbox.runpod import RunPodSandbox
+
+        problem = RunPodSandbox().problem()
+        if problem:
+            raise UserError(f"--executor runpod: {problem}")
     if name == "docker":
         from core.sandbox.docker import DockerSandbox
 

@@ -73,7 +73,7 @@ def shared_store() -> Store:
 
 def list_jobs(store: Store | None = None, *, active_only: bool = False, limit: int | None = None) -> list[Job]:
     """Jobs newest first: every unfinished one plus the newest finished, ``limit`` in all (None: all)."""
-    return queue.list_jobs(store, active_only=active_only, limit=limit)
+    return [with_cost(job) for job in queue.list_jobs(store, active_only=active_only, limit=limit)]
 
 
 @dataclass
@@ -108,7 +108,7 @@ def jobs_feed(limit: int = 200, store: Store | None = None) -> JobsFeed:
         counts[state] = counts.get(state, 0) + 1
     if total > len(jobs):  # every unfinished job is shown, so the rest finished
         counts["older, finished"] = total - len(jobs)
-    return JobsFeed(cast("list[Job]", jobs), total, counts)
+    return JobsFeed([with_cost(cast(Job, job)) for job in jobs], total, counts)
 
 
 def _sort_time(value: object) -> float:
@@ -124,7 +124,8 @@ def _sort_time(value: object) -> float:
 
 
 def get_job(job_id: str, store: Store | None = None) -> Job | None:
-    return queue.get_job(job_id, store)
+    job = queue.get_job(job_id, store)
+    return with_cost(job) if job is not None else None
 
 
 def resolve_job_id(prefix: str, store: Store | None = None) -> str:
@@ -140,6 +141,13 @@ def show_job(prefix: str, store: Store | None = None) -> Job:
     job = get_job(resolve_job_id(prefix, store), store)
     if job is None:
         raise NoSuchJob(f"no job {prefix!r}")
+    return job
+
+
+def with_cost(job: Job) -> Job:
+    """The job plus ``cost_usd`` (what its RunPod pods cost so far) when it ran on RunPod."""
+    if job.get("executor") != "runpod":
+        return job
     cost = job_cost_usd(job)
     return cast(Job, {**job, "cost_usd": cost}) if cost is not None else job
 

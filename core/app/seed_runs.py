@@ -112,6 +112,8 @@ def _launch(idea: str, cfg: RunConfig, run: SeedRun, executor: str = "local") ->
         env["CUDA_VISIBLE_DEVICES"] = run.gpu
     if executor == "docker":  # the seed's trusted side here, its idea in a container
         env["W2S_SANDBOX"] = "docker"
+    if executor == "runpod":  # the seed's trusted side here, its idea on a pod (cost.json in its run folder)
+        env.update(W2S_SANDBOX="runpod", W2S_RUN_DIR=str(run.run_dir))
     log = open(run.log_path, "ab")  # noqa: SIM115 - handed to the child, closed after it exits
     try:
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(_repo_root()))

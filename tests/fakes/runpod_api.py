@@ -125,6 +125,8 @@ class FakeRunPod:
 
     # -- what tests look at -------------------------------------------------------------------------
     def containers(self) -> list[Any]:
+        if self.docker is None:  # a stand-in without an engine: pods never start
+            return []
         return list(self.docker.containers.list(all=True, filters={"label": f"w2s.stand-in={self.id}"}))
 
     def live(self) -> list[dict[str, Any]]:
@@ -212,7 +214,7 @@ class FakeRunPod:
         args = _field(query, "dockerArgs") or ""
         env = dict(re.findall(r'\{ key: "([^"]*)", value: "([^"]*)" \}', query))
         pod_id = secrets.token_hex(7)
-        container_id = None if self.never_start else self._run(pod_id, image, args, env)
+        container_id = None if self.never_start or self.docker is None else self._run(pod_id, image, args, env)
         with self.lock:
             self.pods[pod_id] = self._new(pod_id, name, image, gpu, env, args, container_id)
         return {"data": {"podFindAndDeployOnDemand": {"id": pod_id, "imageName": image,

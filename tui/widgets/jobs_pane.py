@@ -262,4 +262,6 @@ def job_detail(job: dict[str, Any] | None, now: float) -> str:
         parts.append(str(message))
     elif state not in LIVE_STATES and job.get("exit_code") is not None:
         parts.append(f"{state}, exit {job['exit_code']}")
+    if isinstance(job.get("cost_usd"), int | float):  # a RunPod job: what its pods cost so far
+        parts.append(f"${float(job['cost_usd']):.4f} on pods")
     return " · ".join(parts)

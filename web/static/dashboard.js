@@ -179,7 +179,8 @@ function queuePage() {
     const data = await api("GET", "/api/jobs");
     fillRows(tbody, data.jobs, (j) => {
       const progress = (j.progress === null || j.progress === undefined) ? "–" : Math.round(j.progress * 100) + "%";
-      const tr = row([j.id, j.name, stateBadge(j.state), progress, (j.gpus || []).join(",") || "–",
+      const cost = typeof j.cost_usd === "number" ? " · $" + j.cost_usd.toFixed(4) + " pods" : "";  // RunPod jobs
+      const tr = row([j.id, j.name, stateBadge(j.state), progress + cost, (j.gpus || []).join(",") || "–",
         when(j.created), jobAction(j)], "job-row");
       tr.dataset.id = j.id;
       tr.children[0].className = "mono";
