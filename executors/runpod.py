@@ -43,6 +43,7 @@ from core.sandbox.runpod_pods import (
     parse_name,
     read_record,
     terminate,
+    workspace_lock,
 )
 from core.sandbox.runpod_settings import RunPodSettings, load_settings, workspace_tag
 from executors.base import ExecutorError, PollResult
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 CREDENTIAL_ENV = ("RUNPOD_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                   "AWS_SECURITY_TOKEN")
 AGENT_KINDS = frozenset({"agent"})
+SWEEP_RETRY_S = 60  # RunPod did not answer the orphan sweep: ask again after this long, not every tick
 
 
 def _tell_job(run_dir: str | None, line: str) -> None:
@@ -75,6 +77,7 @@ class RunPodExecutor(LocalExecutor):
     def __init__(self) -> None:
         super().__init__()
         self._swept: set[str] = set()
+        self._sweep_after: dict[str, float] = {}  # workspace -> when a failed sweep may be tried again
         self._sweep_lock = threading.Lock()
 
     # -- settings and the API --------------------------------------------------------------------
@@ -101,19 +104,24 @@ class RunPodExecutor(LocalExecutor):
         """After a (re)start: terminate this workspace's pods whose job process is gone, and say so."""
         workspace = str(paths().root)
         with self._sweep_lock:
-            if workspace in self._swept:
+            if workspace in self._swept or time.monotonic() < self._sweep_after.get(workspace, 0.0):
                 return
             self._swept.add(workspace)
         settings = self._api_settings()
         if settings is None:
             return
-        try:
-            listed = PodApi(settings).ours(workspace_tag())
-        except SandboxUnavailable as exc:
-            log.warning("runpod: orphan sweep skipped: %s", exc)
-            with self._sweep_lock:
-                self._swept.discard(workspace)  # the next call tries again
-            return
+        with workspace_lock():  # a pod being created now gets its record first: never taken for an orphan
+            try:
+                listed = PodApi(settings).ours(workspace_tag())
+            except SandboxUnavailable as exc:
+                log.warning("runpod: orphan sweep skipped (tried again in %d s): %s", SWEEP_RETRY_S, exc)
+                with self._sweep_lock:
+                    self._swept.discard(workspace)
+                    self._sweep_after[workspace] = time.monotonic() + SWEEP_RETRY_S
+                return
+            self._sweep(settings, listed)
+
+    def _sweep(self, settings: RunPodSettings, listed: list[dict[str, object]]) -> None:
         for pod in listed:
             pod_id = str(pod.get("id"))
             record = read_record(pod_id)

@@ -34,6 +34,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +133,13 @@ class RunPodSandbox(Sandbox):
 
     def launch(self, spec: SandboxSpec, stdout: int | IO[Any] | None, stderr: int | IO[Any] | None,
                stdin: int | IO[Any] | None) -> subprocess.Popen[bytes]:
+        threading.Thread(target=__import__, args=("runpod",), daemon=True).start()  # ~2 s: beside the uploads
         settings = self.settings
         plan = build_plan(spec, repo_root(), python=settings.python, code_dir=settings.code_dir)
         job, attempt = os.environ.get("W2S_JOB_ID") or None, os.environ.get("W2S_JOB_ATTEMPT") or None
         prefix = run_prefix(job, attempt)
         s3 = Artifacts(settings)
+        started = time.monotonic()
         try:
             plan_url = self._upload(plan, s3, prefix, settings)
         except SandboxUnavailable as exc:
@@ -146,6 +149,7 @@ class RunPodSandbox(Sandbox):
         def say(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
+        uploaded = time.monotonic()
         env = {**POD_ENV_BASE, "W2S_POD_PLAN_URL": plan_url, "PYTHONPATH": settings.code_dir}
         gpus = int(os.environ.get("W2S_RUNPOD_GPU_COUNT", "1") or 1)
         try:
@@ -156,7 +160,8 @@ class RunPodSandbox(Sandbox):
             s3.delete_prefix(prefix)
             raise
         say(f"[w2s] runpod: pod {record['id']} ({record['gpu_type']}, ${record['cost_per_hr'] or 0:.2f}/h) "
-            f"created; waiting for it to report")
+            f"created (inputs uploaded in {uploaded - started:.1f} s, pod asked for in "
+            f"{time.monotonic() - uploaded:.1f} s); waiting for it to report")
         argv = [sys.executable, "-m", "core.sandbox.runpod_attach", record["id"], "--prefix", prefix,
                 "--out", str(plan.host_out), "--created", f"{record['created']:.3f}"]
         env_attach = {**os.environ, "PYTHONPATH": str(repo_root()), "PYTHONDONTWRITEBYTECODE": "1"}

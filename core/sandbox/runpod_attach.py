@@ -195,6 +195,8 @@ def _watch_parent(watch: Watch, parent: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the runpod SDK takes ~2 s to import: load it beside the first S3 reads, not in front of them
+    threading.Thread(target=__import__, args=("runpod",), daemon=True).start()
     settings = load_settings()
     out = Path(args.out)
     watch = Watch(args.pod, args.prefix, out, settings, float(args.created))

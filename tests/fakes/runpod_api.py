@@ -214,9 +214,10 @@ class FakeRunPod:
         args = _field(query, "dockerArgs") or ""
         env = dict(re.findall(r'\{ key: "([^"]*)", value: "([^"]*)" \}', query))
         pod_id = secrets.token_hex(7)
+        asked = time.time()  # a pod exists (and bills) from the request on, its container start included
         container_id = None if self.never_start or self.docker is None else self._run(pod_id, image, args, env)
         with self.lock:
-            self.pods[pod_id] = self._new(pod_id, name, image, gpu, env, args, container_id)
+            self.pods[pod_id] = {**self._new(pod_id, name, image, gpu, env, args, container_id), "created": asked}
         return {"data": {"podFindAndDeployOnDemand": {"id": pod_id, "imageName": image,
                                                       "env": [f"{k}={v}" for k, v in env.items()],
                                                       "machineId": "standin", "machine": {"podHostId": pod_id}}}}

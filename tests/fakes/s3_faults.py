@@ -4,13 +4,14 @@ Why: an S3 upload failure must be produced for real, at the HTTP level, for both
 run (the trusted side's boto3 uploads and the pod's pre-signed PUTs). Everything is forwarded
 unchanged to the S3 server behind it, except requests matching a rule, which get an S3-style
 ``503 SlowDown`` error. Rules match a method and a substring of the path (``/in/``, ``predictions.json``)
-and fire ``times`` times (-1: until cleared). Every request is recorded (method, path, status).
+and fire ``times`` times (-1: until cleared). Every request is recorded (method, path, status, time).
 """
 
 from __future__ import annotations
 
 import http.client
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -113,4 +114,5 @@ class FaultyS3Proxy:
 
     def _record(self, method: str, path: str, status: int) -> None:
         with self.lock:
-            self.requests.append({"method": method, "path": path.split("?", 1)[0], "status": status})
+            self.requests.append({"method": method, "path": path.split("?", 1)[0], "status": status,
+                                  "time": time.time()})
