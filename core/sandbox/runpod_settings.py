@@ -29,7 +29,9 @@ capacity_wait_s            ``W2S_RUNPOD_CAPACITY_WAIT``        900: backing off 
 poll_s                     ``W2S_RUNPOD_POLL``                 2: how often the attach reads S3
 pod_poll_s                 ``W2S_RUNPOD_POD_POLL``             10: how often it asks RunPod about the pod
 upload_every_s             ``W2S_RUNPOD_UPLOAD_EVERY``         5: how often the pod uploads progress and log
-url_ttl_s                  ``W2S_RUNPOD_URL_TTL``              86400: life of the pod's pre-signed URLs
+url_ttl_s                  ``W2S_RUNPOD_URL_TTL``              86400: life of the pod's pre-signed URLs (a
+                                                               run longer than this stops reporting and
+                                                               is terminated: raise it, a week at most)
 linger_s                   ``W2S_RUNPOD_LINGER``               60: the pod waits this long to be terminated
 keep_s3                    ``W2S_RUNPOD_KEEP_S3``              false: a finished run's S3 prefix is deleted
 =========================  ==================================  ===========================================

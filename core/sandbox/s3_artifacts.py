@@ -45,28 +45,31 @@ class Artifacts:
     """One bucket, through one boto3 client made from the operator's credentials."""
 
     def __init__(self, settings: RunPodSettings) -> None:
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.client: Any = self._client(attempts=4, connect_timeout=10, read_timeout=60)
+
+    def _client(self, attempts: int, connect_timeout: float, read_timeout: float) -> Any:
         import boto3  # type: ignore[import-untyped]
         from botocore.config import Config  # type: ignore[import-untyped]
 
-        self.settings = settings
-        self.bucket = settings.bucket
         config = Config(
             signature_version="s3v4",
-            s3={"addressing_style": "path" if settings.endpoint_url else "auto"},
-            retries={"max_attempts": 4, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            s3={"addressing_style": "path" if self.settings.endpoint_url else "auto"},
+            retries={"max_attempts": attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )
-        self.client: Any = boto3.client("s3", region_name=settings.region or None,
-                                        endpoint_url=settings.endpoint_url or None, config=config)
+        return boto3.client("s3", region_name=self.settings.region or None,
+                            endpoint_url=self.settings.endpoint_url or None, config=config)
 
     def where(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"
 
     def check(self) -> str | None:
         """None when the bucket answers with these credentials, else one line saying why not."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
+        try:  # one quick try: a doctor or a launch must not hang on an endpoint that does not answer
+            self._client(attempts=1, connect_timeout=5, read_timeout=15).head_bucket(Bucket=self.bucket)
         except Exception as exc:  # noqa: BLE001 - no credentials, no bucket, no network: all one line
             name = type(exc).__name__
             if name == "NoCredentialsError":
