@@ -24,7 +24,7 @@ from core.control.submit import submit_idea_runs
 from core.data.demo import generate_all
 from core.run.resolve import prepare_config
 from core.sandbox.runpod_settings import workspace_tag
-from tests.conftest import REPO, drive_scheduler, make_dataset, wait_until
+from tests.conftest import REPO, drive_scheduler, make_dataset, run_cli, wait_until
 from tests.tiny_w2s import fake_baselines, tiny_config
 
 pytest.register_assert_rewrite("tests.runpod_stand_ins")  # its checks are asserts: rewritten though imported here
@@ -105,24 +105,39 @@ def test_a_demo_math_seed_runs_on_a_pod_and_the_referee_scores_it_here(world: Wo
     from core.app.jobs import show_job
 
     assert show_job(job["id"])["cost_usd"] == pytest.approx(cost["usd"], abs=1e-4)
+    keys = sorted(k.rsplit("/", 2)[-2] + "/" + k.rsplit("/", 1)[-1] for k in world.objects())  # kept: W2S_RUNPOD_KEEP_S3
+    assert "in/plan.json" in keys and "out/predictions.json" in keys and "out/status.json" in keys, keys
+    world.assert_clean()  # and the label scan above saw the staged inputs and the ideas, label-free
+
+
+def test_no_capacity_anywhere_is_a_transient_failure_the_scheduler_retries(world: World) -> None:
+    cfg = _tiny(world, {"instant": INSTANT}, [42])
+    world.fake.no_capacity = set(GPU_TYPES)  # every type full (and no time to wait: W2S_RUNPOD_CAPACITY_WAIT=0)
+    (job,) = submit_idea_runs("instant", cfg, [42], source="cli", executor="runpod", max_retries=1)
+    (first,) = drive_scheduler(Scheduler(gpus=[], poll_interval=0.1), [job["id"]], until=["retrying"], timeout=60)
+    log = _log(first)
+    assert "no pod after 0 s: NVIDIA GeForce RTX 4090: no capacity; NVIDIA A40: no capacity" in log, log[-2000:]
+    assert _result(first)["transient"] is True and world.fake.created() == []
+    assert cancel_job(job["id"])["state"] == "cancelled"
     world.assert_clean()
 
 
-def test_no_capacity_falls_through_the_gpu_types_then_backs_off_as_a_transient_failure(world: World) -> None:
-    cfg = _tiny(world, {"instant": INSTANT}, [42])
-    world.fake.no_capacity = set(GPU_TYPES)  # nothing anywhere: attempt 1 ends transient, the scheduler retries
-    (job,) = submit_idea_runs("instant", cfg, [42], source="cli", executor="runpod", max_retries=1)
-    sched = Scheduler(gpus=[], poll_interval=0.1, backoff_base=3)
-    (first,) = drive_scheduler(sched, [job["id"]], until=["retrying"], timeout=60)
-    assert "no pod after 0 s" in _log(first) and "no capacity" in _log(first)
-    assert world.fake.created() == []
-    world.fake.no_capacity = {GPU_TYPES[0]}  # now the first type is still full, the second is not
-    (done,) = drive_scheduler(sched, [job["id"]], timeout=120)
-    log = _log(done)
-    assert done["state"] == "succeeded" and done["attempt"] == 2, log[-3000:]
-    assert f"skipped {GPU_TYPES[0]}: no capacity" in log
+def test_w2s_run_here_falls_through_to_the_next_gpu_type_and_records_the_cost(
+        world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _tiny(world, {"instant": INSTANT}, [42])
+    world.fake.no_capacity = {GPU_TYPES[0]}
+    monkeypatch.chdir(world.ws)
+    code = run_cli("run", "--idea", "instant", "--seeds", "42", "--executor", "runpod", "--local",
+                   "--data-dir", "data/tiny", "--weak-model", "demo-weak", "--strong-model", "demo-strong",
+                   "--epochs", "1", "--batch-size", "8", "--lr", "0.001", "--max-ctx", "64")
+    assert code == 0, capsys.readouterr().out[-3000:]
     (pod,) = world.fake.created()
-    assert pod["gpu_type"] == GPU_TYPES[1] and pod["name"].endswith(f"{job['id']}-a2")
+    assert pod["gpu_type"] == GPU_TYPES[1] and "-run-" in pod["name"]  # a run without a job
+    (cost,) = world.ws.glob("runs/**/cost.json")
+    assert f"skipped {GPU_TYPES[0]}: no capacity" in (cost.parent / "stdout.log").read_text()
+    assert [p["id"] for p in json.loads(cost.read_text())["pods"]] == [pod["id"]]
+    rows = _referee_rows(world.ws, "instant")
+    assert len(rows) == 1 and rows[0]["w2s_source"] == "referee"
     world.assert_clean()
 
 

@@ -134,11 +134,11 @@ def end_record(pod_id: str, reason: str, root: Path | None = None) -> dict[str, 
     return record
 
 
-def job_cost(job: str, root: Path | None = None, now: float | None = None) -> dict[str, Any]:
-    """What ``job``'s pods cost so far: total and per pod."""
+def job_cost(job: str, root: Path | None = None, now: float | None = None, run_dir: str = "") -> dict[str, Any]:
+    """What ``job``'s pods (a run without a job: the pods of its ``run_dir``) cost so far: total and per pod."""
     pods = []
     for record in all_records(root):
-        if record.get("job") != job:
+        if (record.get("job") or "") != job or (not job and record.get("run_dir") != run_dir):
             continue
         pods.append({"id": record["id"], "gpu_type": record.get("gpu_type"), "cost_per_hr": record.get("cost_per_hr"),
                      "created": record.get("created"), "ended": record.get("ended"),
@@ -148,11 +148,11 @@ def job_cost(job: str, root: Path | None = None, now: float | None = None) -> di
 
 def write_job_cost(record: dict[str, Any], root: Path | None = None) -> None:
     """``cost.json`` in the pod's run folder (what ``w2s jobs show`` and the UIs read)."""
-    run_dir, job = record.get("run_dir"), record.get("job")
-    if not run_dir or not job or not Path(run_dir).is_dir():
+    run_dir, job = str(record.get("run_dir") or ""), str(record.get("job") or "")
+    if not run_dir or not Path(run_dir).is_dir():
         return
     try:
-        atomic_write_json(Path(run_dir) / "cost.json", job_cost(str(job), root), indent=None)
+        atomic_write_json(Path(run_dir) / "cost.json", job_cost(job, root, run_dir=run_dir), indent=None)
     except OSError:
         pass
 
