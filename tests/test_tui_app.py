@@ -271,7 +271,7 @@ async def test_leaderboard_switches_dataset_sorts_and_filters(workspace):
         await pilot.press("4", "d")
         assert lb.dataset == "demo-math" and lb.table.row_count == 2
         assert [k.split("|")[1] for k in lb.table.order] == ["vanilla_w2s", "train_only_on_confident_labels"]
-        assert "baselines: weak 0.600 (3 seeds) · ceiling 0.900 (3 seeds)" in str(
+        assert "baselines: weak 0.600 · ceiling 0.900 (3 seeds each)" in str(
             lb.query_one("#lb-baselines").render())
         await pilot.press("s", "s", "s")  # pgr -> transfer -> seeds -> idea (alphabetical)
         assert lb.sort_name == "idea"

@@ -108,6 +108,10 @@ async def loaded(pilot) -> None:
                            and app.agents_pane.events and len(app.jobs_pane.log_view.lines) >= 31
                            and app.leaderboard_pane.table.row_count == 2, 60)
     await pilot.pause(0.3)
+    # both tails follow their newest line; where the first layout left them depends on timing
+    app.jobs_pane.log_view.scroll_end(animate=False, immediate=True)
+    app.agents_pane.query_one("#transcript").scroll_end(animate=False, immediate=True)
+    await pilot.pause(0.2)
 
 
 def test_snapshot_160x48_all_four_panes(snap_workspace, snap_compare):

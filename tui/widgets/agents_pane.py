@@ -214,7 +214,9 @@ class AgentsPane(Vertical):
         yield Static("", id="agent-budgets", classes="pane-note")
         yield Input(placeholder="search the transcript (enter: filter, esc: clear)", id="transcript-search",
                     classes="hidden")
-        yield RichLog(id="transcript", markup=True, wrap=True, max_lines=2000)
+        transcript = TranscriptLog(id="transcript", markup=True, wrap=True, max_lines=2000, min_width=20)
+        transcript.rewrite = lambda: self.set_filter(self.filter_text)
+        yield transcript
 
     @property
     def table(self) -> KeyedTable:
@@ -300,6 +302,7 @@ class AgentsPane(Vertical):
                 if not needle or needle in line.lower():
                     log.write(line)
 
+
     def _update_budgets(self) -> None:
         agent = self.agents.get(self.shown_agent or "")
         widget = self.query_one("#agent-budgets", Static)
@@ -340,6 +343,21 @@ class AgentsPane(Vertical):
         box.add_class("hidden")
         self.set_filter("")
         self.table.focus()
+
+
+class TranscriptLog(RichLog):
+    """A RichLog that follows its newest line after it gets or changes its size, and whose lines are
+    wrapped again at a new width (RichLog keeps them as wrapped when written, so a line written
+    while the pane was wider was cut at its edge). ``rewrite`` is how its pane redraws it."""
+
+    rewrite: Any = None
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if self.rewrite is not None and width and width != getattr(self, "_wrapped_at", width):
+            self.rewrite()
+        self._wrapped_at = width
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
 
 def worker_sleep(worker: Any, seconds: float) -> None:

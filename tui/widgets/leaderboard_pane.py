@@ -111,14 +111,17 @@ def baselines_text(dataset: str, rows: list[dict[str, Any]], baselines: list[dic
             ))
     parts = []
     for weak, n_weak, strong, n_strong in seen[:2]:
-        part = f"weak {num(weak)}{_seeds(n_weak)} · ceiling {num(strong)}{_seeds(n_strong)}"
+        if n_weak == n_strong:  # the usual case, said once: the line fits a quarter of a 120-column screen
+            part = f"weak {num(weak)} · ceiling {num(strong)}{_seeds(n_weak, ' each')}"
+        else:
+            part = f"weak {num(weak)}{_seeds(n_weak)} · ceiling {num(strong)}{_seeds(n_strong)}"
         parts.append(part)
     more = f" (+{len(seen) - 2} more settings)" if len(seen) > 2 else ""
     return "baselines: " + (" | ".join(parts) + more if parts else "none cached yet")
 
 
-def _seeds(n: Any) -> str:
-    return "" if not n else f" ({n} seed{'s' if n != 1 else ''})"
+def _seeds(n: Any, each: str = "") -> str:
+    return "" if not n else f" ({n} seed{'s' if n != 1 else ''}{each if n != 1 else ''})"
 
 
 class LeaderboardPane(Vertical):
@@ -215,7 +218,7 @@ class LeaderboardPane(Vertical):
         switcher = " ".join(f"[reverse] {escape(d)} [/]" if d == self.dataset else escape(d) for d in self.datasets)
         extra = f" · filter {escape(repr(self.filter_text))}" if self.filter_text else ""
         order = " reversed" if self.reverse else ""
-        head.update(f"dataset {switcher}  [dim](d: next · s: sort by {self.sort_name}{order} · S: reverse{extra})[/]")
+        head.update(f"{switcher}  [dim]d: next · s: sort ({self.sort_name}{order}) · S: reverse{extra}[/]")
         self._label_sorted_column()
         rows = self.visible_rows()
         self.query_one("#lb-baselines", Static).update(escape(baselines_text(self.dataset, rows, self.baselines)))

@@ -132,8 +132,12 @@ class LogView(ScrollView, can_focus=True):
         return max(self.size.width - 1, 1)
 
     def _resize_virtual(self) -> None:
-        """Recompute what scrolls: wrapped rows at the current width, or the widest line."""
-        if self.wrap:
+        """Recompute what scrolls: wrapped rows at the current width, or the widest line. Before the
+        first layout (no width yet) nothing is wrapped: the first resize does it."""
+        if self.wrap and self.size.width <= 1:
+            self._rows, self._row_counts, self._wrap_width = [], [], 0
+            self.virtual_size = Size(0, 0)
+        elif self.wrap:
             width = self._wrap_width = self._content_width()
             wrapped = [wrap_rows(line, width) for line in self._shown]
             self._rows = [row for rows in wrapped for row in rows]
