@@ -7,8 +7,8 @@ side; ``W2S_SANDBOX=runpod`` in its environment makes the sandbox it opens a
 submit, poll, logs and adopt-after-restart are the local executor's (detached wrapper, pid + start
 time), and this class adds the pods:
 
-- ``submit`` checks the settings and the bucket first (one line saying what is missing), refuses
-  agent jobs (their tools cannot run on pods yet), and gives the job process the operator's RunPod and
+- ``submit`` checks the settings and the bucket first (one line saying what is missing) and gives the
+  job process (an agent's loop too: its shell calls then run on pods) the operator's RunPod and
   AWS credentials (the scheduler strips secrets from the service's environment; these go to the
   trusted process only, never into a pod) and the pod's GPU count (the job's GPUs, at least 1; this
   machine's GPUs are not reserved: ``allocates_gpus``);
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 # the operator's credentials the trusted job process needs (RunPod API, S3 uploads and reads)
 CREDENTIAL_ENV = ("RUNPOD_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                   "AWS_SECURITY_TOKEN")
-AGENT_KINDS = frozenset({"agent"})
 SWEEP_RETRY_S = 60  # RunPod did not answer the orphan sweep: ask again after this long, not every tick
 
 
@@ -164,11 +163,8 @@ class RunPodExecutor(LocalExecutor):
 
     # -- the executor interface ------------------------------------------------------------------
     def submit(self, job: Job, command: list[str], env: dict[str, str]) -> Handle:
-        from core.sandbox.pod_plan import AGENTS_NOT_YET
         from core.sandbox.runpod import RunPodSandbox
 
-        if job.get("kind") in AGENT_KINDS:
-            raise ExecutorError(AGENTS_NOT_YET)
         problem = RunPodSandbox().problem()
         if problem:
             raise ExecutorError(problem)

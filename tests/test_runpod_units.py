@@ -89,8 +89,8 @@ def test_settings_defaults_env_and_file_and_one_line_errors(workspace: Path, mon
 
 
 # -- the plan ----------------------------------------------------------------------------------------
-def test_the_plan_sends_the_inputs_and_ideas_rewrites_paths_and_refuses_agents(workspace: Path, tmp_path: Path,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_plan_sends_the_inputs_and_ideas_rewrites_paths_and_brings_one_folder_back(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from core.run.ideas import check_idea
     from core.run.runner import sandbox_spec
 
@@ -109,10 +109,14 @@ def test_the_plan_sends_the_inputs_and_ideas_rewrites_paths_and_refuses_agents(w
     assert plan.env["PYTHONPATH"] == "/opt/w2s" and plan.env["W2S_IDEA_INPUTS"].startswith("/tmp/w2s/m")
     assert "CUDA_VISIBLE_DEVICES" not in plan.env and "/opt/w2s/.venv/bin" in plan.env["PATH"].split(":")
     assert str(tmp_path) not in json.dumps([plan.command, plan.env, plan.cwd])  # no host path reaches the pod
-    agent = SandboxSpec(["python", "-c", "1"], [Mount(tmp_path / "idea", writable=True), Mount(out, writable=True)],
-                        out=out)
-    with pytest.raises(SandboxUnavailable, match="^agents on runpod: not yet"):
-        build_plan(agent, REPO, python="python", code_dir="/opt/w2s")
+    shell = SandboxSpec(["bash", "-c", "ls"], [Mount(tmp_path / "idea", writable=True)], cwd=tmp_path / "idea")
+    plan = build_plan(shell, REPO, python="python", code_dir="/opt/w2s")  # an agent's shell: its folder comes back
+    assert plan.host_out is None and plan.writeback is not None and plan.writeback.source == tmp_path / "idea"
+    assert plan.cwd == plan.writeback.pod_path and plan.uploads == [plan.writeback]
+    two = SandboxSpec(["python", "-c", "1"], [Mount(tmp_path / "idea", writable=True), Mount(tmp_path / "b", writable=True),
+                                              Mount(out, writable=True)], out=out)
+    with pytest.raises(SandboxUnavailable, match="^runpod: a pod can bring back one writable folder"):
+        build_plan(two, REPO, python="python", code_dir="/opt/w2s")
 
 
 # -- creating pods -----------------------------------------------------------------------------------
@@ -193,14 +197,14 @@ def test_a_pod_that_stops_reporting_is_terminated(cloud: Cloud, tmp_path: Path,
 
 
 # -- the executor and the doctor -------------------------------------------------------------------------
-def test_agents_are_refused_on_runpod_and_the_doctor_says_what_is_missing(
+def test_unconfigured_runpod_refuses_jobs_and_the_doctor_says_what_is_missing(
         workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from executors import ExecutorError, get_executor
 
-    with pytest.raises(ExecutorError, match="^agents on runpod: not yet"):
-        get_executor("runpod").submit({"id": "a1", "kind": "agent", "attempt": 1, "run_dir": str(workspace)}, [], {})
     for name in ("RUNPOD_API_KEY", "W2S_S3_BUCKET", "W2S_RUNPOD_IMAGE"):
         monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ExecutorError, match="^runpod: not configured: set RUNPOD_API_KEY"):
+        get_executor("runpod").submit({"id": "a1", "kind": "agent", "attempt": 1, "run_dir": str(workspace)}, [], {})
     run_cli("doctor")
     line = next(x for x in capsys.readouterr().out.splitlines() if "executor runpod" in x)
     assert line.startswith("--  executor runpod: not configured: set RUNPOD_API_KEY (environment only), "

@@ -141,7 +141,8 @@ def launch_agent(
 
 
 def agent_sandbox(allow_unsafe: bool | None, doing: str = "launched", executor: str | None = None) -> Sandbox:
-    """The sandbox an agent's shell runs in (on the docker executor: its containers); UserError (one
+    """The sandbox an agent's shell runs in (on the docker executor: its containers; on the runpod
+    executor: a pod per call, see :mod:`core.sandbox.runpod`); UserError (one
     line, with both ways out) when there is none and the operator did not accept running unisolated."""
     try:
         if executor == "docker":
@@ -152,6 +153,14 @@ def agent_sandbox(allow_unsafe: bool | None, doing: str = "launched", executor: 
             if problem:
                 raise SandboxUnavailable(problem)
             return docker
+        if executor == "runpod":  # each shell call on a pod; the loop and its key stay on this side
+            from core.sandbox.runpod import RunPodSandbox
+
+            pod = RunPodSandbox()
+            problem = pod.problem()
+            if problem:
+                raise SandboxUnavailable(problem)
+            return pod
         return default_sandbox(allow_unsafe)
     except SandboxUnavailable as exc:
         raise UserError(f"agent not {doing}: {exc} (or `w2s agent launch {UNSAFE_FLAG}`)") from None

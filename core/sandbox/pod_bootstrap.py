@@ -15,7 +15,9 @@ What it does, in order:
 3. downloads and unpacks the inputs (``tarfile``'s ``data`` filter: no links out, no devices);
 4. runs the command (inside the pod there is no further sandbox: the pod is the isolation boundary);
 5. uploads ``predictions.json``, ``error.json`` and ``idea_output.json`` when present (five tries each),
-   the last events and log, then ``status.json`` with the exit code and which outputs arrived;
+   the plan's ``writeback`` folder (an agent's idea folder) as a tarball of its regular files and
+   folders (links and the rest left out, size-capped), the last events and log, then ``status.json``
+   with the exit code and which outputs arrived;
 6. lingers ``linger_s`` seconds for the trusted side to terminate the pod, then exits.
 
 SIGTERM is passed on to the command; the outputs are still uploaded.
@@ -162,6 +164,38 @@ def upload_outputs(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
     return done, failed
 
 
+def pack_writeback(folder: Path, dest: Path) -> None:
+    """``folder``'s regular files and folders (nothing else: no link, no device) into ``dest``."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for root, dirs, files in os.walk(folder):
+            for name in sorted(dirs) + sorted(files):
+                path = Path(root) / name
+                if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                    continue
+                tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+
+
+def upload_writeback(plan: dict[str, Any], workdir: Path) -> bool | None:
+    """The writable folder back to the trusted side: True when uploaded, None when the plan has none."""
+    item = plan.get("writeback")
+    if not item:
+        return None
+    cap = int((plan.get("limits") or {}).get("writeback", 64 << 20))
+    dest = workdir / "writeback.tar.gz"
+    try:
+        pack_writeback(Path(item["dir"]), dest)
+        if dest.stat().st_size > cap:
+            say(f"the writable folder packs to {dest.stat().st_size} bytes, over the cap of {cap}: not sent back")
+            return False
+        http(plan["put"]["writeback"], dest.read_bytes(), tries=5)
+        return True
+    except OSError as exc:
+        say(f"upload of the writable folder failed: {exc}")
+        return False
+    finally:
+        dest.unlink(missing_ok=True)
+
+
 def linger(plan: dict[str, Any]) -> None:
     deadline = time.monotonic() + float(plan.get("linger_s", 60.0))
     while time.monotonic() < deadline:
@@ -184,6 +218,7 @@ def run(plan: dict[str, Any]) -> int:
     reporter = Reporter(plan, log_path)
     reporter.start()
     code = SETUP_FAILED
+    unpacked = False
     with open(log_path, "ab", buffering=0) as log:
         try:
             unpack(plan["inputs"], workdir)
@@ -192,6 +227,7 @@ def run(plan: dict[str, Any]) -> int:
             (Path(plan["out"]) / "error.json").write_text(
                 json.dumps({"error": f"the pod could not fetch its inputs: {exc}"}), encoding="utf-8")
         else:
+            unpacked = True
             reporter.state = "running"
             say("inputs unpacked; running the command")
             proc = subprocess.Popen(plan["command"], env=plan["env"], cwd=plan.get("cwd") or "/tmp",
@@ -215,6 +251,9 @@ def run(plan: dict[str, Any]) -> int:
         except OSError as exc:
             say(f"final progress/log upload failed: {exc}")
         done, failed = upload_outputs(plan)
+        sent = upload_writeback(plan, workdir) if unpacked else None  # a half-unpacked folder never goes back
+        if sent is not None:
+            (done if sent else failed).append("writeback")
         reporter.state = "exited"
         try:
             reporter.status({"code": code, "outputs": done, "failed": failed}, tries=8)

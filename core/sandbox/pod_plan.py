@@ -6,9 +6,11 @@ host's paths mean nothing there. The rules:
 - the library code (``<repo>/core`` and anything mounted inside it, e.g. the empty folder that hides
   the demo generator) is the image's own, at ``code_dir`` (the production image has no demo
   generator); the repository root in ``PYTHONPATH`` becomes ``code_dir``;
-- the spec's one writable mount must be its ``out`` folder: it becomes ``<workdir>/out`` on the pod, and
-  the attach process copies what the pod leaves there back into it. Any other writable mount (an
-  agent's own idea folder) is refused: agents on RunPod are not supported yet;
+- the spec's ``out`` folder (writable) becomes ``<workdir>/out`` on the pod, and the attach process copies
+  what the pod leaves there back into it. One other writable mount (an agent's own idea folder, for its
+  shell) travels like a read-only one and comes back: the pod tars it after the command and the attach
+  process replaces the local folder's contents with it (:mod:`core.sandbox.writeback`). A second one
+  is refused: a pod shares no folder with this machine;
 - every other read-only mount (the staged inputs, the ideas folder, a workspace idea's folder)
   travels as a tarball and is unpacked at ``<workdir>/m<i>``, without the parts another mount
   covers; the Hugging Face model cache does not travel (the image brings its models);
@@ -29,8 +31,7 @@ from core.sandbox.base import Mount, SandboxSpec, SandboxUnavailable
 
 POD_WORKDIR = "/tmp/w2s"
 DROPPED_ENV = ("CUDA_VISIBLE_DEVICES", "HF_HUB_CACHE")
-AGENTS_NOT_YET = ("agents on runpod: not yet (an agent's tools write to its idea folder, which a pod cannot "
-                  "share); run the agent on the local or docker executor")
+TOO_MANY_WRITABLE = "runpod: a pod can bring back one writable folder besides the output"
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class PodPlan:
     env: dict[str, str]
     cwd: str
     out: str  # the pod's output folder
-    host_out: Path  # where the attach process copies it back to
+    host_out: Path | None  # where the attach process copies it back to (None: the spec names no output)
     uploads: list[Upload] = field(default_factory=list)
+    writeback: Upload | None = None  # the writable folder that travels both ways (also in ``uploads``)
     mapping: list[tuple[str, str]] = field(default_factory=list)  # host path -> pod path, longest first
 
 
@@ -90,18 +92,22 @@ def _rewriter(mapping: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], Ca
 def build_plan(spec: SandboxSpec, repo: Path, *, python: str, code_dir: str, workdir: str = POD_WORKDIR) -> PodPlan:
     """The pod's side of ``spec`` (see the module docstring); SandboxUnavailable when it cannot run on a pod."""
     out_mount: Mount | None = None
+    back_mount: Mount | None = None
     for mount in spec.mounts:
         if not mount.writable:
             continue
         if spec.out is not None and Path(mount.inside) == Path(spec.out) and out_mount is None:
             out_mount = mount
+        elif back_mount is None:
+            back_mount = mount
         else:
-            raise SandboxUnavailable(f"{AGENTS_NOT_YET} (writable mount {mount.inside})")
-    if out_mount is None:
+            raise SandboxUnavailable(f"{TOO_MANY_WRITABLE} (writable mounts {back_mount.inside}, {mount.inside})")
+    if out_mount is None and back_mount is None:
         raise SandboxUnavailable("runpod: the run names no output folder to bring back")
     hub = spec.env.get("HF_HUB_CACHE")
-    mapping: list[tuple[str, str]] = [(str(out_mount.inside), f"{workdir}/out"), (str(repo), code_dir),
-                                      (str(repo.resolve()), code_dir)]
+    mapping: list[tuple[str, str]] = [(str(repo), code_dir), (str(repo.resolve()), code_dir)]
+    if out_mount is not None:
+        mapping.append((str(out_mount.inside), f"{workdir}/out"))
     uploads: list[Upload] = []
     travelling: list[tuple[Mount, str]] = []
     for i, mount in enumerate(spec.mounts):
@@ -122,6 +128,7 @@ def build_plan(spec: SandboxSpec, repo: Path, *, python: str, code_dir: str, wor
         covered = tuple(str(Path(other.inside).relative_to(inside)) for other in spec.mounts
                         if other is not mount and Path(other.inside) != inside and _under(Path(other.inside), inside))
         uploads.append(Upload(Path(pod_path).name, Path(mount.source), pod_path, covered))
+    writeback = next((u for u, (m, _) in zip(uploads, travelling, strict=True) if m is back_mount), None)
     ordered, rewrite = _rewriter(mapping)
     host_pythons = {sys.executable, os.path.realpath(sys.executable)}
     command = [python if i == 0 and str(part) in host_pythons else rewrite(str(part))
@@ -137,4 +144,5 @@ def build_plan(spec: SandboxSpec, repo: Path, *, python: str, code_dir: str, wor
             continue
         env[key] = rewrite(str(value))
     return PodPlan(command=command, env=env, cwd=rewrite(str(spec.cwd)),
-                   out=f"{workdir}/out", host_out=Path(out_mount.source), uploads=uploads, mapping=ordered)
+                   out=f"{workdir}/out", host_out=Path(out_mount.source) if out_mount else None, uploads=uploads,
+                   mapping=ordered, writeback=writeback)

@@ -20,7 +20,12 @@ runs here, as a local job):
 
 A failure before the pod exists (S3 unreachable, an upload refused, no GPU type affordable) is one
 line and no pod; no capacity for long enough is a :class:`~core.sandbox.runpod_pods.PodCapacityError`,
-which the job reports as transient. Agents' tools cannot run here yet (see :mod:`core.sandbox.pod_plan`).
+which the job reports as transient.
+
+An agent's shell call (a spec with no output folder and the agent's idea folder writable) is one pod
+per call: the idea folder travels as an input, the pod sends its copy back when the command ends and
+the attach process puts it in place of the local folder (:mod:`core.sandbox.writeback`). The agent loop
+and its Anthropic key stay here: the attach process does not even inherit the key.
 
 UNVERIFIED: real RunPod, real S3 and GPUs. The tests run this against ``moto`` (a real S3 API) and a
 local stand-in of RunPod's GraphQL API whose pods are containers on a local Docker engine.
@@ -31,8 +36,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -46,6 +53,7 @@ from core.sandbox.pod_plan import PodPlan, build_plan
 from core.sandbox.runpod_pods import create_pod, terminate
 from core.sandbox.runpod_settings import RunPodSettings, load_settings, workspace_tag
 from core.sandbox.s3_artifacts import Artifacts, temp_tarball
+from core.sandbox.writeback import MAX_TARBALL_BYTES
 
 OUTPUTS = ("predictions.json", "error.json", "idea_output.json")
 POD_ENV_BASE = {"PYTHONUNBUFFERED": "1"}
@@ -59,6 +67,7 @@ def repo_root() -> Path:
 class _Pod:
     id: str
     prefix: str
+    scratch: Path | None = None  # the attach process's output folder when the spec named none
 
 
 def run_prefix(job: str | None, attempt: str | None) -> str:
@@ -73,6 +82,10 @@ def pod_plan_document(plan: PodPlan, s3: Artifacts, prefix: str, settings: RunPo
     put = {name: s3.put_url(out + name) for name in OUTPUTS}
     put.update(status=s3.put_url(out + "status.json"), events=s3.put_url(out + "events.jsonl"),
                log=s3.put_url(out + "log"))
+    writeback = None
+    if plan.writeback is not None:
+        put["writeback"] = s3.put_url(out + "writeback.tar.gz")
+        writeback = {"dir": plan.writeback.pod_path}
     return {
         "version": 1,
         "workdir": str(Path(plan.out).parent),
@@ -86,7 +99,8 @@ def pod_plan_document(plan: PodPlan, s3: Artifacts, prefix: str, settings: RunPo
         "put": put,
         "upload_every_s": settings.upload_every_s,
         "linger_s": settings.linger_s,
-        "limits": {"events": 16 << 20, "log": 32 << 20, "outputs": 256 << 20},
+        "limits": {"events": 16 << 20, "log": 32 << 20, "outputs": 256 << 20, "writeback": MAX_TARBALL_BYTES},
+        "writeback": writeback,
     }
 
 
@@ -162,17 +176,23 @@ class RunPodSandbox(Sandbox):
         say(f"[w2s] runpod: pod {record['id']} ({record['gpu_type']}, ${record['cost_per_hr'] or 0:.2f}/h) "
             f"created (inputs uploaded in {uploaded - started:.1f} s, pod asked for in "
             f"{time.monotonic() - uploaded:.1f} s); waiting for it to report")
+        scratch = None if plan.host_out is not None else Path(tempfile.mkdtemp(prefix="w2s-pod-out-"))
         argv = [sys.executable, "-m", "core.sandbox.runpod_attach", record["id"], "--prefix", prefix,
-                "--out", str(plan.host_out), "--created", f"{record['created']:.3f}"]
-        env_attach = {**os.environ, "PYTHONPATH": str(repo_root()), "PYTHONDONTWRITEBYTECODE": "1"}
+                "--out", str(plan.host_out or scratch), "--created", f"{record['created']:.3f}"]
+        if plan.writeback is not None:
+            argv += ["--writeback", str(plan.writeback.source)]
+        env_attach = {**{k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")},
+                      "PYTHONPATH": str(repo_root()), "PYTHONDONTWRITEBYTECODE": "1"}
         try:
             proc = subprocess.Popen(argv, env=env_attach, cwd=str(repo_root()), stdin=subprocess.DEVNULL,
                                     stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
         except OSError as exc:
             terminate(settings, record["id"], "its attach process could not start", say=say)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             raise SandboxUnavailable(f"runpod: cannot start the pod's attach process: {exc}") from None
         with self._lock:
-            self._runs[proc] = _Pod(record["id"], prefix)
+            self._runs[proc] = _Pod(record["id"], prefix, scratch)
         return proc
 
     def pod_of(self, proc: subprocess.Popen[bytes]) -> str | None:
@@ -189,6 +209,8 @@ class RunPodSandbox(Sandbox):
             run = self._runs.pop(proc, None)
         if run is None:
             return
+        if run.scratch is not None:
+            shutil.rmtree(run.scratch, ignore_errors=True)
         from core.sandbox.runpod_pods import read_record
 
         record = read_record(run.id)

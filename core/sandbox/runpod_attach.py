@@ -10,6 +10,9 @@ RunPod API and makes it look local:
   ``idea_output.json`` are copied into ``DIR``, the pod is terminated, the run's S3 prefix deleted
   (unless ``keep_s3``; kept, and said, when something could not be copied) and this process exits with
   the pod's exit code;
+- with ``--writeback FOLDER`` (an agent's shell call), the pod's tarball of that folder replaces
+  ``FOLDER``'s contents once checked (:mod:`core.sandbox.writeback`); a refused or missing one leaves
+  it as it was and says why on stderr (exit 1 when the command itself succeeded);
 - the pod is terminated, and ``DIR/error.json`` says why in one line, when it has not reported within
   ``start_timeout_s`` of its creation, when it stops reporting for ``heartbeat_timeout_s``, when RunPod
   shows it stopped before its run ended (it died) or no longer knows it, on SIGTERM/SIGINT/SIGHUP
@@ -37,6 +40,7 @@ from core.common.errors import UserError
 from core.sandbox.runpod_pods import PodApi, RunPodApiError, read_record, terminate, write_job_cost
 from core.sandbox.runpod_settings import RunPodSettings, load_settings
 from core.sandbox.s3_artifacts import Artifacts, S3Failure
+from core.sandbox.writeback import MAX_TARBALL_BYTES, WritebackRefused, apply_writeback
 
 ERROR_FILE = "error.json"
 OUTPUTS = ("predictions.json", "error.json", "idea_output.json")
@@ -179,6 +183,22 @@ class Watch:
             self.stop.wait(s.poll_s)
         raise PodGone("stopped by a signal")
 
+    def pull_writeback(self, status: dict[str, Any], folder: Path) -> str | None:
+        """The pod's copy of ``folder`` in place of the local one; None, or why it did not come back."""
+        if "writeback" not in (status.get("outputs") or []):
+            return "the pod did not send the folder back"
+        try:
+            data = self.s3.read(out_key(self.prefix, "writeback.tar.gz"), 0, MAX_TARBALL_BYTES + 1)
+        except S3Failure as exc:
+            return str(exc)
+        if data is None:
+            return "the pod's tarball of the folder is missing"
+        try:
+            apply_writeback(data, folder)
+        except WritebackRefused as exc:
+            return f"refused: {exc}"
+        return None
+
     def write_error(self, message: str) -> None:
         atomic_write_bytes(self.out / ERROR_FILE, json.dumps({"error": message}).encode())
 
@@ -228,7 +248,12 @@ def run(args: argparse.Namespace) -> int:
         return FAILED
     missing = watch.pull_outputs(status)
     code = int(status.get("code", FAILED))
-    failed = list(status.get("failed") or []) + missing
+    failed = [name for name in status.get("failed") or [] if name != "writeback"] + missing
+    if args.writeback:
+        why = watch.pull_writeback(status, Path(args.writeback))
+        if why is not None:
+            _err(f"the pod's changes to {args.writeback} were not brought back ({why}); the folder is as it was")
+            code = code or FAILED
     watch.finish(f"finished (exit code {code})")
     if failed:
         message = (f"the pod's {', '.join(failed)} did not arrive through S3; what did arrive stays under "
@@ -249,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", required=True, help="the run's S3 prefix (ends with /)")
     parser.add_argument("--out", required=True, help="the local output folder the runner reads")
     parser.add_argument("--created", required=True, help="when the pod was created (epoch seconds)")
+    parser.add_argument("--writeback", help="the local folder the pod's writable copy replaces when it ends")
     args = parser.parse_args(argv)
     try:
         return run(args)
