@@ -203,7 +203,7 @@ def linger(plan: dict[str, Any]) -> None:
 
 
 def run(plan: dict[str, Any]) -> int:
-    workdir = Path(plan.get("workdir", "/tmp/w2s"))
+    workdir = Path(plan.get("workdir", "/tmp/w2s-pod-run"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         prior = http(plan["status_url"], tries=3)

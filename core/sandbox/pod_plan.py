@@ -29,7 +29,9 @@ from pathlib import Path
 
 from core.sandbox.base import Mount, SandboxSpec, SandboxUnavailable
 
-POD_WORKDIR = "/tmp/w2s"
+# a folder of its own on the pod: the stand-in mounts the host's Python at its host path, which may
+# lie under /tmp (a checkout there), so a common prefix like /tmp/w2s could be a read-only parent
+POD_WORKDIR = "/tmp/w2s-pod-run"
 DROPPED_ENV = ("CUDA_VISIBLE_DEVICES", "HF_HUB_CACHE")
 TOO_MANY_WRITABLE = "runpod: a pod can bring back one writable folder besides the output"
 
