@@ -19,7 +19,7 @@ import pytest
 
 from core.common.errors import UserError
 from core.sandbox.base import Mount, SandboxSpec, SandboxUnavailable
-from core.sandbox.pod_plan import build_plan
+from core.sandbox.pod_plan import POD_WORKDIR, build_plan
 from core.sandbox.runpod_pods import PodCapacityError, create_pod, read_record
 from core.sandbox.runpod_settings import load_settings, workspace_tag
 from tests.conftest import REPO, run_cli, wait_until
@@ -105,8 +105,8 @@ def test_the_plan_sends_the_inputs_and_ideas_rewrites_paths_and_brings_one_folde
     assert plan.command[:3] == ["/opt/w2s/.venv/bin/python", "-m", "core.run.sandboxed_idea"]
     idea_dir = plan.command[plan.command.index("--idea-dir") + 1]
     ideas_upload = next(u for u in plan.uploads if u.source == (REPO / "ideas").resolve())
-    assert idea_dir == f"{ideas_upload.pod_path}/vanilla_w2s" and plan.command[-1] == "/tmp/w2s/out"
-    assert plan.env["PYTHONPATH"] == "/opt/w2s" and plan.env["W2S_IDEA_INPUTS"].startswith("/tmp/w2s/m")
+    assert idea_dir == f"{ideas_upload.pod_path}/vanilla_w2s" and plan.command[-1] == f"{POD_WORKDIR}/out"
+    assert plan.env["PYTHONPATH"] == "/opt/w2s" and plan.env["W2S_IDEA_INPUTS"].startswith(f"{POD_WORKDIR}/m")
     assert "CUDA_VISIBLE_DEVICES" not in plan.env and "/opt/w2s/.venv/bin" in plan.env["PATH"].split(":")
     assert str(tmp_path) not in json.dumps([plan.command, plan.env, plan.cwd])  # no host path reaches the pod
     shell = SandboxSpec(["bash", "-c", "ls"], [Mount(tmp_path / "idea", writable=True)], cwd=tmp_path / "idea")
