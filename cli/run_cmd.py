@@ -164,6 +164,7 @@ def _executor(name: str | None, use_service: bool) -> str:
     seed's trusted process on this machine, its idea in bwrap or in a container); docker is checked
     at once (engine, image) so a missing engine is one line, not a failed seed."""
     from core.control.service import default_executor
+    from core.sandbox.select import executor_problem
     from executors import executor_names
 
     name = name or (default_executor() if use_service else "local")
@@ -174,18 +175,10 @@ def _executor(name: str | None, use_service: bool) -> str:
     if name not in ("local", "docker", "runpod"):
         raise UserError(f"--executor {name}: needs the control service (`w2s serve --detach`); "
                         "without one, seeds run here with --executor local, docker or runpod")
-    if name == "runpod":  # the seeds' trusted side here, their ideas on pods
-        from core.sandbox.runpod import RunPodSandbox
-
-        problem = RunPodSandbox().problem()
-        if problem:
-            raise UserError(f"--executor runpod: {problem}")
-    if name == "docker":
-        from core.sandbox.docker import DockerSandbox
-
-        problem = DockerSandbox().problem()
-        if problem:
-            raise UserError(f"--executor docker: {problem}")
+    # the seeds' trusted side runs here, their ideas in a container or on a pod: checked at once
+    problem = executor_problem(name)
+    if problem:
+        raise UserError(f"--executor {name}: {problem}")
     return name
 
 

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.common.errors import UserError
+from core.common.settings_file import read_section
 from core.common.workspace import paths
 
 SETTINGS_FILE = "settings.toml"
@@ -69,23 +69,6 @@ def settings_path(root: Path | None = None) -> Path:
     return (root or paths().root) / ".w2s" / SETTINGS_FILE
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from exc
-    section = data.get("slurm", {})
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: slurm: expected a table ([slurm])")
-    return section
-
-
 def _check_text(where: str, value: Any, pattern: re.Pattern[str], example: str) -> str:
     if not isinstance(value, str):
         raise UserError(f"{where}: expected text like {example!r}, got {type(value).__name__}")
@@ -119,7 +102,7 @@ def load_settings(root: Path | None = None, environ: dict[str, str] | None = Non
     path = settings_path(root)
     env = os.environ if environ is None else environ
     raw: dict[str, tuple[str, Any]] = {}  # field -> (where it came from, value)
-    section = _read_file(path)
+    section = read_section(path, "slurm")
     known = {"partition", "account", "qos", "time", "cpus", "mem", "modules", "max_jobs"}
     for key, value in section.items():
         if key not in known:

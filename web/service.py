@@ -84,17 +84,15 @@ class ServiceLock:
 def check_executor(name: str | None) -> str:
     """The service's default executor: a registered one whose sandbox works here (for docker: the
     engine answers and the image is there), else one line saying why not."""
+    from core.sandbox.select import executor_problem
     from executors import executor_names
 
     name = (name or "local").strip()
     if name not in executor_names():
         raise UserError(f"--executor: unknown executor {name!r} (known: {', '.join(executor_names())})")
-    if name == "docker":
-        from core.sandbox.docker import DockerSandbox
-
-        problem = DockerSandbox().problem()
-        if problem:
-            raise UserError(f"--executor docker: {problem}")
+    problem = executor_problem(name)
+    if problem:
+        raise UserError(f"--executor {name}: {problem}")
     return name
 
 

@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.common.errors import UserError
+from core.common.settings_file import read_section
 from core.common.workspace import paths
 
 API_KEY_ENV = "RUNPOD_API_KEY"
@@ -133,23 +133,6 @@ def settings_path(root: Path | None = None) -> Path:
     return (root or paths().root) / ".w2s" / SETTINGS_FILE
 
 
-def _section(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML: {exc}") from exc
-    section = data.get("runpod", {})
-    if not isinstance(section, dict):
-        raise UserError(f"{path}: runpod: expected a table ([runpod])")
-    return section
-
-
 def _convert(where: str, kind: str, value: Any) -> Any:
     if kind == "text":
         if not isinstance(value, str):
@@ -187,7 +170,7 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     path = settings_path(root)
     values: dict[str, Any] = {}
-    for key, value in _section(path).items():
+    for key, value in read_section(path, "runpod").items():
         if key not in _FIELDS:
             raise UserError(f"{path}: runpod.{key}: unknown setting (known: {', '.join(sorted(_FIELDS))})")
         values[key] = _convert(f"{path}: runpod.{key}", _FIELDS[key][1], value)

@@ -18,6 +18,26 @@ def unsafe_allowed() -> bool:
     return os.environ.get(UNSAFE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def named_sandbox(name: str) -> Sandbox | None:
+    """The sandbox an executor asks for by name (``docker``: a container, ``runpod``: a pod); None for
+    ``local`` and every other executor, whose ideas run in the local sandbox."""
+    if name == "docker":
+        from core.sandbox.docker import DockerSandbox
+
+        return DockerSandbox()
+    if name == "runpod":
+        from core.sandbox.runpod import RunPodSandbox
+
+        return RunPodSandbox()
+    return None
+
+
+def executor_problem(name: str) -> str | None:
+    """Why the executor ``name`` cannot run an idea here (its engine, image or settings), or None."""
+    box = named_sandbox(name)
+    return box.problem() if box is not None else None
+
+
 def default_sandbox(allow_unsafe: bool | None = None) -> Sandbox:
     """The local sandbox (bwrap) when it works, else Landlock (user namespaces disabled: weaker, no
     pid namespace, paths not hidden, but nothing outside the allow-list can be read); the unsafe
@@ -30,22 +50,12 @@ def default_sandbox(allow_unsafe: bool | None = None) -> Sandbox:
     unverified results explicitly).
     """
     asked = os.environ.get(SANDBOX_ENV, "").strip().lower()
-    if asked == "docker":
-        from core.sandbox.docker import DockerSandbox
-
-        docker = DockerSandbox()
-        why = docker.problem()
+    named = named_sandbox(asked)
+    if named is not None:
+        why = named.problem()
         if why:
-            raise SandboxUnavailable(f"{SANDBOX_ENV}=docker: {why}")
-        return docker
-    if asked == "runpod":  # a job of the runpod executor: the idea runs on a pod, nowhere else
-        from core.sandbox.runpod import RunPodSandbox
-
-        pod = RunPodSandbox()
-        why = pod.problem()
-        if why:
-            raise SandboxUnavailable(f"{SANDBOX_ENV}=runpod: {why}")
-        return pod
+            raise SandboxUnavailable(f"{SANDBOX_ENV}={asked}: {why}")
+        return named
     if asked not in ("", "local"):
         raise SandboxUnavailable(f"{SANDBOX_ENV}={asked!r}: unknown sandbox (known: docker, local, runpod)")
     bwrap = BwrapSandbox()
@@ -108,4 +118,5 @@ def docker_report() -> SandboxReport:
                                          f"{box.settings.image}); used by the docker executor")
 
 
-__all__ = ["SandboxUnavailable", "default_sandbox", "docker_report", "doctor", "unsafe_allowed"]
+__all__ = ["SandboxUnavailable", "default_sandbox", "docker_report", "doctor", "executor_problem", "named_sandbox",
+           "unsafe_allowed"]
