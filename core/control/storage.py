@@ -305,6 +305,9 @@ class AtomicJSONStorage(Storage):
                 prev_tmp.unlink(missing_ok=True)
                 os.link(self.path, prev_tmp)
                 os.replace(prev_tmp, self.prev)
+                # rename() between two links of one inode does nothing and leaves the source: that
+                # happens when a writer was killed after linking .prev but before replacing the file.
+                prev_tmp.unlink(missing_ok=True)
             # No directory fsync: it only adds durability of the rename across power loss (the old,
             # whole generation survives instead), and it doubles the cost of every write.
             os.replace(tmp, self.path)
