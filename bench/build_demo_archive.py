@@ -1,12 +1,17 @@
-"""Regenerate the top-level ``cache_results.tar.gz``: the demo datasets' baseline results.
+"""Regenerate the top-level ``cache_results.tar.gz`` and the five-method table of ``bench/README.md``.
 
     uv run python bench/build_demo_archive.py            # fresh workspace, all demo datasets, seeds 42-44
+    uv run python bench/build_demo_archive.py --from-archive --workspace /tmp/w2s-five   # reuse the
+                                                         # committed archive's baselines and rows
 
-Runs ``vanilla_w2s`` and ``train_only_on_confident_labels`` on demo-chat, demo-code and demo-math
-through the same code path as ``w2s run`` (``core.app.seed_runs.run_local``: baselines built first, one
-process per seed), in a fresh workspace holding only copies of the repo's ``data/`` and
-``labeled_data/`` (pass ``--workspace`` to resume a partial build: cached seeds are reused). The
-archive holds only ``cache_results/...`` entries of those four producers/ideas, in sorted order.
+Runs the five methods (``vanilla_w2s``, ``train_only_on_confident_labels``, ``ue_zeroshot``,
+``ue_fewshot``, ``critic``; ``--ideas`` picks some) on demo-chat, demo-code and demo-math through the
+same code path as ``w2s run`` (``core.app.seed_runs.run_local``: baselines built first, one process per
+seed), in a workspace holding only copies of the repo's ``data/`` and ``labeled_data/`` (and, with
+``--from-archive``, the committed archive imported first, so its still-valid seeds are reused; pass
+``--workspace`` to resume a partial build). It then prints the leaderboard's figures per dataset and
+method as a markdown table (mean transfer, PGR mean ± SEM and its 95% t-interval over the seeds)
+and writes the archive: only ``cache_results/...`` entries of the baselines and those ideas, sorted.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DATASETS = ("demo-chat", "demo-code", "demo-math")
-IDEAS = ("vanilla_w2s", "train_only_on_confident_labels")
-GROUPS = ("weak_artifacts", "train_ceiling", *IDEAS)
+IDEAS = ("vanilla_w2s", "train_only_on_confident_labels", "ue_zeroshot", "ue_fewshot", "critic")
+BASELINE_GROUPS = ("weak_artifacts", "train_ceiling")
 
 
 def _prepare_workspace(ws: Path) -> None:
@@ -60,7 +65,7 @@ def _still_valid(cached: dict | None, cfg: RunConfig) -> bool:
     return True
 
 
-def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
+def _run_all(ws: Path, seeds: list[int], datasets: list[str], ideas: list[str]) -> list[str]:
     os.environ["W2S_WORKSPACE"] = str(ws)
     from core.app.seed_runs import run_local
     from core.common.config import RunConfig
@@ -70,7 +75,7 @@ def _run_all(ws: Path, seeds: list[int], datasets: list[str]) -> list[str]:
 
     failures = []
     for seed in seeds:  # seed by seed, vanilla first: every dataset's first result comes early
-        for idea in IDEAS:
+        for idea in ideas:
             for ds in datasets:
                 cfg = prepare_config(RunConfig(data_dir=f"data/{ds}"), static_defaults(find_idea(idea)), cuda=False)
                 cached = read_result(ds, idea, result_key(cfg), seed)
@@ -101,13 +106,13 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
-def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) -> dict[str, int]:
+def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int], ideas: list[str]) -> dict[str, int]:
     """Tar ``cache_results/<ds>_<group>/<key>/seed_<s>.json`` for the demo groups, with the predictions
     kept beside referee-scored seeds (sorted, no mtimes)."""
     base = ws / "cache_results"
     files: list[Path] = []
     for ds in datasets:
-        for group in GROUPS:
+        for group in (*BASELINE_GROUPS, *ideas):
             folder = base / f"{ds}_{group}"
             for f in sorted(folder.glob("*/seed_*.json")):
                 if int(f.stem.split("_", 1)[1]) in seeds:
@@ -134,24 +139,73 @@ def build_archive(ws: Path, out: Path, datasets: list[str], seeds: list[int]) ->
     return counts
 
 
+def _fmt(value: float | None, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def table(ws: Path, datasets: list[str], ideas: list[str], weak_model: str = "demo-weak") -> str:
+    """The leaderboard's own figures (``core.results.leaderboard``) for each dataset and method, the
+    rows whose teacher is ``weak_model`` (PGR against the pinned 3-seed baselines)."""
+    os.environ["W2S_WORKSPACE"] = str(ws)
+    from core.results.leaderboard import leaderboard_rows
+
+    lines = ["| data | method | seeds | weak | ceiling | transfer (mean ± SEM) | PGR (mean ± SEM) | PGR 95% CI |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for ds in datasets:
+        rows: dict[str, dict] = {}
+        for r in leaderboard_rows(ds, root=ws / "cache_results"):
+            if (r.get("baseline_pin") or {}).get("weak_model") == weak_model.replace("-", "_"):
+                rows.setdefault(r["idea"], r)
+        for idea in ideas:
+            r = rows.get(idea)
+            if r is None:
+                lines.append(f"| {ds} | {idea} | 0 | | | not run | | |")
+                continue
+            ci = r.get("pgr_ci95")
+            ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "n/a"
+            lines.append(
+                f"| {ds} | {idea} | {r.get('n_seeds')} | {_fmt(r.get('weak_acc'))} | {_fmt(r.get('strong_acc'))} "
+                f"| {_fmt(r.get('transfer_acc'))} ± {_fmt(r.get('transfer_sem'))} "
+                f"| {_fmt(r.get('pgr_mean'), True)} ± {_fmt(r.get('pgr_sem'))} | {ci_text} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workspace", type=Path, default=None, help="build here (default: a fresh temp folder)")
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--out", type=Path, default=REPO / "cache_results.tar.gz")
+    ap.add_argument("--ideas", default=",".join(IDEAS), help="the methods to run (comma-separated)")
+    ap.add_argument("--from-archive", action="store_true", help="import the committed archive into the workspace first")
     ap.add_argument("--archive-only", action="store_true", help="only pack what the workspace already has")
+    ap.add_argument("--table-only", action="store_true", help="only print the table of what the workspace has")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     datasets = [d for d in args.datasets.split(",") if d]
+    ideas = [i for i in args.ideas.split(",") if i]
     ws = (args.workspace or Path(f"/tmp/w2s-demo-archive-{os.getpid()}")).resolve()
     ws.mkdir(parents=True, exist_ok=True)
     print(f"workspace: {ws}", flush=True)
+    if args.table_only:
+        print(table(ws, datasets, ideas))
+        return 0
     failures: list[str] = []
     if not args.archive_only:
         _prepare_workspace(ws)
-        failures = _run_all(ws, seeds, datasets)
-    counts = build_archive(ws, args.out, datasets, seeds)
+        if args.from_archive:
+            os.environ["W2S_WORKSPACE"] = str(ws)
+            from core.results.archive import import_archive
+
+            committed = REPO / "cache_results.tar.gz"
+            report = import_archive(committed, root=ws / "cache_results")
+            print(f"imported {committed}: {report}", flush=True)
+        failures = _run_all(ws, seeds, datasets, ideas)
+    print(table(ws, datasets, ideas), flush=True)
+    counts = build_archive(ws, args.out, datasets, seeds, ideas)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
     for group, n in sorted(counts.items()):
         print(f"  {group}: {n} files")
