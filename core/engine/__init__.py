@@ -73,12 +73,15 @@ def train_and_predict(
     log: Callable[[str], None] | None = None,
     *,
     apply_recommended: bool = True,
+    keep: Callable[[Any], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Fine-tune ``model`` on (train_rows, P(class 1) targets), then score each predict set.
 
     Returns ``{set name: float64 array of P(class 1)}`` in the given row order. With
     ``apply_recommended`` the registry's per-model settings replace RunConfig values the user left
     at their defaults (see ``ModelSpec.effective_config``) and its ``passes_per_epoch`` applies.
+    ``keep`` receives the trained model (``hf_backend.Loaded``) to score more rows later with
+    ``hf_backend.predict``; such a model is always scored on hf, never handed to vLLM.
     """
     say = log or _logger.info
     targets, weights = _validate(fmt, train_rows, train_targets, sample_weights)
@@ -103,7 +106,7 @@ def train_and_predict(
         from core.engine.unsloth_backend import load_causal_lm
 
         lm_loader = load_causal_lm
-    if choice.score == "vllm":
+    if choice.score == "vllm" and keep is None:
         from core.engine.vllm_backend import score_with_vllm
 
         scorer = score_with_vllm
@@ -112,7 +115,7 @@ def train_and_predict(
     try:
         return train_and_predict_hf(
             spec, fmt, list(train_rows), targets, predict_sets, cfg, weights, progress, say,
-            lm_loader=lm_loader, scorer=scorer, tracker=tracker,
+            lm_loader=lm_loader, scorer=scorer, tracker=tracker, keep=keep,
         )
     finally:
         if tracker is not None:

@@ -592,8 +592,12 @@ def train_and_predict_hf(
     lm_loader: Callable[..., Any] | None = None,
     scorer: Callable[..., dict[str, np.ndarray]] | None = None,
     tracker: Any = None,
+    keep: Callable[[Loaded], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Load, fine-tune on (rows, soft targets), merge adapters, score every predict set."""
+    """Load, fine-tune on (rows, soft targets), merge adapters, score every predict set.
+
+    ``keep`` receives the trained model (adapters merged) so a caller can score more rows later
+    with :func:`predict` (the trusted weak-judge service keeps its judges in memory)."""
     set_threads()
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
@@ -613,6 +617,8 @@ def train_and_predict_hf(
             log(f"trained {summary['steps']} steps at {summary['train_examples_per_s']:.1f} ex/s")
         if loaded.uses_lora and not loaded.quantized:
             loaded.module.merge_adapters()  # scoring through merged weights is cheaper
+        if keep is not None:
+            keep(loaded)
         if scorer is not None and loaded.quantized:
             # vLLM would get a LoRA-injected 4-bit model it cannot load (or would score the wrong
             # weights): score through the unmerged adapter on hf instead.

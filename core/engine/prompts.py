@@ -19,11 +19,17 @@ from core.data.datasets import Format
 
 LABEL_WORDS: dict[str, tuple[str, str]] = {"preference": ("A", "B"), "binary": ("False", "True")}
 _SENTINEL = "\u2063W2S_PROMPT\u2063"
+# A row holding this field is a raw text, not a dataset row: its prompt is ``{text}\nLabel:`` (the
+# trusted weak-judge service, ``core.run.judge_service``, classifies texts an idea wrote). Dataset rows
+# never carry it (the service builds these rows itself), so no existing prompt changes.
+RAW_TEXT_FIELD = "w2s_raw_text"
 MIN_FIELD_TOKENS = 4  # a truncated field keeps at least this many tokens
 
 
 def prompt_segments(row: dict[str, Any], fmt: Format) -> list[tuple[str, bool]]:
     """(text, truncatable) pieces whose concatenation is the prompt; whitespace rides with fields."""
+    if RAW_TEXT_FIELD in row:
+        return [(str(row[RAW_TEXT_FIELD]), True), ("\nLabel:", False)]
     if fmt == "preference":
         return [
             ("Question:", False), (" " + str(row["prompt"]), True),
