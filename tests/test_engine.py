@@ -204,14 +204,14 @@ def test_soft_xent_is_minimised_at_the_target_and_logconf_warms_up() -> None:
         logits[:, 1] = torch.log(t / (1 - t))
     soft_xent(logits, t).backward()
     assert torch.allclose(logits.grad, torch.zeros(2, 2), atol=1e-6)
-    assert logconf_coef(0.0) == 0.0 and logconf_coef(0.1) == pytest.approx(0.375) and logconf_coef(0.9) == 0.75
+    assert logconf_coef(0.0) == 0.0 and logconf_coef(0.1) == pytest.approx(0.25) and logconf_coef(0.9) == 0.5
     x = torch.randn(6, 2)
     y = torch.tensor([1.0, 0, 1, 0, 1, 0])
     assert torch.allclose(logconf_loss(x, y, 0.0), soft_xent(x, y))
     # late in training the target mixes in the model's own hardened predictions (same class balance)
     p1 = torch.softmax(x, -1)[:, 1]
     own = (p1 >= torch.quantile(p1, 0.5)).float()
-    mixed = 0.25 * (1 - own) + 0.75 * own
+    mixed = 0.5 * (1 - own) + 0.5 * own  # the reference's aux_coef 0.5
     assert torch.allclose(logconf_loss(x, 1 - own, 0.9), soft_xent(x, mixed))
 
 

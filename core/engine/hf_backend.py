@@ -157,7 +157,15 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def lora_config(cfg: RunConfig, task_type: str | None) -> Any:
+def lora_config(cfg: RunConfig, task_type: str | None, rslora: bool | None = None) -> Any:
+    """LoRA on every linear layer but the output head (peft's ``all-linear``: for Qwen/Llama exactly the
+    reference's q/k/v/o/gate/up/down projections), no bias.
+
+    ``rslora`` (default: on for causal LMs, ``task_type == "CAUSAL_LM"``) scales the adapter by
+    alpha/sqrt(r) instead of alpha/r, as the reference's ``get_peft_model(..., use_rslora=True)``
+    does: at its r = alpha = 32 that is sqrt(32) = 5.7x the plain LoRA update for the same lr, so a
+    reference lr of 1e-4 only means the same thing with it on. The demo encoders keep plain LoRA:
+    their recipe (lr 1e-3) was tuned with it and every cached demo row was trained so."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -166,6 +174,8 @@ def lora_config(cfg: RunConfig, task_type: str | None) -> Any:
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.extra.get("lora_target_modules", "all-linear"),
         task_type=task_type,
+        bias="none",
+        use_rslora=task_type == "CAUSAL_LM" if rslora is None else rslora,
     )
 
 
@@ -432,18 +442,101 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, gen: torch.Generator,
     return [batches[i] for i in order]
 
 
-def make_optimizer(cfg: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg``; AdamW is fused (one kernel per step) when every parameter is on CUDA."""
-    if cfg.optimizer == "adamw_torch":
-        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+# AdamW as the reference trains causal LMs (its TrainingArguments: adam_beta1 0.9, adam_beta2 0.95,
+# adam_epsilon left at 1e-8, optim "adamw_8bit"). The demo encoders keep torch's defaults (0.9, 0.999):
+# their recipe was tuned with them and every cached demo row was trained so.
+CAUSAL_ADAM_BETAS = (0.9, 0.95)
+ENCODER_ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """Which optimizer a run gets and with what settings; recorded in the training summary, because
+    the 8-bit one depends on what is installed and its results differ slightly from 32-bit AdamW."""
+
+    name: str  # "bnb.AdamW8bit" | "torch.AdamW" | "torch.SGD" | "transformers.Adafactor"
+    betas: tuple[float, float] | None
+    eps: float | None
+    weight_decay: float
+    why: str
+
+
+def bitsandbytes_available() -> bool:
+    """True when ``bitsandbytes`` imports (its 8-bit optimizers need CUDA besides)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # missing, or installed without a usable CUDA runtime
+        return False
+    return True
+
+
+def choose_optimizer(
+    cfg: RunConfig, kind: str, device: torch.device, have_bnb: bool | None = None
+) -> OptimizerChoice:
+    """The optimizer for ``cfg.optimizer`` on this model kind and device.
+
+    ``adamw_torch`` (the default) is the reference's AdamW on causal LMs: betas (0.9, 0.95), eps
+    1e-8, 8-bit states through bitsandbytes when the model is on CUDA and bitsandbytes imports (the
+    reference's ``adamw_8bit``), else torch's AdamW with the same betas. Encoders keep torch's AdamW
+    with its default betas. ``have_bnb`` overrides the import probe (tests)."""
+    wd = float(cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+        return OptimizerChoice("torch.SGD", None, None, wd, "optimizer=sgd (momentum 0.9)")
     if cfg.optimizer == "adafactor":
+        return OptimizerChoice("transformers.Adafactor", None, None, wd, "optimizer=adafactor")
+    if cfg.optimizer != "adamw_torch":
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    if kind != "causal":
+        return OptimizerChoice("torch.AdamW", ENCODER_ADAM_BETAS, ADAM_EPS, wd, "encoder: the demo recipe")
+    if device.type == "cuda":
+        bnb = bitsandbytes_available() if have_bnb is None else have_bnb
+        if bnb:
+            return OptimizerChoice("bnb.AdamW8bit", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CUDA: the reference's adamw_8bit")
+        return OptimizerChoice(
+            "torch.AdamW", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CUDA without bitsandbytes: 32-bit states"
+        )
+    return OptimizerChoice("torch.AdamW", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CPU: 32-bit states")
+
+
+def make_optimizer(
+    cfg: RunConfig, params: list[nn.Parameter], choice: OptimizerChoice | None = None
+) -> torch.optim.Optimizer:
+    """Build ``choice`` (default: what ``choose_optimizer`` picks for an encoder on these params'
+    device); torch's AdamW is fused (one kernel per step) when every parameter is on CUDA."""
+    if choice is None:
+        device = params[0].device if params else torch.device("cpu")
+        choice = choose_optimizer(cfg, "encoder", device)
+    if choice.name == "bnb.AdamW8bit":  # UNVERIFIED here: no bitsandbytes on the machine that wrote it
+        import bitsandbytes as bnb
+
+        return bnb.optim.AdamW8bit(  # type: ignore[no-any-return]
+            params, lr=cfg.lr, betas=choice.betas, eps=choice.eps, weight_decay=choice.weight_decay
+        )
+    if choice.name == "torch.AdamW":
+        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+        betas = choice.betas or ENCODER_ADAM_BETAS
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=betas, eps=choice.eps or ADAM_EPS, weight_decay=choice.weight_decay,
+            fused=fused or None,
+        )
+    if choice.name == "torch.SGD":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=choice.weight_decay, momentum=0.9)
+    if choice.name == "transformers.Adafactor":
         from transformers.optimization import Adafactor
 
-        return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=False, relative_step=False)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        return Adafactor(
+            params, lr=cfg.lr, weight_decay=choice.weight_decay, scale_parameter=False, relative_step=False
+        )
+    raise ValueError(f"unknown optimizer {choice.name!r}")
+
+
+def warmup_steps(cfg: RunConfig, total_steps: int, kind: str) -> int:
+    """Warm-up steps of the lr schedule: for causal LMs rounded up, as transformers' Trainer does for
+    the reference (``ceil(warmup_ratio * steps)``); the demo encoders keep their rounding down (their
+    recipe and cached rows were made with it)."""
+    raw = cfg.warmup_ratio * total_steps
+    return math.ceil(raw) if kind == "causal" else int(raw)
 
 
 class Progress:
@@ -495,9 +588,12 @@ def train(
     per_epoch = math.ceil(n / bs)
     total_steps = math.ceil(per_epoch / accum) * cfg.epochs
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg, params)
+    choice = choose_optimizer(cfg, loaded.kind, device)
+    opt = make_optimizer(cfg, params, choice)
+    log(f"optimizer {choice.name} (betas {choice.betas}, eps {choice.eps}, weight decay {choice.weight_decay}): {choice.why}")
     sched = get_scheduler(
-        cfg.lr_schedule, opt, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps
+        cfg.lr_schedule, opt, num_warmup_steps=warmup_steps(cfg, total_steps, loaded.kind),
+        num_training_steps=total_steps,
     )
     t_all = torch.tensor(np.asarray(targets, dtype=np.float32))
     w_all = None if weights is None else torch.tensor(np.asarray(weights, dtype=np.float32))
@@ -547,6 +643,7 @@ def train(
     seconds = time.perf_counter() - t0
     return {
         "steps": step,
+        "optimizer": choice.name,
         "final_loss": epoch_mean,
         "train_seconds": seconds,
         "train_examples_per_s": n * cfg.epochs / seconds if seconds > 0 else None,

@@ -3,6 +3,9 @@
 preference: ``Question: {prompt}\\nAnswer A: {first}\\nAnswer B: {second}\\nLabel:`` -> tokens A / B
 binary:     ``Question: {question}\\nAnswer: {choice}\\nLabel:``                  -> tokens False / True
 
+The label tokens carry no leading space (``Label:A``), as in the reference. Base causal LMs get
+``[BOS] + prompt`` (BOS only when the tokenizer has one); encoders get their tokenizer's specials.
+
 Rows are never dropped: when a row is longer than the budget, its variable fields (the question,
 the answers) lose tokens from their middle, the longest first, while the fixed text — above all the
 ``Label:`` cue at the end — is always kept whole. Chat models get the prompt wrapped in their chat
@@ -61,24 +64,29 @@ def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
-def label_token_ids(tokenizer: Any, fmt: Format, chat: bool) -> tuple[int, int]:
-    """Ids of the two label tokens as they follow the prompt (`` A`` after ``Label:``, ``A`` in chat)."""
+def label_token_ids(tokenizer: Any, fmt: Format, chat: bool = False) -> tuple[int, int]:
+    """Ids of the two label tokens: the first token of each label word written *without* a leading
+    space, for base and chat models alike, as the reference picks them
+    (``tokenizer.encode(word, add_special_tokens=False)[0]`` with its ``A``/``B`` and ``False``/``True``)
+    and trains them right after ``Label:`` (base) or the opened assistant turn (chat). ``chat`` is
+    kept for callers; it no longer changes the choice."""
     ids = []
     for word in LABEL_WORDS[fmt]:
-        natural, other = ((word, " " + word) if chat else (" " + word, word))
-        chosen = None
-        for text in (natural, other):
-            enc = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(enc) == 1:
-                chosen = enc[0]
-                break
-        if chosen is None:
-            enc = tokenizer(natural, add_special_tokens=False)["input_ids"]
-            chosen = enc[-1]
-        ids.append(int(chosen))
+        enc = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not enc:
+            raise ValueError(f"label word {word!r} encodes to no token")
+        ids.append(int(enc[0]))
     if ids[0] == ids[1]:
         raise ValueError(f"label words {LABEL_WORDS[fmt]} map to the same token id {ids[0]}")
     return ids[0], ids[1]
+
+
+def causal_prefix(tokenizer: Any) -> list[int]:
+    """What a base causal LM's prompt starts with: its BOS token when the tokenizer has one, nothing
+    otherwise, whatever the tokenizer would add by itself (the reference builds ``[BOS] + prompt``
+    from unspecial encodings; a BERT-style tokenizer's [CLS] is not a causal LM's BOS)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [int(bos)] if bos is not None else []
 
 
 def _fit(lengths: list[int], budget: int) -> list[int]:
@@ -132,6 +140,7 @@ class PromptEncoder:
     def __post_init__(self) -> None:
         pre, post = _special_affixes(self.tokenizer)
         if self.causal:
+            pre = causal_prefix(self.tokenizer)
             post = []  # the label is predicted right after the cue: nothing may follow it
         self.chat_pre: list[int] = []
         self.chat_post: list[int] = []

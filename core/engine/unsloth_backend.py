@@ -54,4 +54,5 @@ def load_causal_lm(spec: ModelSpec, cfg: RunConfig, dtype: torch.dtype) -> Any:
         use_gradient_checkpointing=ckpt,
         random_state=cfg.seed,
         max_seq_length=int(cfg.max_ctx),
+        use_rslora=True,  # adapter scale alpha/sqrt(r), as the reference (and the hf backend's causal path)
     )
