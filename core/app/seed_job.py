@@ -91,7 +91,7 @@ def referee_finaliser(store: Store | None = None) -> runner.Finaliser:
     def finalise(sub: runner.Submission) -> dict[str, Any]:
         cfg = sub.cfg
         base = {"idea_name": sub.idea, "dataset_name": cfg.dataset, "seed": cfg.seed, "run_id": sub.run_id,
-                "wall_time": sub.wall_time}
+                "wall_time": sub.wall_time, "judge_calls": sub.judge_calls}
         if cfg.train_size is not None or cfg.test_size is not None:
             return {**base, "scored": False, "w2s_source": NOT_SCORED, "note": SMOKE_REASON}
         if not sub.isolated:

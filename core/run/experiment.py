@@ -3,9 +3,13 @@
 Everything here is on the *untrusted* side. In a run, the idea executes inside a sandbox
 (``core.run.sandboxed_idea``) and these helpers read only the inputs the trusted runner staged for
 it: the folder named by ``$W2S_IDEA_INPUTS`` holds the label-free ``train_unlabel``/``test`` rows
-(already cut to train_size/test_size), the weak model's P(class 1) for this seed (ids + numbers
-only: no accuracies, no label distributions) and the run's config. Called directly (tests, a
-notebook), they read the label-free view (``data/<ds>/``) and the results cache as before.
+(already cut to train_size/test_size), the label-free ``train_label`` rows (the weak model's
+training texts: which rows it saw reveals no label), the weak model's P(class 1) for this seed
+(ids + numbers only: no accuracies, no label distributions) and the run's config. Called directly
+(tests, a notebook), they read the label-free view (``data/<ds>/``) and the results cache as before.
+The weak judge (:func:`train_weak_judge`) is trained and run by the trusted side
+(``core.run.judge_service``) on texts the idea supplies; called directly the same service runs in
+this process, reading the labelled data itself: direct mode is NOT isolated.
 Scoring and PGR are the referee's job, never an idea's: an idea returns
 ``{"test_predictions": {id: P(class 1)}, ...}`` and the trusted side scores it.
 """
@@ -30,10 +34,13 @@ from core.common.workspace import paths
 from core.data.datasets import LABEL_FREE_DROP, Format, Split, load_split
 from core.results.cache import TRAIN_CEILING, WEAK_ARTIFACTS, ceiling_key, read_result, weak_artifacts_key
 from core.results.pins import pinned_config  # baselines use the pinned spec, not the idea's
+from core.run import judge_client
+from core.run.judge_client import WeakJudge
 
 INPUTS_ENV = "W2S_IDEA_INPUTS"  # the staged input folder inside the sandbox
 TRAIN_FILE = "train_unlabel.jsonl"
 TEST_FILE = "test.jsonl"
+TRAIN_LABEL_FILE = "train_label.jsonl"  # staged without labels: the weak judge's training rows
 WEAK_FILE = "weak_soft_labels.json"  # {"dataset", "seed", "weak_model", "ids": [...], "p1": [...]}
 CONFIG_FILE = "config.json"  # the RunConfig the seed runs with
 
@@ -129,6 +136,51 @@ def load_label_free(cfg: RunConfig) -> LabelFreeData:
     else ``cfg.data_dir``."""
     staged = staged_inputs()
     return read_label_free(staged if staged is not None else resolve_data_dir(cfg.data_dir), cfg)
+
+
+def load_train_label_free(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The ``train_label`` rows without label fields (each with its ``id``): the ids a weak judge
+    trains on (:func:`train_weak_judge`). In a run, the staged copy; called directly, the label-free
+    view's file when it has one, else the trusted side's rows stripped (direct mode is not isolated)."""
+    staged = staged_inputs()
+    if staged is not None:
+        if not (staged / TRAIN_LABEL_FILE).is_file():
+            raise UserError("no train_label rows were staged for this run (the trusted side has no labelled "
+                            f"{cfg.dataset} train_label split)")
+        return _strip(_read_split(staged / TRAIN_LABEL_FILE).rows)
+    view = resolve_data_dir(cfg.data_dir) / TRAIN_LABEL_FILE
+    if view.is_file():
+        return _strip(_read_split(view).rows)
+    from core.run.judge_service import label_free_train_label
+
+    return _strip(label_free_train_label(cfg))
+
+
+_direct_judges: dict[str, Any] = {}
+
+
+def _judge_transport(cfg: RunConfig, timeout_s: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """In a run: the file channel to the runner. Called directly: an in-process service per run
+    config (not isolated: it reads ``labeled_data/`` in this process, as the trusted side does)."""
+    if staged_inputs() is not None:
+        return judge_client.sandbox_transport(timeout_s)
+    from core.run.judge_service import JudgeService
+
+    key = cfg.to_json()
+    if key not in _direct_judges:
+        _direct_judges[key] = JudgeService.for_run(cfg, log)
+    service = _direct_judges[key]
+    return lambda request: service.handle(json.loads(json.dumps(request)))
+
+
+def train_weak_judge(cfg: RunConfig, texts: dict[str, str], timeout_s: float | None = None) -> WeakJudge:
+    """A weak judge trained by the trusted side on ``{train_label id: text}`` with the rows' ground
+    truth; returns a handle whose ``predict({key: text}) -> {key: P(class 1)}`` scores texts about
+    ``train_unlabel``/``test`` rows (key ``<row id>`` or ``<row id>#<suffix>``). Budgets (judges and
+    predicted texts per run) are the trusted side's; a refusal raises ``UserError`` with its reason.
+    See ``core.run.judge_service``."""
+    timeout = judge_client.DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
+    return judge_client.train(texts, _judge_transport(cfg, timeout))
 
 
 def _staged_weak(cfg: RunConfig, folder: Path) -> dict[str, Any]:

@@ -6,13 +6,17 @@
    resolves the config the seed runs with;
 2. builds the weak/ceiling baselines it needs through ``core.run.baselines`` (cached, reused);
 3. stages the idea's inputs in a fresh temporary folder: the label-free ``train_unlabel``/``test``
-   rows cut to train_size/test_size, the weak model's P(class 1) for this seed as ids + numbers
-   (a stripped copy, not the cache file: no accuracies, no label distributions) and the config;
+   rows cut to train_size/test_size, the label-free ``train_label`` rows (the weak judge's training
+   ids), the weak model's P(class 1) for this seed as ids + numbers (a stripped copy, not the cache
+   file: no accuracies, no label distributions) and the config;
 4. runs ``python -m core.run.sandboxed_idea`` inside the sandbox (``core.sandbox``): mounts are the
    staged inputs, the library code (``<repo>/core``, ``<repo>/ideas``; never the repo root, which
    holds ``labeled_data/`` and ``.w2s/`` in the demo), the idea's folder (all read-only) and one
    fresh output folder (read-write); the environment carries no token and no secret. Progress and
-   log lines are relayed; on timeout, cancel or any error the sandbox's process tree is killed;
+   log lines are relayed; on timeout, cancel or any error the sandbox's process tree is killed.
+   The weak-judge channel (``core.run.judge_service``) is answered from the same poll loop: requests
+   in ``<out>/judge/``, replies in a folder mounted read-only (not for the runpod sandbox, whose pod
+   shares no folder with this machine: the idea's client fails with one line there);
 5. reads the predictions back (a regular file, size-capped, every value a probability), checks they
    name only staged test rows, and hands them to ``finalise``: the caller's scorer. The idea's own
    numbers are never used.
@@ -47,6 +51,8 @@ from core.results.cache import WEAK_ARTIFACTS
 from core.run import experiment
 from core.run.baselines import ensure_ceiling, ensure_weak_artifacts, missing_baselines
 from core.run.ideas import IdeaInfo, check_idea, packaged_ideas_dir
+from core.run.judge_client import OFF_ENV, REPLIES_ENV, REQUESTS_DIR, REQUESTS_ENV, RUNPOD_OFF
+from core.run.judge_service import JudgeChannel, JudgeService, label_free_train_label
 from core.run.resolve import prepare_config
 from core.run.sandboxed_idea import ERROR_FILE, EVENTS_FILE, MAX_MESSAGE, PREDICTIONS_FILE, check_predictions
 from core.sandbox.base import Mount, Sandbox, SandboxSpec, kill_tree
@@ -55,6 +61,9 @@ from core.sandbox.select import default_sandbox
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
 OUT_DIR = "idea_out"  # the sandbox's one writable folder, inside the run folder
+REPLIES_DIR = "judge_replies"  # the weak judge's replies (read-only inside), kept in the run folder
+# sandboxes on another machine: no folder is shared, so the judge channel cannot work there
+REMOTE_SANDBOXES: dict[str, str] = {"runpod": RUNPOD_OFF}
 MAX_PREDICTIONS_BYTES = 256 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024  # relayed per poll
 # Passed through from the runner's environment when set: thread counts and the GPU pinning only.
@@ -80,6 +89,9 @@ class Submission:
     isolated: bool  # False in the unsafe debugging mode: the result is unverified and never ranked
     sandbox: str
     wall_time: float
+    # what the idea asked of the weak-judge service (judges trained, texts predicted, requests,
+    # refused); None where the sandbox had no judge channel
+    judge_calls: dict[str, int] | None = None
 
 
 Finaliser = Callable[[Submission], dict[str, Any]]
@@ -129,6 +141,10 @@ def stage_inputs(cfg: RunConfig, folder: Path, weak: dict[str, Any] | None) -> t
     data = experiment.read_label_free(experiment.resolve_data_dir(cfg.data_dir), cfg)
     _write_jsonl(folder / experiment.TRAIN_FILE, _without_labels(data.train))
     _write_jsonl(folder / experiment.TEST_FILE, _without_labels(data.test))
+    try:  # the weak judge's training rows; a workspace with cached baselines only may lack them
+        _write_jsonl(folder / experiment.TRAIN_LABEL_FILE, _without_labels(label_free_train_label(cfg)))
+    except UserError:
+        pass
     if weak is not None:
         p1 = experiment.soft_labels_of(cfg, weak, data.train_ids)
         weak = {"dataset": cfg.dataset, "seed": cfg.seed, "weak_model": cfg.weak_model,
@@ -167,8 +183,11 @@ def idea_folder(info: IdeaInfo) -> Path:
     return real
 
 
-def sandbox_spec(info: IdeaInfo, inputs: Path, out: Path, empty: Path) -> SandboxSpec:
-    """What the idea's process gets: the mounts and environment described in the module docstring."""
+def sandbox_spec(
+    info: IdeaInfo, inputs: Path, out: Path, empty: Path, replies: Path | None = None, judge_off: str | None = None,
+) -> SandboxSpec:
+    """What the idea's process gets: the mounts and environment described in the module docstring.
+    ``replies``: the weak judge's reply folder (read-only inside); ``judge_off``: why there is none."""
     repo = repo_root()
     folder = idea_folder(info)
     packaged = packaged_ideas_dir().resolve()
@@ -190,6 +209,12 @@ def sandbox_spec(info: IdeaInfo, inputs: Path, out: Path, empty: Path) -> Sandbo
         "TOKENIZERS_PARALLELISM": "false",
         experiment.INPUTS_ENV: str(inputs),
     }
+    if replies is not None:
+        mounts.append(Mount(replies))
+        env[REPLIES_ENV] = str(replies)
+        env[REQUESTS_ENV] = str(out / REQUESTS_DIR)
+    elif judge_off:
+        env[OFF_ENV] = judge_off
     env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
     hub = _hf_hub_cache()
     if hub is not None:
@@ -292,21 +317,25 @@ def stop_tree(proc: subprocess.Popen[bytes], grace: float = 0.0, sandbox: Sandbo
 
 def run_sandboxed(
     sandbox: Sandbox, spec: SandboxSpec, out: Path, progress: ProgressFn | None, log: LogFn,
-    timeout_s: float | None = None,
+    timeout_s: float | None = None, service: JudgeChannel | None = None,
 ) -> int:
     """Start the idea's process, relay its events, wait; kill its whole tree on timeout, cancel
-    (SIGTERM arrives as an exception) or any error. Returns its exit status."""
+    (SIGTERM arrives as an exception) or any error. Returns its exit status. ``service`` (the weak
+    judge's channel) is pumped in the same loop, more often, since an idea waits on each reply."""
     relay = _Relay(out / EVENTS_FILE, progress, log)
     deadline = time.monotonic() + timeout_s if timeout_s else None
+    poll = 0.25 if service is None else 0.05
     proc = sandbox.popen(spec)  # stdout/stderr: the runner's own (the job log)
     try:
         while True:
             try:
-                proc.wait(timeout=0.25)
+                proc.wait(timeout=poll)
                 break
             except subprocess.TimeoutExpired:
                 pass
             relay.pump()
+            if service is not None:
+                service.pump()
             if deadline is not None and time.monotonic() > deadline:
                 stop_tree(proc, sandbox=sandbox)
                 raise IdeaFailed(f"the idea ran past its time limit ({timeout_s:g} s) and was stopped")
@@ -390,6 +419,7 @@ def run_seed(
     ensure_ceiling(cfg, _scaled(progress, spans.get("train_ceiling", (0, 0)), "ceiling"), None)
 
     temp = Path(tempfile.mkdtemp(prefix="w2s-seed-"))
+    channel: JudgeChannel | None = None
     try:
         inputs, empty = temp / "inputs", temp / "empty"
         inputs.mkdir()
@@ -399,15 +429,28 @@ def run_seed(
             shutil.rmtree(out)  # a retried job starts from a fresh output folder
         out.mkdir(parents=True)
         test_ids = stage_inputs(cfg, inputs, weak)
-        spec = sandbox_spec(info, inputs, out, empty)
+        replies = None
+        if box.name not in REMOTE_SANDBOXES:
+            replies = (run_dir / REPLIES_DIR) if run_dir else temp / REPLIES_DIR
+            if replies.exists():
+                shutil.rmtree(replies)
+            replies.mkdir(parents=True)
+            replies.chmod(0o755)  # the Docker sandbox may run the idea as another uid
+            (out / REQUESTS_DIR).mkdir()
+            channel = JudgeChannel(JudgeService.for_run(cfg, say), out / REQUESTS_DIR, replies)
+        spec = sandbox_spec(info, inputs, out, empty, replies, REMOTE_SANDBOXES.get(box.name))
         isolated = "isolated" if box.isolated else "NOT isolated: results are unverified and never ranked"
         say(f"seed {cfg.seed}: running idea {idea} in the sandbox ({box.name}, {isolated})")
         start = time.time()
-        code = run_sandboxed(box, spec, out, _scaled(progress, spans["idea"], idea), say, timeout_s)
+        code = run_sandboxed(box, spec, out, _scaled(progress, spans["idea"], idea), say, timeout_s, channel)
         elapsed = time.time() - start
         preds = _outcome(idea, out, code)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     check_coverage(idea, preds, test_ids, capped=cfg.test_size is not None)
     say(f"seed {cfg.seed}: {len(preds)} predictions from the idea; handing them to the referee")
-    return finalise(Submission(run_id, idea, cfg, preds, test_ids, box.isolated, box.name, elapsed))
+    calls = channel.service.counts.as_dict() if channel is not None else None
+    if calls and calls["requests"]:
+        say(f"seed {cfg.seed}: weak judge: {calls['judges']} judges trained, {calls['texts']} texts predicted "
+            f"({calls['requests']} requests, {calls['refused']} refused)")
+    return finalise(Submission(run_id, idea, cfg, preds, test_ids, box.isolated, box.name, elapsed, calls))
