@@ -28,7 +28,11 @@ LOSSES: tuple[str, ...] = get_args(Loss)
 
 @dataclass
 class RunConfig:
-    """Hyperparameters of one run; defaults follow the reference sandbox."""
+    """Hyperparameters of one run; defaults follow the reference sandbox (its ``RunConfig`` and the
+    argparse defaults its runs get: 5 epochs, lr 1e-4 linear with 10% warm-up, batch 32, weight decay
+    0, LoRA r = alpha = 32, max_ctx 8192). What the fields mean on each model kind, where the engine
+    follows the reference and where the demo encoders deliberately differ:
+    ``ideas/vanilla_w2s/README.md`` ("Recipe")."""
 
     data_dir: str = "data/demo-math"
     weak_model: str | None = "Qwen/Qwen1.5-0.5B-Chat"
@@ -39,14 +43,18 @@ class RunConfig:
     seed: int = 42
     lr: float = 1e-4
     lr_schedule: LrSchedule = "linear"
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1  # causal LMs: ceil(ratio * steps) warm-up steps, as transformers' Trainer
+    weight_decay: float = 0.0  # the reference's CLI default (its dataclass says 0.01; its runs got 0.0)
+    # adamw_torch: AdamW as the reference trains causal LMs (betas 0.9/0.95, eps 1e-8), with 8-bit
+    # states (bitsandbytes AdamW8bit, the reference's adamw_8bit) on CUDA when bitsandbytes is
+    # installed; encoders keep torch's betas 0.9/0.999 (the demo recipe). hf_backend.choose_optimizer
     optimizer: Literal["adamw_torch", "sgd", "adafactor"] = "adamw_torch"
     loss: Loss = "xent"
     max_ctx: int = 8192
     train_size: int | None = None
     test_size: int | None = None
     lora_r: int = 32
+    # causal LMs use rsLoRA (adapter scale alpha/sqrt(r), as the reference); encoders alpha/r
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     load_in_4bit: bool = False

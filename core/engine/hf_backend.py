@@ -15,6 +15,7 @@ exercised by ``bench/gpu_check.py``; on the machine that wrote them they ran on 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import random
@@ -465,7 +466,7 @@ class OptimizerChoice:
 def bitsandbytes_available() -> bool:
     """True when ``bitsandbytes`` imports (its 8-bit optimizers need CUDA besides)."""
     try:
-        import bitsandbytes  # noqa: F401
+        importlib.import_module("bitsandbytes")  # an optional package: no stubs, absent on CPU machines
     except Exception:  # missing, or installed without a usable CUDA runtime
         return False
     return True
@@ -508,11 +509,11 @@ def make_optimizer(
         device = params[0].device if params else torch.device("cpu")
         choice = choose_optimizer(cfg, "encoder", device)
     if choice.name == "bnb.AdamW8bit":  # UNVERIFIED here: no bitsandbytes on the machine that wrote it
-        import bitsandbytes as bnb
-
-        return bnb.optim.AdamW8bit(  # type: ignore[no-any-return]
+        bnb: Any = importlib.import_module("bitsandbytes")
+        optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(
             params, lr=cfg.lr, betas=choice.betas, eps=choice.eps, weight_decay=choice.weight_decay
         )
+        return optimizer
     if choice.name == "torch.AdamW":
         fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
         betas = choice.betas or ENCODER_ADAM_BETAS
