@@ -228,3 +228,37 @@ def test_the_runpod_sandbox_has_no_judge_and_says_so(workspace: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1].endswith(
         "UserError: weak judge: the weak judge service is not available in the runpod sandbox")
     assert not (out / judge_client.REQUESTS_DIR).exists()
+
+
+def test_a_causal_weak_model_judges_through_its_label_tokens(workspace: Path) -> None:
+    """A causal weak model (a 2-layer Llama with random weights, built from a config) trains and
+    scores raw texts through the engine's label-token path (``Label:`` then False / True)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from core.engine.hf_backend import CausalLabelScorer
+    from core.engine.models import minilm_path
+
+    demo_math_cut(workspace)
+    folder = workspace / "tiny-llama"
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    cfg = prepare_config(RunConfig(data_dir="data/demo-math", weak_model=str(folder), strong_model=str(folder),
+                                   seed=42, train_size=12, test_size=8, max_ctx=96), defaults={})
+    service = JudgeService.for_run(cfg, print)
+    said = {1: "Verdict: the answer is right.", 0: "Verdict: the answer is wrong."}
+    train = labels_of(workspace, "train_label")
+    reply = service.handle({"op": "train", "texts": {rid: f"{rid}: {said[y]}" for rid, y in train.items()}})
+    assert reply == {"ok": True, "judge": "judge-1"}
+    assert isinstance(service._judges["judge-1"].module, CausalLabelScorer)
+    data = experiment.load_label_free(cfg)
+    asked = {r["id"]: f"{r['id']}: {r['choice']}" for r in data.test}
+    got = service.handle({"op": "predict", "judge": "judge-1", "texts": asked})
+    assert got["ok"] is True and sorted(got["probs"]) == sorted(asked)
+    assert all(0.0 < p < 1.0 for p in got["probs"].values())
+    assert len({round(p, 6) for p in got["probs"].values()}) > 1
