@@ -65,18 +65,23 @@ def load_causal_lm(model: str, cfg: RunConfig, *, trainable: bool = False, log: 
     device = pick_device(cfg)
     dtype = pick_dtype(cfg, device, say)
     tok = _tokenizer(spec.path, spec.local_only)
-    mcfg = AutoConfig.from_pretrained(spec.path, local_files_only=spec.local_only)
-    if (spec.kind or detect_kind(mcfg)) != "causal":
-        raise ValueError(f"{spec.name} is not a causal LM: it cannot generate")
-    if spec.num_layers:
-        mcfg.num_hidden_layers = spec.num_layers
-    seed_everything(cfg.seed)
-    kwargs: dict[str, Any] = {"config": mcfg, "local_files_only": spec.local_only, "dtype": dtype}
-    if device.type == "cuda":
-        kwargs["device_map"] = {"": device.index or 0}
-    with _quiet_transformers():
-        lm: Any = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
-    if device.type != "cuda":
+    lm: Any
+    if spec.init_config is not None:
+        lm = _built_from_config(spec.init_config, tok, dtype)
+        seed_everything(cfg.seed)  # adapters and sampling follow the run's seed, the weights do not
+    else:
+        mcfg = AutoConfig.from_pretrained(spec.path, local_files_only=spec.local_only)
+        if (spec.kind or detect_kind(mcfg)) != "causal":
+            raise ValueError(f"{spec.name} is not a causal LM: it cannot generate")
+        if spec.num_layers:
+            mcfg.num_hidden_layers = spec.num_layers
+        seed_everything(cfg.seed)
+        kwargs: dict[str, Any] = {"config": mcfg, "local_files_only": spec.local_only, "dtype": dtype}
+        if device.type == "cuda":
+            kwargs["device_map"] = {"": device.index or 0}
+        with _quiet_transformers():
+            lm = AutoModelForCausalLM.from_pretrained(spec.path, **kwargs)
+    if device.type != "cuda" or spec.init_config is not None:
         lm.to(device)
     if trainable:
         lm = prepare_causal_lm(lm, cfg, device, say)
@@ -87,6 +92,29 @@ def load_causal_lm(model: str, cfg: RunConfig, *, trainable: bool = False, log: 
     else:
         lm.eval()
     return CausalLM(spec, tok, lm, device, dtype)
+
+
+def _built_from_config(init: dict[str, Any], tokenizer: Any, dtype: torch.dtype) -> Any:
+    """A causal LM with random weights from ``init`` (a registry entry's ``init_config``), sized to the
+    tokenizer's vocabulary; its own fixed ``seed`` makes it the same model every time, whatever the run."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    params = dict(init)
+    arch, seed = params.pop("architecture", "llama"), int(params.pop("seed", 0))
+    if arch != "llama":
+        raise ValueError(f"init_config: unknown architecture {arch!r} (known: llama)")
+    special = {k: getattr(tokenizer, f"{k}_id", None) for k in ("pad_token", "bos_token", "eos_token")}
+    # a WordPiece tokenizer (MiniLM's) has no BOS/EOS: its [CLS]/[SEP] play those parts
+    special["bos_token"] = special["bos_token"] if special["bos_token"] is not None else tokenizer.cls_token_id
+    special["eos_token"] = special["eos_token"] if special["eos_token"] is not None else tokenizer.sep_token_id
+    mcfg = LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False, pad_token_id=special["pad_token"],
+                       bos_token_id=special["bos_token"], eos_token_id=special["eos_token"], **params)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return AutoModelForCausalLM.from_config(mcfg, dtype=dtype)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:

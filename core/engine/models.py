@@ -41,6 +41,9 @@ class ModelSpec:
     # shuffle the pretrained word embeddings among the tokens (seeded, the same every time) and train
     # them: the model then knows no word it was not trained on (``demo-weak-blank``)
     reinit_embeddings: bool = False
+    # build this architecture from a config with random weights (fixed seed) instead of loading
+    # weights; ``path`` then gives only the tokenizer, whose vocabulary sizes the model (``demo-critic``)
+    init_config: dict[str, Any] | None = None
 
     def effective_config(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with this model's recommended values where the user left the RunConfig default."""
@@ -85,10 +88,19 @@ def _registry() -> dict[str, ModelSpec]:
             "demo-weak-blank", path, "encoder", 1, dict(DEMO_RECOMMENDED), local_only=True,
             passes_per_epoch=10, reinit_embeddings=True,
         ),
+        # A causal LM that can write, for methods that generate (critic) when the strong model is an
+        # encoder: a 2-layer Llama of width 64 with MiniLM's WordPiece vocabulary and random weights
+        # (seeded, the same every time), built in memory: no download. It knows nothing at first.
+        "demo-critic": ModelSpec(
+            "demo-critic", path, "causal", local_only=True,
+            init_config={"architecture": "llama", "hidden_size": 64, "intermediate_size": 128,
+                         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                         "max_position_embeddings": 1024, "seed": 0},
+        ),
     }
 
 
-REGISTRY_NAMES = ("demo-weak", "demo-strong", "demo-weak-blank")
+REGISTRY_NAMES = ("demo-weak", "demo-strong", "demo-weak-blank", "demo-critic")
 
 
 def resolve_model(name: str) -> ModelSpec:
