@@ -178,8 +178,8 @@ class JudgeService:
         try:
             # the weak-artifacts call (core.run.baselines.build_weak_artifacts): same model, spec, passes
             train_and_predict(bcfg.weak_model, JUDGE_FORMAT, rows, targets, {}, bcfg, log=self.log, keep=kept.append)
-        except ValueError as exc:
-            raise Refused(f"train: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the idea gets the reason; a cancel (SystemExit) passes
+            raise Refused(f"train: {_reason(exc)}") from None
         judge_id = f"judge-{self.counts.judges}"
         self._judges[judge_id] = kept[0]
         self.log(f"weak judge {judge_id}: {bcfg.weak_model} trained on {len(rows)} train_label texts "
@@ -214,9 +214,16 @@ class JudgeService:
         pbs = int(self.cfg.extra.get("predict_batch_size", max(2 * self.cfg.batch_size, 32)))
         try:
             p1 = predict(judge, judge.encoder.encode_many(rows), pbs)
-        except ValueError as exc:
-            raise Refused(f"predict: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - as in _train
+            raise Refused(f"predict: {_reason(exc)}") from None
         return {k: float(p) for k, p in zip(keys, p1, strict=True)}
+
+
+def _reason(exc: Exception) -> str:
+    """One line about a failure in the engine (a ValueError is a config the user fixes; anything else
+    keeps its type, e.g. a CUDA out-of-memory while the idea holds the GPU)."""
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
 
 
 def label_free_train_label(cfg: RunConfig) -> list[dict[str, Any]]:
