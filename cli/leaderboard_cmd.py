@@ -82,6 +82,9 @@ def render(doc: dict[str, Any], console: Console) -> None:
         )
         if r.get("pgr_reason"):
             notes.append(f"{r['dataset']}/{r['idea']}: PGR n/a: {r['pgr_reason']}")
+        if r.get("judge_texts") is not None:
+            notes.append(f"{r['dataset']}/{r['idea']}: used a weak judge trained on train_label labels "
+                         f"(trusted service): {r['judge_texts']} texts judged over its seeds")
         if not r.get("rank"):
             unranked += 1
     if unranked:

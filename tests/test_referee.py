@@ -249,3 +249,23 @@ def test_racing_final_submissions_score_once(setup):
     for t in threads:
         t.join()
     assert sorted(outcomes, key=str) == [1.0, 409, 409, 409]
+
+
+def test_final_score_records_the_runners_judge_counts(setup):
+    """What the trusted runner counted of a run's weak-judge use reaches the seed file and the row;
+    a run without a judge has neither."""
+    ws, rows, store, token = setup
+    truth = gold(rows)
+    layout = holdout.layout(DATASET)
+    preds = {i: float(truth[i]) for i in layout.ids}
+    for run_id, idea, calls in (("runj", "judged", {"judges": 1, "texts": 120, "requests": 9, "refused": 0}),
+                                ("runp", "plain", None)):
+        store.table("jobs").insert({"id": run_id, "meta": {"idea": idea, "config": {"data_dir": "data/tiny"}}})
+        out = referee.final_score(store, run_id, DATASET, preds, judge_calls=calls)
+        stored = read_result(DATASET, idea, out["hyperparam_config_key"], out["seed"])
+        assert stored.get("judge_calls") == calls
+    from core.results.leaderboard import leaderboard_rows
+
+    by_idea = {r["idea"]: r for r in leaderboard_rows(DATASET)}
+    assert by_idea["judged"]["judge_texts"] == 120
+    assert by_idea["plain"]["judge_texts"] is None

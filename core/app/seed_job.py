@@ -76,6 +76,8 @@ def _unverified(sub: runner.Submission) -> dict[str, Any]:
         "cached_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "w2s_source": UNVERIFIED_LABEL,
     }
+    if sub.judge_calls:
+        result["judge_calls"] = dict(sub.judge_calls)
     existing = read_result(cfg.dataset, sub.idea, key, cfg.seed) or {}
     if existing.get("w2s_source") == REFEREE_SOURCE:
         return {**result, "scored": True, "path": None,
@@ -97,7 +99,7 @@ def referee_finaliser(store: Store | None = None) -> runner.Finaliser:
         if not sub.isolated:
             return {**base, **_unverified(sub)}
         result = referee.final_score(store or default_store(), sub.run_id, cfg.dataset, sub.predictions,
-                                     idea=sub.idea, cfg=cfg)
+                                     idea=sub.idea, cfg=cfg, judge_calls=sub.judge_calls)
         key, path = _key_and_path(result)
         write_predictions(cfg.dataset, sub.idea, key, cfg.seed, sub.predictions)
         return {**base, **result, "scored": True, "path": str(path)}

@@ -542,9 +542,14 @@ def final_score(
     *,
     idea: str | None = None,
     cfg: RunConfig | None = None,
+    judge_calls: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Score a run's final predictions on the public part and the private holdout, once per run,
     and write its leaderboard result (``w2s_source: "referee"``); the private accuracy counts.
+
+    ``judge_calls`` is what the trusted runner counted of the run's use of the weak-judge service
+    (``core.run.judge_service``); only the runner's finaliser passes it (the HTTP route does not),
+    so the row shows how much the idea leaned on a label-trained judge.
 
     ``idea`` and ``cfg`` default to what the run's job recorded (``meta.idea``, ``meta.config``);
     the config is taken as the runner runs it (see :func:`baselines_for`), which names the row's key.
@@ -560,7 +565,7 @@ def final_score(
         raise RefereeError(400, f"field 'idea': {idea!r} is reserved for baselines")
     baselines, cfg = baselines_for(dataset, cfg or run_config(store, run_id, dataset))
     with FileLock(Path(store.root) / "referee-final.lock"):  # one final per run, even when raced
-        return _final_locked(store, run_id, dataset, layout, classes, idea, cfg, baselines)
+        return _final_locked(store, run_id, dataset, layout, classes, idea, cfg, baselines, judge_calls)
 
 
 def _score_parts(dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int]
@@ -578,7 +583,7 @@ def _score_parts(dataset: str, layout: holdout.HoldoutLayout, classes: dict[str,
 
 def _final_locked(
     store: Any, run_id: str, dataset: str, layout: holdout.HoldoutLayout, classes: dict[str, int],
-    idea: str, cfg: RunConfig, baselines: Baselines,
+    idea: str, cfg: RunConfig, baselines: Baselines, judge_calls: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Score both parts and write the run's result; the caller holds the finals lock."""
     if final_submission(store, run_id):
@@ -616,6 +621,8 @@ def _final_locked(
         "cached_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "w2s_source": SOURCE,
     }
+    if judge_calls:
+        result["judge_calls"] = {k: int(v) for k, v in judge_calls.items()}
     path = write_result(dataset, idea, key, cfg.seed, result)
     _record(
         store,

@@ -95,6 +95,11 @@ def _ci(stats: dict[str, Any]) -> list[float] | None:
     return list(stats["ci95"]) if stats["ci95"] is not None else None
 
 
+def _judge_texts(results: list[dict[str, Any]]) -> int | None:
+    counts = [r["judge_calls"] for r in results if isinstance(r.get("judge_calls"), dict)]
+    return sum(int(c.get("texts", 0)) for c in counts) if counts else None
+
+
 def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any] | None:
     found = read_seed_files(dataset, idea, key, root)
     if not found:
@@ -145,6 +150,8 @@ def _row(dataset: str, idea: str, key: str, root: Path | None) -> dict[str, Any]
         "size_capped": capped,
         "baseline_pin": baselines.pin,
         "excluded_seeds": excluded,
+        # texts the ranked seeds had a label-trained weak judge score (core.run.judge_service); None: no judge
+        "judge_texts": _judge_texts(results),
     }
 
 
