@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "labels": "hard",  # hard: the judge's verdict (reference); soft: its P(class 1)
 }
 
+PROBE_PROMPTS = 32  # GRPO prompts whose reward is measured before and after training
+
 CRITIQUE_PROMPT = (
     "You are grading an exam. Students often get things wrong.\n\n"
     "Question: {question}\n\nStudent's answer: {answer}\n\n"
@@ -292,7 +294,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         return judge.predict(texts)
 
     # a. critiques of train_label and test (sampled, one each)
-    experiment.report(0.0, "critic: critiques of train_label and test")
+    experiment.report(0.0, "critiques of train_label and test")
     tl_units, te_units = units_of(labelled, fmt), units_of(data.test, fmt)
     first = critic.critique(tl_units + te_units)
     crit_tl = by_unit(tl_units, [g[0] for g in first[: len(tl_units)]])
@@ -300,7 +302,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     experiment.log(f"critic: {len(first)} critiques of train_label and test rows")
 
     # b. the weak judge, trained by the trusted side on train_label (row + critique)
-    experiment.report(0.1, "critic: training the weak judge")
+    experiment.report(0.1, "training the weak judge")
     judge = experiment.train_weak_judge(
         cfg, {str(r["id"]): judge_text(template, r, row_critiques(crit_tl, r, fmt)) for r in labelled})
     judge_test_before = predict(judge, {f"{r['id']}#a": judge_text(template, r, row_critiques(crit_te, r, fmt))
@@ -308,7 +310,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     experiment.log("critic: weak judge trained")
 
     # c. warm start: best-of-k critiques of a train_unlabel slice by the judge's reward, then SFT
-    experiment.report(0.2, "critic: best-of-k critiques for the warm start")
+    experiment.report(0.2, "best-of-k critiques for the warm start")
     k, n_sft = int_knob(cfg, "sft_samples"), int_knob(cfg, "sft_rows", 0)
     sft_rows = data.train[: n_sft // 2 if fmt == "preference" else n_sft]
     sft_info: dict[str, Any] = {"rows": len(sft_rows), "samples": k}
@@ -333,7 +335,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             if best is not None:
                 pairs.append((critic.prompt(u), group[best]))
                 best_rewards.append(reward_of(u, probs[f"{u.id}#s{u.option}_{best}"], reward_mode))
-        experiment.report(0.25, "critic: warm-start fine-tune")
+        experiment.report(0.25, "warm-start fine-tune")
         losses = sft(critic, pairs, int_knob(cfg, "sft_epochs", 0), float_knob(cfg, "sft_lr"), cfg.seed)
         sft_info.update(pairs=len(pairs), loss_per_epoch=losses, mean_reward_sampled=float(np.mean(mean_rewards)),
                         mean_reward_kept=float(np.mean(best_rewards)) if best_rewards else None)
@@ -342,7 +344,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
                        f"LM loss per epoch {', '.join(f'{x:.3f}' for x in losses)}")
 
     # d. GRPO against the judge on train_unlabel critique prompts
-    experiment.report(0.3, "critic: GRPO")
+    experiment.report(0.3, "GRPO")
     rng = random.Random(cfg.seed)
     steps, per_step = int_knob(cfg, "grpo_steps", 0), int_knob(cfg, "grpo_prompts")
     rows = list(data.train)
@@ -381,12 +383,26 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
                        f"judge P(against) {trace[-1]['p_against']:.3f} over {len(rewards)} critiques")
         return rewards
 
+    def probe(tag: str) -> float | None:
+        """Mean reward of one fresh critique per probe prompt: the same prompts before and after GRPO
+        (the per-step means cover different prompts, so they are not comparable)."""
+        units = [by_prompt[p] for p in prompts[:PROBE_PROMPTS]]
+        if not units:
+            return None
+        crits = [g[0] for g in critic.critique(units)]
+        keyed = {f"{u.id}#{tag}{i}": judge_text(template, u.row, {u.option: c} if fmt == "binary" else
+                                                {u.option: c, 1 - (u.option or 0): ref_crit[(u.id, 1 - (u.option or 0))]})
+                 for i, (u, c) in enumerate(zip(units, crits, strict=True))}
+        probs = predict(judge, keyed)
+        return float(np.mean([reward_of(u, probs[key], reward_mode) for u, key in zip(units, keyed, strict=True)]))
+
     grpo_out: dict[str, Any] = {}
+    probe_before = probe("pb") if steps else None
     if steps:
         from core.engine.grpo import grpo_train
 
         def grpo_progress(frac: float, message: str = "") -> None:
-            experiment.report(0.3 + 0.2 * frac, message or "critic: GRPO")
+            experiment.report(0.3 + 0.2 * frac, message or "GRPO")
 
         grpo_out = grpo_train(
             critic.lm, prompts, reward_fn, critic.gen_cfg, steps=steps,
@@ -395,9 +411,13 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
             temperature=critic.gen_cfg.temperature, prompts_per_step=per_step,
             progress=grpo_progress,
         ) or {}
+    probe_after = probe("pa") if steps else None
+    if steps:
+        experiment.log(f"critic: mean reward on {min(len(prompts), PROBE_PROMPTS)} probe prompts: "
+                       f"{probe_before:.3f} before GRPO, {probe_after:.3f} after")
 
     # e. critiques of train_unlabel (and test) by the trained critic; the judge's verdicts label train_unlabel
-    experiment.report(0.5, "critic: critiques of train_unlabel by the trained critic")
+    experiment.report(0.5, "critiques of train_unlabel by the trained critic")
     tu_units = units_of(data.train, fmt)
     after = critic.critique(tu_units + te_units)
     crit_tu = by_unit(tu_units, [g[0] for g in after[: len(tu_units)]])
@@ -418,8 +438,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
         "warm_start": sft_info,
         "grpo": {"steps": steps, "prompts": len(prompts), "reward_per_step": [t["reward"] for t in trace],
                  "p_against_per_step": [t["p_against"] for t in trace],
-                 "mean_reward_first_step": trace[0]["reward"] if trace else None,
-                 "mean_reward_last_step": trace[-1]["reward"] if trace else None,
+                 "probe_prompts": min(len(prompts), PROBE_PROMPTS) if steps else 0,
+                 "mean_reward_before": probe_before, "mean_reward_after": probe_after,
                  "engine": {k: v for k, v in grpo_out.items() if isinstance(v, int | float | str | list)}},
         "judge": {"texts_asked": texts_asked, "texts_left": judge.texts_left,
                   "agreement_with_weak_labels": float(np.mean(labels == weak)),
