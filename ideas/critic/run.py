@@ -33,23 +33,27 @@ from core.common.config import RunConfig
 from core.common.errors import UserError
 from core.run import experiment
 
-# Sized for the offline demo (2 CPU cores, a few minutes per seed on top of cached baselines). The
-# reference's values for a real run are in README.md ("Knobs"); every knob joins the cache key.
+# Sized for the offline demo (2 CPU cores, minutes per seed on top of cached baselines); the
+# reference's values for a real run are in README.md ("Knobs"). DEFAULTS always join the cache key
+# (the four the reference keys on: GRPO steps, lr, KL coefficient, warm-start size); the SETTINGS
+# join it only when a run sets them (every knob in the key would make the folder name too long).
 DEFAULTS: dict[str, Any] = {
+    "grpo_steps": 8,  # reference 50 (grpo_max_steps)
+    "grpo_lr": 1e-4,  # reference 1e-5 (LoRA on a 4B model); see README.md
+    "grpo_beta": 0.02,  # KL coefficient, reference 0.02 (grpo_kl_penalty)
+    "sft_rows": 64,  # warm start: train_unlabel critique prompts (reference: 3000 weak critiques)
+}
+SETTINGS: dict[str, Any] = {
     "critic_model": "auto",  # auto: the strong model when it is a causal LM, else demo-critic
     "critique_tokens": 32,  # new tokens per critique (reference 1024)
     "critique_temperature": 1.0,  # reference 1.0
     "critique_top_p": 1.0,  # reference 0.99 (nucleus sorting of a 30k vocabulary dominates CPU time)
     "judge_template": "default",  # or a template string: see README.md ("Judge texts")
-    "sft_rows": 64,  # warm start: train_unlabel critique prompts (reference: 3000 rows)
     "sft_samples": 4,  # k critiques per prompt, the judge's best kept
     "sft_epochs": 2,
     "sft_lr": 2e-4,  # reference sft_critic_lr
-    "grpo_steps": 8,  # reference 50
     "grpo_generations": 4,  # critiques per prompt per step (reference 8)
     "grpo_prompts": 8,  # prompts per step (reference 32)
-    "grpo_lr": 1e-4,  # reference 1e-5 (LoRA on a 4B model); see README.md
-    "grpo_beta": 0.02,  # KL coefficient, reference 0.02
     "reward": "hard",  # hard: 1/0 by the judge's verdict (reference); soft: the judge's probability
     "labels": "hard",  # hard: the judge's verdict (reference); soft: its P(class 1)
 }
@@ -103,7 +107,7 @@ def units_of(rows: Sequence[dict[str, Any]], fmt: str) -> list[Unit]:
 
 
 def knob(cfg: RunConfig, name: str) -> Any:
-    return cfg.extra.get(name, DEFAULTS[name])
+    return cfg.extra.get(name, DEFAULTS[name] if name in DEFAULTS else SETTINGS[name])
 
 
 def int_knob(cfg: RunConfig, name: str, low: int = 1) -> int:
