@@ -33,6 +33,11 @@ TRAIN_LABEL_ROWS = 32
 REPLY_KEYS = {"ok", "judge", "probs", "texts_left", "error"}
 
 
+def _row_ids(cfg):
+    data = experiment.read_label_free(experiment.resolve_data_dir(cfg.data_dir), cfg)
+    return data.train_ids + data.test_ids
+
+
 def demo_math_cut(ws: Path) -> RunConfig:
     """``demo-math`` in the workspace, train_label cut to 32 rows; the other splits are cut by the config."""
     for sub in ("data", "labeled_data"):
@@ -187,7 +192,7 @@ def test_the_judge_learns_from_ground_truth_and_its_budget_holds(workspace: Path
     assert float(np.abs(p - y).max()) < 0.2, (p, y)
 
     # the trusted side's budgets: a service allowing one judge refuses the second
-    service = JudgeService.for_run(cfg, print)
+    service = JudgeService.for_run(cfg, _row_ids(cfg), print)
     service.max_judges = 1
     texts = {rid: said[y] for rid, y in train.items()}
     assert service.handle({"op": "train", "texts": texts})["ok"] is True
@@ -250,7 +255,7 @@ def test_a_causal_weak_model_judges_through_its_label_tokens(workspace: Path) ->
     tok.save_pretrained(folder)
     cfg = prepare_config(RunConfig(data_dir="data/demo-math", weak_model=str(folder), strong_model=str(folder),
                                    seed=42, train_size=12, test_size=8, max_ctx=96), defaults={})
-    service = JudgeService.for_run(cfg, print)
+    service = JudgeService.for_run(cfg, _row_ids(cfg), print)
     said = {1: "Verdict: the answer is right.", 0: "Verdict: the answer is wrong."}
     train = labels_of(workspace, "train_label")
     reply = service.handle({"op": "train", "texts": {rid: f"{rid}: {said[y]}" for rid, y in train.items()}})

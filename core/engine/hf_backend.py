@@ -15,7 +15,6 @@ exercised by ``bench/gpu_check.py``; on the machine that wrote them they ran on 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import random
@@ -466,7 +465,7 @@ class OptimizerChoice:
 def bitsandbytes_available() -> bool:
     """True when ``bitsandbytes`` imports (its 8-bit optimizers need CUDA besides)."""
     try:
-        importlib.import_module("bitsandbytes")  # an optional package: no stubs, absent on CPU machines
+        import bitsandbytes  # noqa: F401  # an optional package, absent on CPU machines
     except Exception:  # missing, or installed without a usable CUDA runtime
         return False
     return True
@@ -509,7 +508,7 @@ def make_optimizer(
         device = params[0].device if params else torch.device("cpu")
         choice = choose_optimizer(cfg, "encoder", device)
     if choice.name == "bnb.AdamW8bit":  # UNVERIFIED here: no bitsandbytes on the machine that wrote it
-        bnb: Any = importlib.import_module("bitsandbytes")
+        import bitsandbytes as bnb
         optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(
             params, lr=cfg.lr, betas=choice.betas, eps=choice.eps, weight_decay=choice.weight_decay
         )

@@ -168,7 +168,8 @@ def _judge_transport(cfg: RunConfig, timeout_s: float) -> Callable[[dict[str, An
 
     key = cfg.to_json()
     if key not in _direct_judges:
-        _direct_judges[key] = JudgeService.for_run(cfg, log)
+        data = read_label_free(resolve_data_dir(cfg.data_dir), cfg)
+        _direct_judges[key] = JudgeService.for_run(cfg, data.train_ids + data.test_ids, log)
     service = _direct_judges[key]
     return lambda request: service.handle(json.loads(json.dumps(request)))
 

@@ -37,7 +37,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ import numpy as np
 from core.common.atomic import atomic_write_bytes
 from core.common.config import RunConfig
 from core.data.datasets import LABEL_REVEALING, Format
-from core.run import experiment
 from core.run.judge_client import REQUEST_RE, reply_name
 
 LogFn = Callable[[str], None]
@@ -100,10 +99,10 @@ class JudgeService:
             self.max_texts = TEXTS_PER_ROW * len(self.predict_ids)
 
     @classmethod
-    def for_run(cls, cfg: RunConfig, log: LogFn = print) -> JudgeService:
-        """The service for ``cfg``'s run: predictable rows are the run's label-free train_unlabel/test."""
-        data = experiment.read_label_free(experiment.resolve_data_dir(cfg.data_dir), cfg)
-        ids = frozenset(data.train_ids + data.test_ids)
+    def for_run(cls, cfg: RunConfig, row_ids: Iterable[str], log: LogFn = print) -> JudgeService:
+        """The service for ``cfg``'s run: ``row_ids`` are the predictable rows, the run's label-free
+        train_unlabel and test ids (the caller reads them: the SDK imports this module, not the reverse)."""
+        ids = frozenset(row_ids)
         return cls(cfg, ids, log, max_judges=MAX_JUDGES, max_texts=TEXTS_PER_ROW * len(ids))
 
     # -- the requests ---------------------------------------------------------------------------

@@ -437,7 +437,9 @@ def run_seed(
             replies.mkdir(parents=True)
             replies.chmod(0o755)  # the Docker sandbox may run the idea as another uid
             (out / REQUESTS_DIR).mkdir()
-            channel = JudgeChannel(JudgeService.for_run(cfg, say), out / REQUESTS_DIR, replies)
+            staged = experiment.read_label_free(experiment.resolve_data_dir(cfg.data_dir), cfg)
+            channel = JudgeChannel(JudgeService.for_run(cfg, staged.train_ids + staged.test_ids, say),
+                                   out / REQUESTS_DIR, replies)
         spec = sandbox_spec(info, inputs, out, empty, replies, REMOTE_SANDBOXES.get(box.name))
         isolated = "isolated" if box.isolated else "NOT isolated: results are unverified and never ranked"
         say(f"seed {cfg.seed}: running idea {idea} in the sandbox ({box.name}, {isolated})")
