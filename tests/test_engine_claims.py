@@ -24,6 +24,7 @@ from core.engine.claims import (
 )
 from core.engine.generation import generate, generate_ids, lm_batch, lm_loss, load_causal_lm
 from core.engine.models import minilm_path
+from tests.tiny_w2s import tiny_llama
 
 CFG = RunConfig(max_ctx=96, batch_size=4, seed=0, backend="hf", lora_r=0)
 
@@ -40,17 +41,11 @@ def pair_rows(n: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama with random weights and the MiniLM (WordPiece) tokenizer, saved locally."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-lm")
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
-    config = LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama(tok).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 

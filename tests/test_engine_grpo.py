@@ -13,6 +13,7 @@ from core.common.config import RunConfig
 from core.engine.generation import generate, load_causal_lm
 from core.engine.grpo import RewardFunctionError, grpo_train
 from core.engine.models import minilm_path
+from tests.tiny_w2s import tiny_llama
 
 PROMPTS = [f"question number {i} is" for i in range(8)]
 CFG = RunConfig(max_ctx=96, batch_size=8, seed=0, backend="hf", lora_r=4, lora_alpha=8)
@@ -25,17 +26,11 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     hidden state: about 10% of the probability after a prompt and a few % inside a completion, so a
     reward paying for ``yes`` varies within a group (with a uniform 30k vocabulary it would be 0 for
     every completion and GRPO would have nothing to learn from)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     folder = tmp_path_factory.mktemp("tiny-grpo-lm")
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
-    config = LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama(tok).eval()
     enc = tok(PROMPTS, return_tensors="pt", padding=True, return_token_type_ids=False)
     with torch.no_grad():
         hidden = model.model(**enc).last_hidden_state[enc["attention_mask"].bool()].mean(0)

@@ -34,3 +34,18 @@ def fake_baselines(ws: Path, cfg: RunConfig, seeds: list[int], weak_acc: float =
             "strong_model": cfg.strong_model, "strong_acc": strong_acc, "seed": seed,
             "idea_name": TRAIN_CEILING,
         })
+
+
+def tiny_llama(tok: Any, seed: int = 0) -> Any:
+    """A 2-layer Llama (width 32) with random weights seeded, over ``tok``'s vocabulary: the causal
+    model the engine, claims and GRPO tests build from a config (no download)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
