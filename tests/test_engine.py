@@ -272,3 +272,57 @@ def test_chat_template_choice_follows_model_kind_and_override() -> None:
     assert not wants_chat_template(base, tok, RunConfig())
     assert wants_chat_template(base, tok, RunConfig(extra={"chat_template": "on"}))
     assert not wants_chat_template(chat, tok, RunConfig(extra={"chat_template": "off"}))
+
+
+def test_causal_body_runs_without_the_padding_mask_and_scores_the_same(tiny_llama: Path) -> None:
+    """Right padding + causal attention: the mask changes nothing at real positions, so the body is
+    called without it (SDPA's causal kernel); the masked call gives the same two logits."""
+    cfg = RunConfig(lora_r=0, max_ctx=64, seed=1)
+    loaded = load(resolve_model(str(tiny_llama)), cfg, "binary", lambda m: None)
+    scorer = loaded.module
+    assert isinstance(scorer, CausalLabelScorer)
+    seqs = loaded.encoder.encode_many(binary_rows(6, seed=3))
+    ids, mask = collate(seqs, loaded.pad_id, loaded.device)
+    assert bool((mask == 0).any())  # the batch really has pads
+    seen: list[object] = []
+    body = scorer.parts()[0]
+    hook = body.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw.get("attention_mask")), with_kwargs=True)
+    scorer.eval()
+    with torch.no_grad():
+        fast = scorer(ids, mask)
+        scorer.body_mask = True
+        masked = scorer(ids, mask)
+    hook.remove()
+    assert seen[0] is None and seen[1] is mask
+    torch.testing.assert_close(fast, masked, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_fraction_and_compiled_blocks_train_like_eager(tiny_llama: Path) -> None:
+    """Partial recomputation keeps every k-th block; compiled blocks give the eager logits."""
+    from core.engine.hf_backend import (
+        checkpoint_fraction,
+        compile_layers,
+        decoder_layers,
+        set_gradient_checkpointing,
+    )
+
+    cfg = RunConfig(lora_r=4, max_ctx=64, seed=1)
+    loaded = load(resolve_model(str(tiny_llama)), cfg, "binary", lambda m: None)
+    lm = loaded.module.lm
+    layers = decoder_layers(lm)
+    assert layers is not None and len(layers) == 2
+    set_gradient_checkpointing(lm, True)
+    assert checkpoint_fraction(lm, 0.5) == 1
+    assert [bool(layer.gradient_checkpointing) for layer in layers] == [True, False]
+    assert checkpoint_fraction(lm, 1.0) == 2
+    set_gradient_checkpointing(lm, False)
+    ids, mask = collate(loaded.encoder.encode_many(binary_rows(4)), loaded.pad_id, loaded.device)
+    loaded.module.eval()
+    with torch.no_grad():
+        eager = loaded.module(ids, mask)
+        assert compile_layers(lm, True) == 2
+        compiled = loaded.module(ids, mask)
+        assert compile_layers(lm, False) == 2
+        again = loaded.module(ids, mask)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    assert torch.equal(again, eager)

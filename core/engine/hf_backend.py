@@ -72,6 +72,12 @@ class CausalLabelScorer(nn.Module):
 
     lm: Any  # a transformers causal LM, or its peft wrapper: torch's nn.Module types say too little
     label_ids: torch.Tensor  # a buffer
+    # The padding mask is not passed to the decoder body: rows are right-padded and attention is
+    # causal, so no real token ever attends to a pad after it, and every real position (the cue
+    # included) gets the same hidden state with or without the mask. Without it SDPA may take its
+    # flash kernel (``is_causal``) instead of the masked memory-efficient one. True restores the
+    # masked call (``bench/gpu_check.py`` measures both).
+    body_mask: bool = False
 
     def __init__(self, lm: nn.Module, label_ids: tuple[int, int]) -> None:
         super().__init__()
@@ -85,7 +91,8 @@ class CausalLabelScorer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         body, head = self.parts()
-        h = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        mask = attention_mask if self.body_mask else None
+        h = body(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
         last = attention_mask.long().sum(1) - 1
         h_last = h[torch.arange(h.shape[0], device=h.device), last]
         w = head.weight[self.label_ids]
@@ -289,6 +296,45 @@ def checkpointing_on(cfg: RunConfig, kind: str, device: torch.device) -> bool:
     return kind == "causal" and device.type == "cuda"
 
 
+def decoder_layers(model: Any) -> nn.ModuleList | None:
+    """The repeated decoder blocks of a causal LM (``model.<body>.layers``), through a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(base, getattr(base, "base_model_prefix", ""), None)
+    layers = getattr(body, "layers", None)
+    return layers if isinstance(layers, nn.ModuleList) else None
+
+
+def compile_layers(model: Any, on: bool) -> int:
+    """Regional compilation: ``torch.compile`` each decoder block (dynamic shapes, as rows vary in
+    length) instead of the whole model, so one compiled block serves all of them and compiling takes
+    seconds, not minutes; ``on=False`` drops the compiled code. Returns how many blocks changed.
+    ``extra.compile`` (off by default) asks for it; gains are measured by ``bench/gpu_check.py``."""
+    layers = decoder_layers(model)
+    if layers is None:
+        return 0
+    for layer in layers:
+        if on:
+            layer.compile(dynamic=True)
+        else:
+            layer._compiled_call_impl = None  # what nn.Module.compile sets
+    return len(layers)
+
+
+def checkpoint_fraction(model: Any, fraction: float) -> int:
+    """With checkpointing enabled, keep recomputation on only every k-th decoder block (k = 1/fraction,
+    rounded): activation memory against speed. Returns the number of blocks that recompute."""
+    layers = decoder_layers(model)
+    if layers is None:
+        return 0
+    every = max(1, round(1 / fraction)) if fraction > 0 else 0
+    count = 0
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "gradient_checkpointing"):
+            layer.gradient_checkpointing = bool(every) and i % every == 0
+            count += int(layer.gradient_checkpointing)
+    return count
+
+
 def set_gradient_checkpointing(model: Any, on: bool) -> None:
     """Switch activation recomputation on or off, looking through a peft wrapper.
 
@@ -315,7 +361,15 @@ def prepare_causal_lm(lm: Any, cfg: RunConfig, device: torch.device, log: LogFn)
         from peft import get_peft_model
 
         lm = get_peft_model(lm, lora_config(cfg, "CAUSAL_LM"))
+    if compile_wanted(cfg, device):
+        log(f"compiled {compile_layers(lm, True)} decoder blocks (extra.compile)")
     return lm
+
+
+def compile_wanted(cfg: RunConfig, device: torch.device) -> bool:
+    """``extra.compile``: off (default) | on (CUDA only: on CPU the compile time is never repaid)."""
+    mode = str(cfg.extra.get("compile", "off")).lower()
+    return device.type == "cuda" and mode in ("on", "true", "1", "yes")
 
 
 def is_quantized(lm: Any) -> bool:
