@@ -11,7 +11,7 @@ The channel is two folders and no network:
 - replies: the runner answers with ``<$W2S_JUDGE_REPLIES>/reply-<token>.json``, written atomically into
   a folder mounted read-only into the sandbox.
 
-A request is ``{"op": "train", "texts": {train_label id: text}}`` or
+A request is ``{"op": "train", "texts": {train_label key: text}}`` (key ``<id>`` or ``<id>#<suffix>``) or
 ``{"op": "predict", "judge": id, "texts": {key: text}}``; a reply is ``{"ok": true, "judge": id}``,
 ``{"ok": true, "probs": {key: P(class 1)}, "texts_left": n}`` or ``{"ok": false, "error": one line}``.
 The client waits for its reply (``timeout_s``) and raises :class:`UserError` with the reply's line.
@@ -141,7 +141,8 @@ class WeakJudge:
 
 
 def train(texts: Mapping[str, str], transport: Transport) -> WeakJudge:
-    """Ask the service to train a judge on ``{train_label id: text}``; the judge's handle."""
+    """Ask the service to train a judge on ``{key: text}`` (key ``<train_label id>`` or
+    ``<train_label id>#<suffix>``: a row may come with a few texts); the judge's handle."""
     reply = _check_reply(transport({"op": "train", "texts": _texts(texts, "train")}))
     judge = reply.get("judge")
     if not isinstance(judge, str):

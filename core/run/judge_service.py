@@ -6,8 +6,11 @@ training set), while ideas may never read a label. So the trusted side holds the
 models; the idea sends texts (:mod:`core.run.judge_client`) and gets back an opaque judge id and
 P(class 1) for the texts it asks about. No reply carries a label, an accuracy or a label count.
 
-- **train** ``{train_label id: text}`` (at least :data:`MIN_TRAIN_TEXTS`, every id a train_label id
-  of this run): ``cfg.weak_model`` is trained exactly as ``core.run.baselines.build_weak_artifacts``
+- **train** ``{key: text}`` with keys ``<train_label id>`` or ``<train_label id>#<suffix>`` (at least
+  :data:`MIN_TRAIN_TEXTS` train_label rows, at most :data:`MAX_TEXTS_PER_TRAIN_ROW` texts per row, every
+  row a train_label row of this run; several texts of one row carry that row's label, so an idea can
+  show the judge a row both with and without its extra features): ``cfg.weak_model`` is trained exactly
+  as ``core.run.baselines.build_weak_artifacts``
   trains the weak model (the same engine call, the pinned spec and its passes), on (the idea's text,
   the row's ground-truth class). The text is the whole prompt (``{text}\\nLabel:``,
   ``core.engine.prompts.RAW_TEXT_FIELD``); class 1 means what label 1 means for the dataset
@@ -51,7 +54,11 @@ from core.run.judge_client import REQUEST_RE, reply_name
 
 LogFn = Callable[[str], None]
 
-MIN_TRAIN_TEXTS = 16
+MIN_TRAIN_TEXTS = 16  # distinct train_label rows a judge trains on
+# texts per train_label row in one train request: enough for a row with and without an idea's features
+# (the critic's judge reads each row with its critique and with the review withheld), small enough that
+# the judge's training time stays a few times the weak model's
+MAX_TEXTS_PER_TRAIN_ROW = 4
 MAX_TEXT_CHARS = 8000
 MAX_KEY_CHARS = 200
 MAX_JUDGES = 3
@@ -157,12 +164,22 @@ class JudgeService:
             labels = self._train_labels()
         except UserError as exc:
             raise Refused(f"no train_label ground truth on the trusted side ({exc})") from None
-        unknown = [k for k in texts if k not in labels]
+        row_of = {k: k if k in labels else k.split("#", 1)[0] for k in texts}
+        unknown = [k for k, rid in row_of.items() if rid not in labels]
         if unknown:
-            where = "a train_unlabel or test id" if unknown[0] in self.predict_ids else "not a train_label id of this run"
-            raise Refused(f"train: {unknown[0][:80]!r} is {where}; a judge trains on train_label ids only")
-        if len(texts) < MIN_TRAIN_TEXTS:
-            raise Refused(f"train: {len(texts)} texts; a judge needs at least {MIN_TRAIN_TEXTS} train_label ids")
+            rid = row_of[unknown[0]]
+            where = "a train_unlabel or test id" if rid in self.predict_ids else "not a train_label id of this run"
+            raise Refused(f"train: {unknown[0][:80]!r} is {where}; a judge trains on train_label ids only "
+                          "(keys are '<row id>' or '<row id>#<suffix>')")
+        per_row: dict[str, int] = {}
+        for rid in row_of.values():
+            per_row[rid] = per_row.get(rid, 0) + 1
+        crowded = next((rid for rid, n in per_row.items() if n > MAX_TEXTS_PER_TRAIN_ROW), None)
+        if crowded is not None:
+            raise Refused(f"train: {per_row[crowded]} texts of row {crowded[:80]!r}; at most "
+                          f"{MAX_TEXTS_PER_TRAIN_ROW} per train_label row")
+        if len(per_row) < MIN_TRAIN_TEXTS:
+            raise Refused(f"train: {len(per_row)} train_label rows; a judge needs at least {MIN_TRAIN_TEXTS}")
         if self.counts.judges >= self.max_judges:
             raise Refused(f"judge budget spent: at most {self.max_judges} judges per run")
         self.counts.judges += 1  # an attempt counts: a failing one still costs the runner a training
@@ -171,7 +188,7 @@ class JudgeService:
             raise Refused("this run has no weak model to train a judge with")
         ids = list(texts)
         rows = [{"id": rid, RAW_TEXT_FIELD: texts[rid]} for rid in ids]
-        targets = np.asarray([labels[rid] for rid in ids], dtype=np.float64)
+        targets = np.asarray([labels[row_of[key]] for key in ids], dtype=np.float64)
         kept: list[Any] = []
         start = time.time()
         try:
@@ -181,7 +198,7 @@ class JudgeService:
             raise Refused(f"train: {_reason(exc)}") from None
         judge_id = f"judge-{self.counts.judges}"
         self._judges[judge_id] = kept[0]
-        self.log(f"weak judge {judge_id}: {bcfg.weak_model} trained on {len(rows)} train_label texts "
+        self.log(f"weak judge {judge_id}: {bcfg.weak_model} trained on {len(rows)} texts of {len(per_row)} train_label rows "
                  f"in {time.time() - start:.1f}s")
         return judge_id
 

@@ -45,10 +45,11 @@ DEFAULTS: dict[str, Any] = {
 }
 SETTINGS: dict[str, Any] = {
     "critic_model": "auto",  # auto: the strong model when it is a causal LM, else demo-critic
-    "critique_tokens": 32,  # new tokens per critique (reference 1024)
+    "critique_tokens": 8,  # new tokens per critique (reference 1024); see README.md ("On the demo")
     "critique_temperature": 1.0,  # reference 1.0
     "critique_top_p": 1.0,  # reference 0.99 (nucleus sorting of a 30k vocabulary dominates CPU time)
     "judge_template": "default",  # or a template string: see README.md ("Judge texts")
+    "judge_anchor": "on",  # on: the judge also trains on each train_label row with its review withheld
     "sft_samples": 4,  # k critiques per prompt, the judge's best kept
     "sft_epochs": 2,
     "sft_lr": 2e-4,  # reference sft_critic_lr
@@ -70,10 +71,12 @@ JUDGE_BINARY = (
     "Given the question, the answer and the review: is the proposed answer correct?"
 )
 JUDGE_PAIR = (
-    "Conversation: {question}\nResponse A: {first}\nA critic's review of A: {critique_a}\n"
-    "Response B: {second}\nA critic's review of B: {critique_b}\n"
+    "Conversation: {question}\nResponse A: {first}\nResponse B: {second}\n"
+    "A critic's review of A: {critique_a}\nA critic's review of B: {critique_b}\n"
     "Given both responses and both reviews: is response B the better one?"
 )
+# What stands in for a critique when the judge is shown a row with its review withheld (below).
+NO_REVIEW = "(no review)"
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,25 @@ def judge_text(template: str, row: dict[str, Any], critiques: dict[int | None, s
         return template.format(question=row["question"], answer=row["choice"], critique=critiques[None])
     return template.format(question=row["prompt"], first=row["first"], second=row["second"],
                            critique_a=critiques[0], critique_b=critiques[1])
+
+
+def judge_training_texts(template: str, rows: Sequence[dict[str, Any]], crit: dict[tuple[str, int | None], str],
+                         fmt: str, anchor: bool) -> dict[str, str]:
+    """The judge's train_label texts: each row with its critique(s) and, with ``anchor``, the same row
+    once more with every review withheld (``NO_REVIEW``), under the same label.
+
+    Why: measured on demo-code (seed 42, 300 test rows), the weak judge trained on rows + 32-token
+    critiques of the untrained demo critic reached 0.577 test accuracy, against 0.860 for the same
+    judge on the rows alone: a weak judge trained on 200 rows fits the critiques' row-varying words
+    (its training loss fell to 0.14) instead of the answer, so a critic with nothing to say pulls it
+    to chance. Shown every row without a review as well, it must learn the row itself, and a critique
+    can only add to that. The key ``<id>#bare`` is the service's ``<row id>#<suffix>``."""
+    texts = {str(r["id"]): judge_text(template, r, row_critiques(crit, r, fmt)) for r in rows}
+    if anchor:
+        for r in rows:
+            bare = {k: NO_REVIEW for k in row_critiques(crit, r, fmt)}
+            texts[f"{r['id']}#bare"] = judge_text(template, r, bare)
+    return texts
 
 
 def reward_of(unit: Unit, p1: float, mode: str) -> float:
@@ -284,6 +306,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     template = judge_template(cfg, fmt)
     reward_mode = choice_knob(cfg, "reward", ("hard", "soft"))
     label_mode = choice_knob(cfg, "labels", ("hard", "soft"))
+    choice_knob(cfg, "judge_anchor", ("on", "off"))
     if not data.train or not data.test:
         raise UserError("critic needs train_unlabel and test rows")
     name = critic_model(cfg)
@@ -307,8 +330,8 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
 
     # b. the weak judge, trained by the trusted side on train_label (row + critique)
     experiment.report(0.1, "training the weak judge")
-    judge = experiment.train_weak_judge(
-        cfg, {str(r["id"]): judge_text(template, r, row_critiques(crit_tl, r, fmt)) for r in labelled})
+    anchor = choice_knob(cfg, "judge_anchor", ("on", "off")) == "on"
+    judge = experiment.train_weak_judge(cfg, judge_training_texts(template, labelled, crit_tl, fmt, anchor))
     judge_test_before = predict(judge, {f"{r['id']}#a": judge_text(template, r, row_critiques(crit_te, r, fmt))
                                         for r in data.test})
     experiment.log("critic: weak judge trained")
