@@ -36,17 +36,20 @@ def critic() -> Any:
     return load_idea("critic")
 
 
-def demo_cut(ws: Path, dataset: str, critic: Any, **extra: Any) -> RunConfig:
-    """``dataset`` in the workspace with train_label cut to 32 rows; train_size 12, test_size 8."""
+def demo_cut(ws: Path, dataset: str, critic: Any, label_rows: int = TRAIN_LABEL_ROWS, train_size: int = 12,
+             test_size: int = 8, small: bool = True, **extra: Any) -> RunConfig:
+    """``dataset`` in the workspace with train_label cut to ``label_rows`` rows; the other splits cut by
+    the config; the SMALL knobs unless ``small`` is False (then the idea's own defaults)."""
     for sub in ("data", "labeled_data"):
         folder = ws / sub / dataset
         folder.mkdir(parents=True)
         for src in (REPO / sub / dataset).glob("*.jsonl"):
             lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-            keep = lines[:TRAIN_LABEL_ROWS] if src.name == "train_label.jsonl" else lines
+            keep = lines[:label_rows] if src.name == "train_label.jsonl" else lines
             (folder / src.name).write_text("".join(keep), encoding="utf-8")
     cfg = prepare_config(RunConfig(data_dir=f"data/{dataset}", weak_model="demo-weak", strong_model="demo-strong",
-                                   seed=42, train_size=12, test_size=8, extra={**SMALL, **extra}),
+                                   seed=42, train_size=train_size, test_size=test_size,
+                                   extra={**(SMALL if small else {}), **extra}),
                          defaults=critic.DEFAULTS)
     fake_baselines(ws, cfg, [42])
     return cfg
@@ -102,6 +105,35 @@ def test_critic_on_preference_pairs_called_directly(workspace: Path, critic: Any
     assert out["judge"]["texts_asked"] == 8 + 8 + 4 + 8 + 4 + 12 + 8
 
 
+def test_a_critic_with_nothing_to_say_leaves_the_judge_near_the_weak_model(workspace: Path, critic: Any) -> None:
+    """The cause of the critic's collapse on demo-chat/demo-code (student holdout 0.500, seed 42): the
+    weak judge, trained on 200 train_label rows with the untrained demo critic's word salad beside each
+    answer, fitted the critiques instead of the rows and judged the test rows near chance. With the
+    idea's defaults (short critiques, the judge also shown each row with its review withheld) the same
+    judge on the same kind of critiques must stay near the weak model (demo-chat weak holdout 0.705).
+    Measured on these 300 test rows: 0.530 before the fix (32-token critiques, no bare rows), 0.753
+    for a judge that reads no critique at all, 0.807 with the fix."""
+    from core.run import experiment
+
+    cfg = demo_cut(workspace, "demo-chat", critic, label_rows=200, train_size=16, test_size=300, small=False)
+    labelled, data = experiment.load_train_label_free(cfg), experiment.load_label_free(cfg)
+    writer = critic.Critic(cfg, critic.critic_model(cfg))
+    assert writer.name == "demo-critic"
+    tl, te = critic.units_of(labelled, "preference"), critic.units_of(data.test, "preference")
+    out = writer.critique(tl + te)
+    crit = critic.by_unit(tl + te, [g[0] for g in out])
+    template = critic.judge_template(cfg, "preference")
+    anchor = critic.choice_knob(cfg, "judge_anchor", ("on", "off")) == "on"
+    judge = experiment.train_weak_judge(cfg, critic.judge_training_texts(template, labelled, crit, "preference", anchor))
+    probs = judge.predict({str(r["id"]): critic.judge_text(template, r, critic.row_critiques(crit, r, "preference"))
+                           for r in data.test})
+    truth = load_split(workspace / "labeled_data" / "demo-chat" / "test.jsonl")
+    gold = dict(zip(truth.ids, truth.labels(), strict=True))
+    right = [(probs[str(r["id"])] > 0.5) == bool(gold[str(r["id"])]) for r in data.test]
+    assert len(right) == 300
+    assert sum(right) / len(right) >= 0.70, sum(right) / len(right)
+
+
 def test_the_reward_is_the_reference_direction(critic: Any) -> None:
     """Binary: rewarded when the judge calls the answer wrong. Pairs: a critique of one answer is
     rewarded when the judge then prefers the other (P(class 1) = P(B better))."""
@@ -124,7 +156,15 @@ def test_judge_texts_and_template_errors(critic: Any) -> None:
     assert critic.judge_text(template, {"id": "r", "question": "x?", "choice": "y"}, {None: "bad"}) == "Q x? A y R bad"
     pair = critic.judge_text(critic.JUDGE_PAIR, {"id": "p", "prompt": "hi", "first": "A1", "second": "B2"},
                              {0: "ca", 1: "cb"})
-    assert pair.index("A1") < pair.index("ca") < pair.index("B2") < pair.index("cb")
+    # the reviews come after both responses: the judge reads the pair whole, then what the critic said
+    assert pair.index("A1") < pair.index("B2") < pair.index("ca") < pair.index("cb")
+    row = {"id": "r", "question": "x?", "choice": "y"}
+    texts = critic.judge_training_texts(template, [row], {("r", None): "bad"}, "binary", anchor=True)
+    assert texts == {"r": "Q x? A y R bad", "r#bare": f"Q x? A y R {critic.NO_REVIEW}"}
+    assert critic.judge_training_texts(template, [row], {("r", None): "bad"}, "binary", anchor=False) == {
+        "r": "Q x? A y R bad"}
+    with pytest.raises(UserError, match="extra.judge_anchor"):
+        critic.choice_knob(RunConfig(extra={"judge_anchor": "yes"}), "judge_anchor", ("on", "off"))
     with pytest.raises(UserError, match="judge_template.*'choice'"):
         critic.judge_template(RunConfig(extra={"judge_template": "{choice} {critique}"}), "binary")
     with pytest.raises(UserError, match="must show the critique"):

@@ -179,7 +179,8 @@ def test_the_judge_learns_from_ground_truth_and_its_budget_holds(workspace: Path
     cfg = demo_math_cut(workspace)
     said = {1: "Verdict: the answer is right.", 0: "Verdict: the answer is wrong."}
     train = labels_of(workspace, "train_label")
-    judge = experiment.train_weak_judge(cfg, {rid: said[y] for rid, y in train.items()})
+    # keys '<train_label id>#<suffix>' carry their row's label (the critic's judge sees each row twice)
+    judge = experiment.train_weak_judge(cfg, {f"{rid}#v": said[y] for rid, y in train.items()})
     data = experiment.load_label_free(cfg)
     truth = {**labels_of(workspace, "train_unlabel"), **labels_of(workspace, "test")}
     unseen = [r["id"] for r in data.train + data.test]
@@ -195,10 +196,19 @@ def test_the_judge_learns_from_ground_truth_and_its_budget_holds(workspace: Path
     service = JudgeService.for_run(cfg, _row_ids(cfg), print)
     service.max_judges = 1
     texts = {rid: said[y] for rid, y in train.items()}
+    first = next(iter(texts))
+    crowded = service.handle({"op": "train", "texts": {**texts, **{f"{first}#{i}": "x" for i in range(4)}}})
+    assert crowded == {"ok": False, "error": f"train: 5 texts of row {first!r}; at most 4 per train_label row"}
+    few_rows = {f"{rid}#{i}": "x" for rid in list(texts)[:4] for i in range(4)}  # 16 texts, 4 rows
+    assert service.handle({"op": "train", "texts": few_rows}) == {
+        "ok": False, "error": "train: 4 train_label rows; a judge needs at least 16"}
+    test_row = f"{data.test[0]['id']}#bare"
+    refused = service.handle({"op": "train", "texts": {**texts, test_row: "x"}})
+    assert refused["ok"] is False and f"{test_row!r} is a train_unlabel or test id" in refused["error"]
     assert service.handle({"op": "train", "texts": texts})["ok"] is True
     second = service.handle({"op": "train", "texts": texts})
     assert second == {"ok": False, "error": "judge budget spent: at most 1 judges per run"}
-    assert service.counts.as_dict() == {"judges": 1, "texts": 0, "requests": 2, "refused": 1}
+    assert service.counts.as_dict() == {"judges": 1, "texts": 0, "requests": 5, "refused": 4}
 
 
 def test_a_reply_that_never_comes_is_a_clear_error(tmp_path: Path) -> None:
