@@ -60,7 +60,6 @@ PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 LABELS = (32, 33)  # any two token ids serve as the label tokens of a random model
 PAD = 0
 GIB = 2**30
-CUDA_ONLY = "CUDA only (tests/test_engine.py checks compiled blocks on CPU)"
 
 
 class Check:
@@ -72,6 +71,7 @@ class Check:
         self.device = device
         self.failed: list[str] = []
         self.phases: list[str] = []
+        self.only: set[str] = set()
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.t0)
@@ -84,7 +84,11 @@ class Check:
         print(json.dumps(line, default=str), flush=True)
 
     def fits(self, phase: str, estimate: float) -> bool:
-        """False (and a skip line) when ``estimate`` seconds would overrun the budget."""
+        """False (and a skip line) when ``estimate`` seconds would overrun the budget, or when
+        ``--only`` names other phases."""
+        if self.only and phase not in self.only:
+            self.emit(phase, skipped="not in --only")
+            return False
         if self.left() < estimate:
             self.emit(phase, skipped=f"{self.left():.0f}s left of the budget, phase needs ~{estimate:.0f}s")
             return False
@@ -148,8 +152,11 @@ def run_cfg(batch: int, ckpt: bool | None, device: torch.device) -> RunConfig:
 
 
 def make_loaded(module: hf.CausalLabelScorer, device: torch.device, dtype: torch.dtype) -> hf.Loaded:
+    """The engine's ``Loaded`` around ``module``, its decoder blocks compiled when the engine's default
+    (``extra.compile`` auto) would compile them on this device, as ``hf_backend.load`` does."""
     spec = ModelSpec("gpu-check", "random-weights", "causal")
-    return hf.Loaded(spec, "causal", None, None, module, device, dtype, PAD, True)  # type: ignore[arg-type]
+    compiled = hf.compile_wanted(RunConfig(), device) and hf.compile_layers(module.lm, True) > 0
+    return hf.Loaded(spec, "causal", None, None, module, device, dtype, PAD, True, compiled=compiled)  # type: ignore[arg-type]
 
 
 def tokens(seqs: list[list[int]], batch: int) -> tuple[int, int]:
@@ -173,23 +180,23 @@ def phase_train(
         return
     variant = variant or {}
     cfg = run_cfg(batch, ckpt, loaded.device)
+    default_compiled = loaded.compiled
+    compiled = bool(variant.get("compile", default_compiled))
+    hf.compile_layers(loaded.module.lm, compiled)
     hf.set_gradient_checkpointing(loaded.module.lm, ckpt)
     if ckpt and "ckpt_fraction" in variant:
         hf.checkpoint_fraction(loaded.module.lm, float(variant["ckpt_fraction"]))
     loaded.module.body_mask = bool(variant.get("body_mask", False))
     lines: list[str] = []
-    fields: dict[str, Any] = {"batch": batch, "seq": seq, "checkpointing": ckpt, "steps": timed, **variant}
+    fields: dict[str, Any] = {"batch": batch, "seq": seq, "checkpointing": ckpt, "steps": timed, **variant,
+                              "compiled": compiled}
     ck.reset_peak()
     try:
-        if variant.get("compile"):
-            hf.compile_layers(loaded.module.lm, True)
-            t_c = time.perf_counter()
-            first = rows(batch, seq, vocab, seed=9)
-            hf.train(loaded, first, np.full(len(first), 0.7), None, cfg, hf.Progress(1, None, ""), lines.append)
-            ck.sync()
-            fields["compile_and_first_step_s"] = round(time.perf_counter() - t_c, 1)
+        t_w = time.perf_counter()
         warm_rows = rows(batch * warm, seq, vocab, seed=1)
         hf.train(loaded, warm_rows, np.full(len(warm_rows), 0.7), None, cfg, hf.Progress(1, None, ""), lines.append)
+        ck.sync()
+        fields["warmup_s"] = round(time.perf_counter() - t_w, 1)  # includes compiling, when it happens
         seqs = rows(batch * timed, seq, vocab, seed=2)
         ck.sync()
         t0 = time.perf_counter()
@@ -210,8 +217,9 @@ def phase_train(
         fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
     finally:
         loaded.module.body_mask = False
-        if variant.get("compile"):
-            hf.compile_layers(loaded.module.lm, False)
+        hf.compile_layers(loaded.module.lm, default_compiled)
+    fields["fell_back_to_eager"] = compiled and not loaded.compiled
+    loaded.compiled = default_compiled
     for p in loaded.module.parameters():
         p.grad = None
     ck.emit(name, **fields)
@@ -229,17 +237,17 @@ def phase_score(
     variant = variant or {}
     ck.reset_peak()
     loaded.module.body_mask = bool(variant.get("body_mask", False))
-    fields: dict[str, Any] = {"batch": batch, "seq": seq, **variant}
+    default_compiled = loaded.compiled
+    compiled = bool(variant.get("compile", default_compiled))
+    hf.compile_layers(loaded.module.lm, compiled)
+    fields: dict[str, Any] = {"batch": batch, "seq": seq, **variant, "compiled": compiled}
     probs = None
     try:
-        if variant.get("compile"):
-            hf.compile_layers(loaded.module.lm, True)
-        t_c = time.perf_counter()
+        t_w = time.perf_counter()
         hf.predict(loaded, rows(batch, seq, vocab, seed=3), batch)
-        if variant.get("compile"):
-            hf.predict(loaded, rows(batch // 2 + 1, seq - 3, vocab, seed=10), batch)  # a second shape
-            ck.sync()
-            fields["compile_and_warmup_s"] = round(time.perf_counter() - t_c, 1)
+        hf.predict(loaded, rows(batch // 2 + 1, seq - 3, vocab, seed=10), batch)  # a second shape
+        ck.sync()
+        fields["warmup_s"] = round(time.perf_counter() - t_w, 1)  # includes compiling, when it happens
         seqs = rows(batch * timed, seq, vocab, seed=4)
         ck.sync()
         t0 = time.perf_counter()
@@ -256,8 +264,9 @@ def phase_score(
         fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
     finally:
         loaded.module.body_mask = False
-        if variant.get("compile"):
-            hf.compile_layers(loaded.module.lm, False)
+        hf.compile_layers(loaded.module.lm, default_compiled)
+    fields["fell_back_to_eager"] = compiled and not loaded.compiled
+    loaded.compiled = default_compiled
     ck.emit(name, **fields)
     return probs
 
@@ -324,7 +333,9 @@ def assert_label_rows(ck: Check, lm: Any, device: torch.device, dtype: torch.dty
 def fp32_reference(loaded: hf.Loaded, seqs: list[list[int]]) -> np.ndarray:
     """P(class 1) of the unmerged adapted model computed in fp32 (a temporary fp32 copy): the
     'exact' answer both bf16 paths are measured against."""
+    hf.compile_layers(loaded.module.lm, False)  # a compiled block's code stays bound to the original
     module = copy.deepcopy(loaded.module).float()
+    hf.compile_layers(loaded.module.lm, loaded.compiled)
     ref = hf.Loaded(loaded.spec, "causal", None, None, module, loaded.device, torch.float32, PAD, True)  # type: ignore[arg-type]
     try:
         return hf.predict(ref, seqs, 16)
@@ -423,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="toy shape on CPU, seconds (the test's mode)")
     parser.add_argument("--budget", type=float, default=None, help="seconds for the whole check (default 330; tiny 120)")
+    parser.add_argument("--only", default="", help="comma-separated train/score phases to run (the asserts always run)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available() and not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
@@ -430,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = TINY if args.tiny else QWEN3_4B
     scale = 16 if args.tiny else 1  # tiny: sequences 1/16 as long, same batch sizes
     ck = Check(args.budget or (120.0 if args.tiny else 330.0), device)
+    ck.only = {x for x in args.only.split(",") if x}
     if not cuda and not args.tiny:
         ck.emit("env", ok=False, error="no CUDA device: run with --tiny for the CPU check")
         return 1
@@ -469,11 +482,12 @@ def main(argv: list[str] | None = None) -> int:
     # side-by-side variants: the masked decoder call (before), half the blocks recomputed
     phase_train(ck, "train_b8_s1024_nockpt_masked", loaded, 8, s1, False, 3, 10, vocab, 25, {"body_mask": True})
     phase_train(ck, "train_b8_s1024_ckpt_half", loaded, 8, s1, True, 3, 10, vocab, 35, {"ckpt_fraction": 0.5})
+    phase_train(ck, "train_b8_s1024_nockpt_eager", loaded, 8, s1, False, 3, 10, vocab, 25, {"compile": False})
+    phase_train(ck, "train_b8_s1024_ckpt_eager", loaded, 8, s1, True, 3, 10, vocab, 35, {"compile": False})
     phase_profile(ck, loaded, 8, s1, vocab, 30)
     hf.set_gradient_checkpointing(loaded.module.lm, False)
 
-    # scoring on a copy, so the trained adapter stays unmerged for the compiled-training variants
-    # that run last (they may be slow to compile; everything before them is the core record)
+    hf.compile_layers(loaded.module.lm, False)  # a compiled block does not deep-copy
     scoring = make_loaded(copy.deepcopy(loaded.module), device, dtype)
     probe = rows(32, 512 // scale, vocab, seed=8)
     unmerged = hf.predict(scoring, probe, 16)
@@ -484,27 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     scoring.module.merge_adapters()
     merged = hf.predict(scoring, probe, 16)
     assert_merged(ck, merged, unmerged, plain, exact, dtype)
-    phase_score(ck, "score_merged_b16", scoring, 16, s1, 4, vocab, 20)
+    phase_score(ck, "score_merged_b16", scoring, 16, s1, 4, vocab, 30)
     phase_score(ck, "score_merged_b64", scoring, 64, s1, 3, vocab, 30)
     phase_score(ck, "score_merged_b16_masked", scoring, 16, s1, 4, vocab, 20, {"body_mask": True})
-    del scoring
-    ck.reset_peak()
+    phase_score(ck, "score_merged_b16_eager", scoring, 16, s1, 4, vocab, 20, {"compile": False})
     ck.emit("core_done", all_ok=not ck.failed, failed=list(ck.failed))
-
-    if cuda:  # compiled decoder blocks (extra.compile): compile time and what it buys
-        phase_train(ck, "train_b8_s1024_nockpt_compiled", loaded, 8, s1, False, 3, 10, vocab, 120, {"compile": True})
-        phase_train(ck, "train_b8_s1024_ckpt_compiled", loaded, 8, s1, True, 3, 10, vocab, 90, {"compile": True})
-        hf.set_gradient_checkpointing(loaded.module.lm, False)
-        loaded.module.merge_adapters()
-        phase_score(ck, "score_merged_b16_compiled", loaded, 16, s1, 4, vocab, 60, {"compile": True})
-    else:
-        for name in ("train_b8_s1024_nockpt_compiled", "train_b8_s1024_ckpt_compiled", "score_merged_b16_compiled"):
-            ck.emit(name, skipped=CUDA_ONLY)
-        loaded.module.merge_adapters()
     probe_liger(ck)
     block_unsloth(ck)
     if cuda:
-        block_vllm(ck, loaded, vocab, s1, lambda seqs: hf.predict(loaded, seqs, 16))
+        block_vllm(ck, scoring, vocab, s1, lambda seqs: hf.predict(scoring, seqs, 16))
     else:
         ck.emit("vllm", skipped="no CUDA device")
     ck.emit("summary", all_ok=not ck.failed, failed=ck.failed, seconds=round(time.perf_counter() - ck.t0, 1))

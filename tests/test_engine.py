@@ -321,8 +321,40 @@ def test_checkpoint_fraction_and_compiled_blocks_train_like_eager(tiny_llama: Pa
     with torch.no_grad():
         eager = loaded.module(ids, mask)
         assert compile_layers(lm, True) == 2
+        assert torch._dynamo.config.recompile_limit >= 64  # training, recompute, scoring, merged: all compiled
         compiled = loaded.module(ids, mask)
         assert compile_layers(lm, False) == 2
         again = loaded.module(ids, mask)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
     assert torch.equal(again, eager)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_log_line(tiny_llama: Path) -> None:
+    """Compiled decoder blocks whose compiler fails (here a backend that raises, as a missing C
+    compiler would) cost one log line: training and scoring go on eagerly and give eager results."""
+    from core.engine.hf_backend import Progress, decoder_layers, train
+
+    def broken_backend(gm: object, example_inputs: object) -> object:
+        raise RuntimeError("no C compiler on this machine")
+
+    cfg = RunConfig(lora_r=4, max_ctx=64, seed=1, epochs=1, batch_size=4)
+    rows = binary_rows(8)
+    eager = load(resolve_model(str(tiny_llama)), cfg, "binary", lambda m: None)
+    seqs = eager.encoder.encode_many(rows)
+    targets = np.array([float(r["label"]) for r in rows])
+    train(eager, seqs, targets, None, cfg, Progress(1, None, ""), lambda m: None)
+    want = predict(eager, seqs, 4)
+
+    loaded = load(resolve_model(str(tiny_llama)), cfg, "binary", lambda m: None)
+    layers = decoder_layers(loaded.module.lm)
+    assert layers is not None
+    for layer in layers:
+        layer.compile(backend=broken_backend)
+    loaded.compiled = True
+    lines: list[str] = []
+    summary = train(loaded, seqs, targets, None, cfg, Progress(1, None, ""), lines.append)
+    fell = [ln for ln in lines if "running eagerly" in ln]
+    assert len(fell) == 1 and "no C compiler" in fell[0] and not loaded.compiled
+    assert all(layer._compiled_call_impl is None for layer in layers)
+    assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
+    np.testing.assert_allclose(predict(loaded, seqs, 4), want, atol=1e-6)

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PHASES = [
     "env", "build", "assert_label_rows", "assert_default_checkpointing", "assert_lora_grads",
     "train_b8_s1024_ckpt", "train_b8_s1024_nockpt", "train_b32_s2048_ckpt", "train_b32_s2048_nockpt",
-    "train_b8_s1024_nockpt_masked", "train_b8_s1024_ckpt_half", "profile_train_b8",
-    "score_unmerged_b16", "assert_merged_vs_unmerged", "score_merged_b16", "score_merged_b64",
-    "score_merged_b16_masked", "core_done", "train_b8_s1024_nockpt_compiled", "train_b8_s1024_ckpt_compiled",
-    "score_merged_b16_compiled", "liger", "unsloth", "vllm", "summary",
+    "train_b8_s1024_nockpt_masked", "train_b8_s1024_ckpt_half", "train_b8_s1024_nockpt_eager",
+    "train_b8_s1024_ckpt_eager", "profile_train_b8", "score_unmerged_b16", "assert_merged_vs_unmerged",
+    "score_merged_b16", "score_merged_b64", "score_merged_b16_masked", "score_merged_b16_eager", "core_done",
+    "liger", "unsloth", "vllm", "summary",
 ]
 
 
@@ -41,7 +41,7 @@ def test_gpu_check_tiny_prints_every_phase_and_passes() -> None:
     by = {ln["phase"]: ln for ln in lines}
     assert by["summary"]["all_ok"] is True and by["summary"]["failed"] == []
     for name in PHASES:
-        if name.startswith(("assert_", "train_", "score_")) and "compiled" not in name:
+        if name.startswith(("assert_", "train_", "score_")):
             assert by[name]["ok"] is True, by[name]
     assert by["train_b8_s1024_nockpt_masked"]["body_mask"] is True
     assert by["train_b8_s1024_ckpt_half"]["ckpt_fraction"] == 0.5
@@ -50,7 +50,9 @@ def test_gpu_check_tiny_prints_every_phase_and_passes() -> None:
     assert merged["merged_vs_fp32"] <= 1e-4 and merged["unmerged_vs_fp32"] <= 1e-4
     assert by["build"]["config"] in ("Qwen3Config", "Qwen2Config")
     assert by["train_b8_s1024_ckpt"]["checkpointing"] is True and by["train_b8_s1024_nockpt"]["checkpointing"] is False
-    assert all(by[n]["tok_s"] > 0 for n in PHASES if n.startswith(("train_", "score_")) and "compiled" not in n)
+    assert all(by[n]["tok_s"] > 0 for n in PHASES if n.startswith(("train_", "score_")))
+    # on CPU the engine does not compile: every phase ran eagerly and none fell back
+    assert not any(by[n]["compiled"] or by[n]["fell_back_to_eager"] for n in PHASES if n.startswith(("train_", "score_")))
     assert by["assert_merged_vs_unmerged"]["adapter_effect"] > 0  # training moved the adapter: the check bites
 
 

@@ -61,6 +61,8 @@ class RunConfig:
     # gradient checkpointing (recompute activations in the backward pass): None = auto, on for causal
     # LMs on CUDA (a 4B model at batch 32 x 8192 tokens does not fit otherwise), off elsewhere. It
     # changes memory and speed, not results, so it stays out of the results-cache key.
+    # (``extra.compile`` auto|on|off: the causal label scorer's decoder blocks are compiled on CUDA by
+    # default, about 80 s once per process; a failing compiler falls back to eager with one log line.)
     gradient_checkpointing: bool | None = None
     bf16: Literal["auto", "on", "off"] = "auto"
     backend: Literal["auto", "hf", "unsloth", "vllm"] = "auto"
