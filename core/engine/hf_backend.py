@@ -370,8 +370,9 @@ def checkpoint_fraction(model: Any, fraction: float) -> int:
     count = 0
     for i, layer in enumerate(layers):
         if hasattr(layer, "gradient_checkpointing"):
-            layer.gradient_checkpointing = bool(every) and i % every == 0
-            count += int(layer.gradient_checkpointing)
+            recompute = bool(every) and i % every == 0
+            setattr(layer, "gradient_checkpointing", recompute)  # noqa: B010  # a transformers layer flag
+            count += int(recompute)
     return count
 
 
