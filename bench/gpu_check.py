@@ -31,6 +31,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,31 @@ def tokens(seqs: list[list[int]], batch: int) -> tuple[int, int]:
     return sum(ordered), padded
 
 
+@contextlib.contextmanager
+def variant_applied(loaded: hf.Loaded, variant: dict[str, Any], fields: dict[str, Any]) -> Iterator[None]:
+    """Apply a phase's ``variant`` (``body_mask``, ``compile``) and undo it afterwards, noting in
+    ``fields`` whether the blocks ran compiled and whether they fell back to eager. An out-of-memory
+    is recorded as such; any other failure of a variant (a compiler missing) is reported, not fatal."""
+    default_compiled = loaded.compiled
+    compiled = bool(variant.get("compile", default_compiled))
+    hf.compile_layers(loaded.module.lm, compiled)
+    loaded.module.body_mask = bool(variant.get("body_mask", False))
+    fields["compiled"] = compiled
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        fields.update(oom=True, error=str(exc).splitlines()[0][:200])
+    except Exception as exc:
+        if not variant:
+            raise
+        fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    finally:
+        loaded.module.body_mask = False
+        hf.compile_layers(loaded.module.lm, default_compiled)
+        fields["fell_back_to_eager"] = compiled and not loaded.compiled
+        loaded.compiled = default_compiled
+
+
 def phase_train(
     ck: Check, name: str, loaded: hf.Loaded, batch: int, seq: int, ckpt: bool, warm: int, timed: int,
     vocab: int, estimate: float, variant: dict[str, Any] | None = None,
@@ -180,18 +206,13 @@ def phase_train(
         return
     variant = variant or {}
     cfg = run_cfg(batch, ckpt, loaded.device)
-    default_compiled = loaded.compiled
-    compiled = bool(variant.get("compile", default_compiled))
-    hf.compile_layers(loaded.module.lm, compiled)
     hf.set_gradient_checkpointing(loaded.module.lm, ckpt)
     if ckpt and "ckpt_fraction" in variant:
         hf.checkpoint_fraction(loaded.module.lm, float(variant["ckpt_fraction"]))
-    loaded.module.body_mask = bool(variant.get("body_mask", False))
     lines: list[str] = []
-    fields: dict[str, Any] = {"batch": batch, "seq": seq, "checkpointing": ckpt, "steps": timed, **variant,
-                              "compiled": compiled}
+    fields: dict[str, Any] = {"batch": batch, "seq": seq, "checkpointing": ckpt, "steps": timed, **variant}
     ck.reset_peak()
-    try:
+    with variant_applied(loaded, variant, fields):
         t_w = time.perf_counter()
         warm_rows = rows(batch * warm, seq, vocab, seed=1)
         hf.train(loaded, warm_rows, np.full(len(warm_rows), 0.7), None, cfg, hf.Progress(1, None, ""), lines.append)
@@ -209,17 +230,7 @@ def phase_train(
             ok=loss is not None and math.isfinite(loss), seconds=round(dt, 2), tok_s=round(real / dt),
             padded_tok_s=round(padded / dt), peak_gib=ck.peak_gib(), final_loss=loss,
         )
-    except torch.cuda.OutOfMemoryError as exc:
-        fields.update(oom=True, error=str(exc).splitlines()[0][:200], peak_gib=ck.peak_gib())
-    except Exception as exc:  # a variant that breaks (a compiler missing) is reported, not fatal
-        if not variant:
-            raise
-        fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-    finally:
-        loaded.module.body_mask = False
-        hf.compile_layers(loaded.module.lm, default_compiled)
-    fields["fell_back_to_eager"] = compiled and not loaded.compiled
-    loaded.compiled = default_compiled
+    fields.setdefault("peak_gib", ck.peak_gib())  # an out-of-memory: how far it got
     for p in loaded.module.parameters():
         p.grad = None
     ck.emit(name, **fields)
@@ -236,13 +247,9 @@ def phase_score(
         return None
     variant = variant or {}
     ck.reset_peak()
-    loaded.module.body_mask = bool(variant.get("body_mask", False))
-    default_compiled = loaded.compiled
-    compiled = bool(variant.get("compile", default_compiled))
-    hf.compile_layers(loaded.module.lm, compiled)
-    fields: dict[str, Any] = {"batch": batch, "seq": seq, **variant, "compiled": compiled}
+    fields: dict[str, Any] = {"batch": batch, "seq": seq, **variant}
     probs = None
-    try:
+    with variant_applied(loaded, variant, fields):
         t_w = time.perf_counter()
         hf.predict(loaded, rows(batch, seq, vocab, seed=3), batch)
         hf.predict(loaded, rows(batch // 2 + 1, seq - 3, vocab, seed=10), batch)  # a second shape
@@ -258,15 +265,6 @@ def phase_score(
         ok = bool(np.all(np.isfinite(probs)) and np.all((probs >= 0) & (probs <= 1)))
         fields.update(ok=ok, rows=len(seqs), seconds=round(dt, 2), tok_s=round(real / dt),
                       padded_tok_s=round(padded / dt), peak_gib=ck.peak_gib())
-    except Exception as exc:  # a variant that breaks is reported, not fatal
-        if not variant:
-            raise
-        fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
-    finally:
-        loaded.module.body_mask = False
-        hf.compile_layers(loaded.module.lm, default_compiled)
-    fields["fell_back_to_eager"] = compiled and not loaded.compiled
-    loaded.compiled = default_compiled
     ck.emit(name, **fields)
     return probs
 
