@@ -44,6 +44,7 @@ import torch  # noqa: E402
 
 from core.common.config import RunConfig  # noqa: E402
 from core.engine import hf_backend as hf  # noqa: E402
+from core.engine import speed  # noqa: E402
 from core.engine.losses import soft_xent  # noqa: E402
 from core.engine.models import ModelSpec  # noqa: E402
 
@@ -156,7 +157,7 @@ def make_loaded(module: hf.CausalLabelScorer, device: torch.device, dtype: torch
     """The engine's ``Loaded`` around ``module``, its decoder blocks compiled when the engine's default
     (``extra.compile`` auto) would compile them on this device, as ``hf_backend.load`` does."""
     spec = ModelSpec("gpu-check", "random-weights", "causal")
-    compiled = hf.compile_wanted(RunConfig(), device) and hf.compile_layers(module.lm, True) > 0
+    compiled = speed.compile_wanted(RunConfig(), device) and speed.compile_layers(module.lm, True) > 0
     return hf.Loaded(spec, "causal", None, None, module, device, dtype, PAD, True, compiled=compiled)  # type: ignore[arg-type]
 
 
@@ -175,7 +176,7 @@ def variant_applied(loaded: hf.Loaded, variant: dict[str, Any], fields: dict[str
     is recorded as such; any other failure of a variant (a compiler missing) is reported, not fatal."""
     default_compiled = loaded.compiled
     compiled = bool(variant.get("compile", default_compiled))
-    hf.compile_layers(loaded.module.lm, compiled)
+    speed.compile_layers(loaded.module.lm, compiled)
     loaded.module.body_mask = bool(variant.get("body_mask", False))
     fields["compiled"] = compiled
     try:
@@ -188,7 +189,7 @@ def variant_applied(loaded: hf.Loaded, variant: dict[str, Any], fields: dict[str
         fields.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:300]}")
     finally:
         loaded.module.body_mask = False
-        hf.compile_layers(loaded.module.lm, default_compiled)
+        speed.compile_layers(loaded.module.lm, default_compiled)
         fields["fell_back_to_eager"] = compiled and not loaded.compiled
         loaded.compiled = default_compiled
 
@@ -206,9 +207,9 @@ def phase_train(
         return
     variant = variant or {}
     cfg = run_cfg(batch, ckpt, loaded.device)
-    hf.set_gradient_checkpointing(loaded.module.lm, ckpt)
+    speed.set_gradient_checkpointing(loaded.module.lm, ckpt)
     if ckpt and "ckpt_fraction" in variant:
-        hf.checkpoint_fraction(loaded.module.lm, float(variant["ckpt_fraction"]))
+        speed.checkpoint_fraction(loaded.module.lm, float(variant["ckpt_fraction"]))
     lines: list[str] = []
     fields: dict[str, Any] = {"batch": batch, "seq": seq, "checkpointing": ckpt, "steps": timed, **variant}
     ck.reset_peak()
@@ -277,7 +278,7 @@ def phase_profile(ck: Check, loaded: hf.Loaded, batch: int, seq: int, vocab: int
     from torch.profiler import ProfilerActivity, profile
 
     cfg = run_cfg(batch, False, loaded.device)
-    hf.set_gradient_checkpointing(loaded.module.lm, False)
+    speed.set_gradient_checkpointing(loaded.module.lm, False)
     seqs = rows(batch * 2, seq, vocab, seed=11)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if loaded.device.type == "cuda" else [])
     ck.sync()
@@ -331,9 +332,9 @@ def assert_label_rows(ck: Check, lm: Any, device: torch.device, dtype: torch.dty
 def fp32_reference(loaded: hf.Loaded, seqs: list[list[int]]) -> np.ndarray:
     """P(class 1) of the unmerged adapted model computed in fp32 (a temporary fp32 copy): the
     'exact' answer both bf16 paths are measured against."""
-    hf.compile_layers(loaded.module.lm, False)  # a compiled block's code stays bound to the original
+    speed.compile_layers(loaded.module.lm, False)  # a compiled block's code stays bound to the original
     module = copy.deepcopy(loaded.module).float()
-    hf.compile_layers(loaded.module.lm, loaded.compiled)
+    speed.compile_layers(loaded.module.lm, loaded.compiled)
     ref = hf.Loaded(loaded.spec, "causal", None, None, module, loaded.device, torch.float32, PAD, True)  # type: ignore[arg-type]
     try:
         return hf.predict(ref, seqs, 16)
@@ -368,7 +369,7 @@ def assert_lora_grads(ck: Check, loaded: hf.Loaded, vocab: int, seq: int) -> Non
     gets a finite gradient, the B matrices a non-zero one, and the base weights none."""
     module = loaded.module
     base = module.lm.get_base_model()
-    hf.set_gradient_checkpointing(module.lm, True)
+    speed.set_gradient_checkpointing(module.lm, True)
     module.train()
     ids, mask = hf.collate(rows(4, seq, vocab, seed=6), PAD, loaded.device)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if loaded.device.type == "cuda"
@@ -461,8 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     vocab = int(shape["vocab_size"])
 
     assert_label_rows(ck, lm, device, dtype, vocab, 256 // scale)
-    default_on = hf.checkpointing_on(RunConfig(), "causal", torch.device("cuda"))
-    default_cpu = hf.checkpointing_on(RunConfig(), "causal", torch.device("cpu"))
+    default_on = speed.checkpointing_on(RunConfig(), "causal", torch.device("cuda"))
+    default_cpu = speed.checkpointing_on(RunConfig(), "causal", torch.device("cpu"))
     ck.emit("assert_default_checkpointing", ok=default_on and not default_cpu, causal_cuda=default_on, causal_cpu=default_cpu)
 
     # the engine's own preparation: checkpointing per RunConfig (explicitly on here, so --tiny on CPU
@@ -483,9 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     phase_train(ck, "train_b8_s1024_nockpt_eager", loaded, 8, s1, False, 3, 10, vocab, 25, {"compile": False})
     phase_train(ck, "train_b8_s1024_ckpt_eager", loaded, 8, s1, True, 3, 10, vocab, 35, {"compile": False})
     phase_profile(ck, loaded, 8, s1, vocab, 30)
-    hf.set_gradient_checkpointing(loaded.module.lm, False)
+    speed.set_gradient_checkpointing(loaded.module.lm, False)
 
-    hf.compile_layers(loaded.module.lm, False)  # a compiled block does not deep-copy
+    speed.compile_layers(loaded.module.lm, False)  # a compiled block does not deep-copy
     scoring = make_loaded(copy.deepcopy(loaded.module), device, dtype)
     probe = rows(32, 512 // scale, vocab, seed=8)
     unmerged = hf.predict(scoring, probe, 16)

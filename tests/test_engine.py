@@ -261,7 +261,7 @@ def test_registry_and_defaults() -> None:
 def test_chat_template_choice_follows_model_kind_and_override() -> None:
     from transformers import AutoTokenizer
 
-    from core.engine.hf_backend import wants_chat_template
+    from core.engine.chat_models import wants_chat_template
     from core.engine.models import ModelSpec
 
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
@@ -299,7 +299,7 @@ def test_causal_body_runs_without_the_padding_mask_and_scores_the_same(tiny_llam
 
 def test_checkpoint_fraction_and_compiled_blocks_train_like_eager(tiny_llama: Path) -> None:
     """Partial recomputation keeps every k-th block; compiled blocks give the eager logits."""
-    from core.engine.hf_backend import (
+    from core.engine.speed import (
         checkpoint_fraction,
         compile_layers,
         decoder_layers,
@@ -332,7 +332,8 @@ def test_checkpoint_fraction_and_compiled_blocks_train_like_eager(tiny_llama: Pa
 def test_a_failing_compiler_falls_back_to_eager_with_one_log_line(tiny_llama: Path) -> None:
     """Compiled decoder blocks whose compiler fails (here a backend that raises, as a missing C
     compiler would) cost one log line: training and scoring go on eagerly and give eager results."""
-    from core.engine.hf_backend import Progress, decoder_layers, train
+    from core.engine.hf_backend import Progress, train
+    from core.engine.speed import decoder_layers
 
     def broken_backend(gm: object, example_inputs: object) -> object:
         raise RuntimeError("no C compiler on this machine")

@@ -13,8 +13,9 @@ import torch
 
 from core.common.config import RunConfig
 from core.engine import model_kind, train_and_predict
-from core.engine.hf_backend import checkpointing_on, is_chat_model, model_identity, wants_chat_template
+from core.engine.chat_models import is_chat_model, model_identity, wants_chat_template
 from core.engine.models import ModelSpec, minilm_path, read_model_config, resolve_model
+from core.engine.speed import checkpointing_on
 from tests.test_engine import TINY, binary_rows
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,16 +16,15 @@ import torch
 
 from core.common.config import RunConfig
 from core.engine import resolve_model, train_and_predict
-from core.engine.hf_backend import (
+from core.engine.hf_backend import CausalLabelScorer, load
+from core.engine.losses import LOGCONF_ALPHA, LOGCONF_WARMUP, logconf_coef, logconf_loss, soft_xent
+from core.engine.optimizers import (
     CAUSAL_ADAM_BETAS,
     ENCODER_ADAM_BETAS,
-    CausalLabelScorer,
     choose_optimizer,
-    load,
     make_optimizer,
     warmup_steps,
 )
-from core.engine.losses import LOGCONF_ALPHA, LOGCONF_WARMUP, logconf_coef, logconf_loss, soft_xent
 from core.engine.prompts import label_token_ids
 from core.results.pins import pinned_config
 

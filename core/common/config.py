@@ -47,7 +47,7 @@ class RunConfig:
     weight_decay: float = 0.0  # the reference's CLI default (its dataclass says 0.01; its runs got 0.0)
     # adamw_torch: AdamW as the reference trains causal LMs (betas 0.9/0.95, eps 1e-8), with 8-bit
     # states (bitsandbytes AdamW8bit, the reference's adamw_8bit) on CUDA when bitsandbytes is
-    # installed; encoders keep torch's betas 0.9/0.999 (the demo recipe). hf_backend.choose_optimizer
+    # installed; encoders keep torch's betas 0.9/0.999 (the demo recipe). optimizers.choose_optimizer
     optimizer: Literal["adamw_torch", "sgd", "adafactor"] = "adamw_torch"
     loss: Loss = "xent"
     max_ctx: int = 8192

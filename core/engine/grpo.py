@@ -220,7 +220,8 @@ def grpo_train(
     prompts are reshuffled (seeded by ``cfg.seed``) each time they run out."""
     from transformers import TrainerCallback
 
-    from core.engine.hf_backend import seed_everything, wants_chat_template
+    from core.engine.chat_models import wants_chat_template
+    from core.engine.hf_backend import seed_everything
 
     if steps < 1:
         raise ValueError("steps must be >= 1")

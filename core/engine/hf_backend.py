@@ -20,7 +20,6 @@ import contextlib
 import math
 import os
 import random
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,9 +33,17 @@ from torch import nn
 
 from core.common.config import RunConfig
 from core.data.datasets import Format
+from core.engine.chat_models import wants_chat_template
 from core.engine.losses import LOGCONF_ALPHA, LOGCONF_WARMUP, compute_loss
 from core.engine.models import ModelSpec, detect_kind
+from core.engine.optimizers import choose_optimizer, make_optimizer, warmup_steps
 from core.engine.prompts import PromptEncoder, label_token_ids
+from core.engine.speed import (
+    checkpointing_on,
+    compile_layers,
+    compile_wanted,
+    set_gradient_checkpointing,
+)
 
 ProgressFn = Callable[[float, str], None]
 LogFn = Callable[[str], None]
@@ -316,82 +323,6 @@ def load_encoder_backbone(spec: ModelSpec, model_config: Any, dtype: torch.dtype
     return backbone
 
 
-def checkpointing_on(cfg: RunConfig, kind: str, device: torch.device) -> bool:
-    """``RunConfig.gradient_checkpointing``, or when None (auto): on for causal LMs on CUDA.
-
-    The legacy ``extra.gradient_checkpointing`` still counts when the field is left at auto."""
-    if cfg.gradient_checkpointing is not None:
-        return bool(cfg.gradient_checkpointing)
-    legacy = cfg.extra.get("gradient_checkpointing")
-    if legacy is not None:
-        return bool(legacy)
-    return kind == "causal" and device.type == "cuda"
-
-
-def decoder_layers(model: Any) -> nn.ModuleList | None:
-    """The repeated decoder blocks of a causal LM (``model.<body>.layers``), through a peft wrapper."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body = getattr(base, getattr(base, "base_model_prefix", ""), None)
-    layers = getattr(body, "layers", None)
-    return layers if isinstance(layers, nn.ModuleList) else None
-
-
-def compile_layers(model: Any, on: bool) -> int:
-    """Regional compilation: ``torch.compile`` each decoder block (dynamic shapes, as rows vary in
-    length) instead of the whole model, so one compiled block serves all of them and compiling takes
-    seconds, not minutes; ``on=False`` drops the compiled code. Returns how many blocks changed.
-    ``extra.compile`` (off by default) asks for it; gains are measured by ``bench/gpu_check.py``."""
-    layers = decoder_layers(model)
-    if layers is None:
-        return 0
-    if on:
-        # every block shares one code object, and each mode (training, recomputation without grad,
-        # scoring, merged weights) is another entry: the default limit of 8 was reached in one
-        # gpu_check run, after which dynamo silently ran the new cases eagerly
-        for name in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, max(int(getattr(torch._dynamo.config, name)), 64))
-                break
-    for layer in layers:
-        if on:
-            layer.compile(dynamic=True)
-        else:
-            layer._compiled_call_impl = None  # what nn.Module.compile sets
-    return len(layers)
-
-
-def checkpoint_fraction(model: Any, fraction: float) -> int:
-    """With checkpointing enabled, keep recomputation on only every k-th decoder block (k = 1/fraction,
-    rounded): activation memory against speed. Returns the number of blocks that recompute."""
-    layers = decoder_layers(model)
-    if layers is None:
-        return 0
-    every = max(1, round(1 / fraction)) if fraction > 0 else 0
-    count = 0
-    for i, layer in enumerate(layers):
-        if hasattr(layer, "gradient_checkpointing"):
-            recompute = bool(every) and i % every == 0
-            setattr(layer, "gradient_checkpointing", recompute)  # noqa: B010  # a transformers layer flag
-            count += int(recompute)
-    return count
-
-
-def set_gradient_checkpointing(model: Any, on: bool) -> None:
-    """Switch activation recomputation on or off, looking through a peft wrapper.
-
-    Reentrant recomputation, with the input embeddings' output marked as requiring grad so the
-    frozen base under LoRA still back-propagates into the adapters: measured on an H200 (Qwen3-4B
-    shape, batch 8 x 1024, bench/README.md) at 7,842 tok/s against 6,268 for the non-reentrant
-    variant, at the same peak memory."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if on:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
-        if hasattr(base, "enable_input_require_grads"):
-            base.enable_input_require_grads()
-    elif getattr(base, "is_gradient_checkpointing", False):
-        base.gradient_checkpointing_disable()
-
-
 def prepare_causal_lm(lm: Any, cfg: RunConfig, device: torch.device, log: LogFn) -> Any:
     """A loaded causal LM made ready to train: checkpointing per ``cfg``, then LoRA when ``lora_r > 0``.
 
@@ -405,18 +336,6 @@ def prepare_causal_lm(lm: Any, cfg: RunConfig, device: torch.device, log: LogFn)
     return lm
 
 
-def compile_wanted(cfg: RunConfig, device: torch.device) -> bool:
-    """``extra.compile``: auto (default: on for the causal label scorer on CUDA) | on | off. CUDA only:
-    on CPU the compile time is never repaid. Measured on an H200 (Qwen3-4B shape, LoRA r=32, batch 8
-    x 1024, bench/README.md): training 26,290 tok/s compiled vs 12,499 eager without checkpointing,
-    18,520 vs 8,288 with it; merged scoring 73,737 vs 48,061; about 80 s to compile, once per process.
-    Generation (the critic, GRPO) never compiles: its decode steps would recompile."""
-    mode = str(cfg.extra.get("compile", "auto")).lower()
-    if mode in ("off", "false", "0", "no"):
-        return False
-    return device.type == "cuda"
-
-
 def is_quantized(lm: Any) -> bool:
     """True when the LM's weights are quantized (bitsandbytes 4-bit/8-bit): such adapters are never
     merged and the weights never go to vLLM."""
@@ -426,63 +345,6 @@ def is_quantized(lm: Any) -> bool:
     if getattr(base, "is_quantized", False) is True:
         return True
     return getattr(getattr(base, "config", None), "quantization_config", None) is not None
-
-
-# Hugging Face ids whose chat template the model was tuned on (True) or not (False); names not listed
-# fall back to the patterns below. Base models often ship a template they were never trained with.
-KNOWN_CHAT_MODELS: dict[str, bool] = {
-    "qwen/qwen1.5-0.5b-chat": True,
-    "qwen/qwen3-4b-base": False,
-}
-_CHAT_NAME = re.compile(r"(chat|instruct|[-_]it$|[-_]it[-_]|[-_]sft|rlhf|dpo|^qwen/qwen3-[0-9.]+b$)")
-_BASE_NAME = re.compile(r"(^|[-_/])base($|[-_])")
-_HUB_FOLDER = re.compile(r"^models--(.+)$")
-
-
-def model_identity(spec: ModelSpec, model_config: Any = None) -> str:
-    """The Hugging Face id a checkpoint came from, lower-cased: the id itself; for a hub cache
-    snapshot (``.../models--Org--Name/snapshots/<hash>``) the ``Org/Name`` its folders spell; else
-    the config's ``_name_or_path`` when that is an id; else the folder name."""
-    if not spec.local_only:
-        return spec.path.lower()
-    parts = spec.path.replace("\\", "/").rstrip("/").split("/")
-    for part in reversed(parts):
-        m = _HUB_FOLDER.match(part)
-        if m:
-            return m.group(1).replace("--", "/").lower()
-    origin = str(getattr(model_config, "_name_or_path", "") or "")
-    if origin and "/" in origin and not origin.startswith(("/", ".", "~")):
-        return origin.lower()
-    return parts[-1].lower()
-
-
-def is_chat_model(spec: ModelSpec, model_config: Any = None) -> bool:
-    """Whether the checkpoint is an instruct/chat model: the registry's ``chat`` flag, then
-    ``KNOWN_CHAT_MODELS``, then the id's wording (chat, instruct, -it, sft; never ``base``).
-    Unknown names count as not chat: ``extra.chat_template=on`` turns the template on."""
-    if spec.chat is not None:
-        return spec.chat
-    ident = model_identity(spec, model_config)
-    if ident in KNOWN_CHAT_MODELS:
-        return KNOWN_CHAT_MODELS[ident]
-    if _BASE_NAME.search(ident):
-        return False
-    return bool(_CHAT_NAME.search(ident))
-
-
-def wants_chat_template(spec: ModelSpec, tokenizer: Any, cfg: RunConfig, model_config: Any = None) -> bool:
-    """Chat models get their chat template. ``extra.chat_template``: auto (default) | on | off; auto
-    means the tokenizer has a template AND the model is an instruct/chat model (``is_chat_model``),
-    never a guess from a folder name: hash-named snapshot folders resolve to their hub id."""
-    mode = str(cfg.extra.get("chat_template", "auto")).lower()
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if mode in ("off", "false", "0", "no"):
-        return False
-    if mode in ("on", "true", "1", "yes"):
-        if not has:
-            raise ValueError(f"chat_template=on but {spec.name} has no chat template")
-        return True
-    return has and is_chat_model(spec, model_config)
 
 
 def _four_bit(device: torch.device, log: LogFn) -> dict[str, Any]:
@@ -539,103 +401,6 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, gen: torch.Generator,
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     order = torch.randperm(len(batches), generator=gen).tolist()
     return [batches[i] for i in order]
-
-
-# AdamW as the reference trains causal LMs (its TrainingArguments: adam_beta1 0.9, adam_beta2 0.95,
-# adam_epsilon left at 1e-8, optim "adamw_8bit"). The demo encoders keep torch's defaults (0.9, 0.999):
-# their recipe was tuned with them and every cached demo row was trained so.
-CAUSAL_ADAM_BETAS = (0.9, 0.95)
-ENCODER_ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class OptimizerChoice:
-    """Which optimizer a run gets and with what settings; recorded in the training summary, because
-    the 8-bit one depends on what is installed and its results differ slightly from 32-bit AdamW."""
-
-    name: str  # "bnb.AdamW8bit" | "torch.AdamW" | "torch.SGD" | "transformers.Adafactor"
-    betas: tuple[float, float] | None
-    eps: float | None
-    weight_decay: float
-    why: str
-
-
-def bitsandbytes_available() -> bool:
-    """True when ``bitsandbytes`` imports (its 8-bit optimizers need CUDA besides)."""
-    try:
-        import bitsandbytes  # noqa: F401  # an optional package, absent on CPU machines
-    except Exception:  # missing, or installed without a usable CUDA runtime
-        return False
-    return True
-
-
-def choose_optimizer(
-    cfg: RunConfig, kind: str, device: torch.device, have_bnb: bool | None = None
-) -> OptimizerChoice:
-    """The optimizer for ``cfg.optimizer`` on this model kind and device.
-
-    ``adamw_torch`` (the default) is the reference's AdamW on causal LMs: betas (0.9, 0.95), eps
-    1e-8, 8-bit states through bitsandbytes when the model is on CUDA and bitsandbytes imports (the
-    reference's ``adamw_8bit``), else torch's AdamW with the same betas. Encoders keep torch's AdamW
-    with its default betas. ``have_bnb`` overrides the import probe (tests)."""
-    wd = float(cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return OptimizerChoice("torch.SGD", None, None, wd, "optimizer=sgd (momentum 0.9)")
-    if cfg.optimizer == "adafactor":
-        return OptimizerChoice("transformers.Adafactor", None, None, wd, "optimizer=adafactor")
-    if cfg.optimizer != "adamw_torch":
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-    if kind != "causal":
-        return OptimizerChoice("torch.AdamW", ENCODER_ADAM_BETAS, ADAM_EPS, wd, "encoder: the demo recipe")
-    if device.type == "cuda":
-        bnb = bitsandbytes_available() if have_bnb is None else have_bnb
-        if bnb:
-            return OptimizerChoice("bnb.AdamW8bit", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CUDA: the reference's adamw_8bit")
-        return OptimizerChoice(
-            "torch.AdamW", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CUDA without bitsandbytes: 32-bit states"
-        )
-    return OptimizerChoice("torch.AdamW", CAUSAL_ADAM_BETAS, ADAM_EPS, wd, "causal LM on CPU: 32-bit states")
-
-
-def make_optimizer(
-    cfg: RunConfig, params: list[nn.Parameter], choice: OptimizerChoice | None = None
-) -> torch.optim.Optimizer:
-    """Build ``choice`` (default: what ``choose_optimizer`` picks for an encoder on these params'
-    device); torch's AdamW is fused (one kernel per step) when every parameter is on CUDA."""
-    if choice is None:
-        device = params[0].device if params else torch.device("cpu")
-        choice = choose_optimizer(cfg, "encoder", device)
-    if choice.name == "bnb.AdamW8bit":  # UNVERIFIED here: no bitsandbytes on the machine that wrote it
-        import bitsandbytes as bnb
-        optimizer: torch.optim.Optimizer = bnb.optim.AdamW8bit(
-            params, lr=cfg.lr, betas=choice.betas, eps=choice.eps, weight_decay=choice.weight_decay
-        )
-        return optimizer
-    if choice.name == "torch.AdamW":
-        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
-        betas = choice.betas or ENCODER_ADAM_BETAS
-        return torch.optim.AdamW(
-            params, lr=cfg.lr, betas=betas, eps=choice.eps or ADAM_EPS, weight_decay=choice.weight_decay,
-            fused=fused or None,
-        )
-    if choice.name == "torch.SGD":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=choice.weight_decay, momentum=0.9)
-    if choice.name == "transformers.Adafactor":
-        from transformers.optimization import Adafactor
-
-        return Adafactor(
-            params, lr=cfg.lr, weight_decay=choice.weight_decay, scale_parameter=False, relative_step=False
-        )
-    raise ValueError(f"unknown optimizer {choice.name!r}")
-
-
-def warmup_steps(cfg: RunConfig, total_steps: int, kind: str) -> int:
-    """Warm-up steps of the lr schedule: for causal LMs rounded up, as transformers' Trainer does for
-    the reference (``ceil(warmup_ratio * steps)``); the demo encoders keep their rounding down (their
-    recipe and cached rows were made with it)."""
-    raw = cfg.warmup_ratio * total_steps
-    return math.ceil(raw) if kind == "causal" else int(raw)
 
 
 class Progress:

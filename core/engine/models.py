@@ -36,7 +36,7 @@ class ModelSpec:
     # fewer than ~200 optimizer steps, so it takes ten passes over its small train_label per epoch
     passes_per_epoch: int = 1
     # an instruct/chat model whose chat template wraps its prompts; None: decide from its hub id
-    # (``hf_backend.is_chat_model``)
+    # (``chat_models.is_chat_model``)
     chat: bool | None = None
     # shuffle the pretrained word embeddings among the tokens (seeded, the same every time) and train
     # them: the model then knows no word it was not trained on (``demo-weak-blank``)

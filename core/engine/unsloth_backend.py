@@ -29,7 +29,7 @@ def load_causal_lm(spec: ModelSpec, cfg: RunConfig, dtype: torch.dtype) -> Any:
     gradient checkpointing follows ``RunConfig.gradient_checkpointing`` (auto: unsloth's own, on)."""
     from unsloth import FastLanguageModel
 
-    from core.engine.hf_backend import checkpointing_on
+    from core.engine.speed import checkpointing_on
 
     full = cfg.lora_r <= 0
     model, _tokenizer = FastLanguageModel.from_pretrained(
