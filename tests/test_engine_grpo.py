@@ -147,3 +147,21 @@ def test_full_fine_tuning_uses_a_frozen_copy_as_reference(tiny_lm: Path) -> None
     assert p_rewarded(lm, x) > p_before
     assert not torch.equal(lm.model.lm_head.weight.detach(), head_before)
     assert "forward" not in vars(lm.model)
+
+
+def test_progress_reports_each_steps_own_reward(tiny_lm: Path) -> None:
+    """Step k's progress line carries step k's mean reward (it used to show the step before's,
+    'step 1/3 reward nan' first)."""
+    lm = load_causal_lm(str(tiny_lm), CFG, trainable=True)
+    calls = {"n": 0}
+
+    def by_step(prompts: list[str], completions: list[str]) -> list[float]:
+        calls["n"] += 1
+        return [calls["n"] / 10] * len(completions)
+
+    said: list[tuple[float, str]] = []
+    grpo_train(lm, PROMPTS, by_step, CFG, steps=3, num_generations=2, max_new_tokens=4, lr=1e-2,
+               prompts_per_step=4, progress=lambda f, m: said.append((f, m)))
+    steps = [(f, m) for f, m in said if m.startswith("GRPO step")]
+    assert [m for _f, m in steps] == [f"GRPO step {k}/3 reward {k / 10:.3f}" for k in (1, 2, 3)]
+    assert [round(f, 3) for f, _m in steps] == [round(k / 3, 3) for k in (1, 2, 3)]

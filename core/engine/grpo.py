@@ -259,14 +259,16 @@ def grpo_train(
     metrics: list[dict[str, float]] = []
 
     class _Watch(TrainerCallback):
+        """Progress is said when a step's metrics are logged (logging_steps=1): the Trainer logs a step
+        after its ``on_step_end``, so saying it there showed the previous step's reward."""
+
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
             if logs and "reward" in logs:
                 metrics.append(dict(logs))
+                say(state.global_step / steps, f"GRPO step {state.global_step}/{steps} reward {float(logs['reward']):.3f}")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             done["step"] = int(state.global_step)
-            last = metrics[-1] if metrics else {}
-            say(state.global_step / steps, f"GRPO step {state.global_step}/{steps} reward {last.get('reward', float('nan')):.3f}")
 
     ref_copy = None
     if not is_peft and beta != 0.0:  # TRL would reload the model from its path: give it a frozen copy
