@@ -161,3 +161,10 @@ def test_sizes_join_the_key_as_the_reference_does():
     parts = parse_key(result_key(smoke))
     assert parts.sizes == {"test_size": 20, "train_size": 50} and parts.size_capped
     assert not parse_key(result_key(full)).size_capped
+
+
+def test_speed_only_extras_stay_out_of_the_key():
+    """``extra.compile`` changes speed, not results: with it off the run finds the same rows."""
+    plain = RunConfig(extra={"task_type": "binary"})
+    assert result_key(plain.replace(extra={"task_type": "binary", "compile": "off"})) == result_key(plain)
+    assert result_key(plain.replace(extra={"task_type": "preference"})) != result_key(plain)

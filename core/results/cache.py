@@ -60,6 +60,11 @@ def is_size_capped(cfg: RunConfig) -> bool:
     return bool(size_params(cfg))
 
 
+# Engine settings carried in ``extra`` that change speed, never results (like the
+# ``gradient_checkpointing`` field): they stay out of the key, so turning them off finds the same rows.
+SPEED_ONLY_EXTRAS = frozenset({"compile"})
+
+
 def result_key(cfg: RunConfig, extra: dict[str, Any] | None = None, with_weak: bool = True) -> str:
     """Key of an idea run (or the ceiling when ``with_weak`` is False or there is no weak model)."""
     parts = [model_slug(cfg.strong_model)]
@@ -69,7 +74,8 @@ def result_key(cfg: RunConfig, extra: dict[str, Any] | None = None, with_weak: b
     if cfg.loss != "xent":
         key += f"_loss{cfg.loss}"
     # the config's sizes win over same-named idea parameters: a key never claims full size falsely
-    params = {**(cfg.extra if extra is None else extra), **size_params(cfg)}
+    given = cfg.extra if extra is None else extra
+    params = {**{k: v for k, v in given.items() if k not in SPEED_ONLY_EXTRAS}, **size_params(cfg)}
     return key + _extra_suffix(params)
 
 
