@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from core.data.holdout import HoldoutLayout
-from core.referee.service import Gold, RefereeError, positions_of
+from core.referee.errors import RefereeError
+from core.referee.gold import Gold, positions_of
 
 
 def small_gold(ids: tuple[str, ...]) -> Gold:

@@ -39,18 +39,25 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from core.common.config import RunConfig
 from core.common.workspace import paths
 from core.control.storage import FileLock
 from core.data import holdout
-from core.data.datasets import load_split
+from core.referee.access import (
+    authenticate,
+    baselines_for,
+    budget_of,
+    check_scope,
+    run_config,
+    run_id_of,
+    run_job,
+)
+from core.referee.errors import RefereeError
+from core.referee.gold import Gold, classes_of, gold_for, positions_of, score_public
 from core.referee.ledger import Entry, ledger_for
 from core.results.cache import (
     TRAIN_CEILING,
@@ -59,8 +66,8 @@ from core.results.cache import (
     write_result,
 )
 from core.results.leaderboard import REFEREE_SOURCE
-from core.results.pgr import Baselines, compute_pgr, fixed_baselines
-from core.results.scoring import score_predictions, to_class
+from core.results.pgr import Baselines, compute_pgr
+from core.results.scoring import score_predictions
 
 ACCURACY_STEP = 0.01
 MIN_SUBSET_ROWS = 30
@@ -69,18 +76,6 @@ SOURCE = REFEREE_SOURCE  # what w2s_source says on a seed result the referee wro
 SCORED_SPLIT = "test"
 DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 IDEA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_BASELINE_TTL_S = 5.0
-_baseline_memo: dict[tuple[str, str], tuple[float, Baselines, RunConfig]] = {}
-_config_memo: dict[tuple[int, str, str], tuple[float, RunConfig | None]] = {}
-
-
-class RefereeError(Exception):
-    """A refused call: ``status`` is the HTTP status the API answers with."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def now_iso() -> str:
@@ -93,283 +88,6 @@ def quantize(value: float | None, step: float = ACCURACY_STEP) -> float | None:
         return None
     decimals = max(0, -int(math.floor(math.log10(step))))
     return round(round(value / step) * step, decimals)
-
-
-# ---------------------------------------------------------------------------------------------
-# tokens and runs
-
-
-def authenticate(store: Any, token: str | None) -> dict[str, Any]:
-    """The run token's record, or RefereeError(401). Never says whether a token once existed."""
-    from core.control.tokens import resolve_token
-
-    if not token:
-        raise RefereeError(401, "missing run token: send 'Authorization: Bearer <W2S_RUN_TOKEN>'")
-    record = resolve_token(store, token)
-    if not record:
-        raise RefereeError(401, "invalid run token")
-    return record
-
-
-def _run_id(record: Mapping[str, Any]) -> str:
-    return str(record.get("run_id") or record.get("id") or "unknown")
-
-
-def token_scope(store: Any, record: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(idea, dataset) a token is bound to, as the scheduler issued it from the job's meta (None: not
-    bound). A record from before tokens carried a scope falls back to its job's recorded meta."""
-    if "idea" in record or "dataset" in record:
-        idea, dataset = record.get("idea"), record.get("dataset")
-    else:
-        meta = (run_job(store, _run_id(record)) or {}).get("meta") or {}
-        idea, dataset = meta.get("idea"), meta.get("dataset")
-        config = meta.get("config")
-        if dataset is None and isinstance(config, dict) and isinstance(config.get("data_dir"), str):
-            dataset = Path(config["data_dir"].rstrip("/")).name
-    return (idea if isinstance(idea, str) else None), (dataset if isinstance(dataset, str) else None)
-
-
-def check_scope(
-    store: Any, record: Mapping[str, Any], *, idea: Any = None, dataset: Any = None, final: bool = False
-) -> tuple[str | None, Any]:
-    """The (idea, dataset) a call is scored as: the token's, never the request's.
-
-    A request naming another idea or dataset than the token's is refused (403), not silently
-    re-targeted. A final submission needs a token bound to both (an idea run's own token).
-    """
-    bound_idea, bound_dataset = token_scope(store, record)
-    run_id = _run_id(record)
-    if dataset is not None and bound_dataset is not None and dataset != bound_dataset:
-        raise RefereeError(
-            403, f"run {run_id}'s token is bound to dataset {bound_dataset!r}; it cannot be scored on "
-            f"{str(dataset)[:64]!r} (omit 'dataset': it is taken from the token)",
-        )
-    if idea is not None and bound_idea is not None and idea != bound_idea:
-        raise RefereeError(
-            403, f"run {run_id}'s token is bound to idea {bound_idea!r}; it cannot submit for "
-            f"{str(idea)[:64]!r} (omit 'idea': it is taken from the token)",
-        )
-    if final and (bound_idea is None or bound_dataset is None):
-        raise RefereeError(
-            403, f"run {run_id}'s token is not bound to an idea and a dataset; only an idea run's own token "
-            "makes a final submission",
-        )
-    return bound_idea, (bound_dataset if bound_dataset is not None else dataset)
-
-
-def budget_of(record: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """(budget, left) from a token record, whichever way the store spells them."""
-    budget = record.get("budget", record.get("eval_budget"))
-    left = record.get("budget_left", record.get("remaining"))
-    if left is None and budget is not None:
-        used = record.get("used", record.get("evaluations_used"))
-        if used is not None:
-            left = int(budget) - int(used)
-    return (None if budget is None else int(budget)), (None if left is None else max(0, int(left)))
-
-
-def run_job(store: Any, run_id: str) -> dict[str, Any] | None:
-    try:
-        return store.table("jobs").get(run_id)
-    except Exception:  # noqa: BLE001 - a missing or odd jobs table only means "config unknown"
-        return None
-
-
-def run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
-    """The run's own RunConfig when its job recorded one (``meta.config``), else None.
-    Memoised for a few seconds: a run's config does not change while it evaluates."""
-    memo_key = (id(store), run_id, dataset)
-    hit = _config_memo.get(memo_key)
-    if hit and time.monotonic() - hit[0] < _BASELINE_TTL_S:
-        return hit[1]
-    cfg = _load_run_config(store, run_id, dataset)
-    if len(_config_memo) > 1024:
-        _config_memo.clear()
-    _config_memo[memo_key] = (time.monotonic(), cfg)
-    return cfg
-
-
-def _load_run_config(store: Any, run_id: str, dataset: str) -> RunConfig | None:
-    job = run_job(store, run_id)
-    meta = (job or {}).get("meta") or {}
-    config = meta.get("config")
-    if isinstance(config, str):
-        import json
-
-        try:
-            config = json.loads(config)
-        except ValueError:
-            config = None
-    if not isinstance(config, dict):
-        return None
-    try:
-        cfg = RunConfig.from_dict(config)
-    except (TypeError, ValueError):
-        return None
-    return cfg if cfg.dataset == dataset else cfg.replace(data_dir=f"data/{dataset}")
-
-
-def _prepared(cfg: RunConfig) -> RunConfig:
-    """The config a run really trains with (``core.run.runner.prepare_config``: the demo model pair on
-    demo datasets or without a GPU, the model's recommended hyperparameters), so the baseline keys
-    match what the runner cached."""
-    try:
-        from core.control.gpu import probe
-        from core.run.resolve import prepare_config
-
-        return prepare_config(cfg, cuda=bool(probe()))
-    except Exception:  # noqa: BLE001 - fall back to the config as given
-        return cfg
-
-
-def baselines_for(dataset: str, cfg: RunConfig | None) -> tuple[Baselines, RunConfig]:
-    """Fixed baselines for the run's own (prepared) config when its job recorded one; otherwise the
-    dataset's default ``RunConfig`` (the reference archive's keys), else the config a default run
-    trains with here (the demo models on demo datasets)."""
-    memo_key = (dataset, cfg.to_json() if cfg else "")
-    hit = _baseline_memo.get(memo_key)
-    if hit and time.monotonic() - hit[0] < _BASELINE_TTL_S:
-        return hit[1], hit[2]
-    default = RunConfig(data_dir=f"data/{dataset}")
-    candidates = [_prepared(cfg)] if cfg else [default, _prepared(default)]
-    chosen: tuple[Baselines, RunConfig] | None = None
-    for candidate in candidates:
-        base = fixed_baselines(dataset, candidate)
-        if chosen is None or (base.n_weak and base.n_strong):
-            chosen = (base, candidate)
-        if base.n_weak and base.n_strong:
-            break
-    assert chosen is not None
-    _baseline_memo[memo_key] = (time.monotonic(), *chosen)
-    return chosen
-
-
-# ---------------------------------------------------------------------------------------------
-# ground truth as vectors (trusted side), for scoring many calls fast
-
-
-@dataclass(frozen=True)
-class Gold:
-    """The labelled ``test`` split of one dataset as arrays aligned with ``layout.ids``."""
-
-    layout: holdout.HoldoutLayout
-    index: dict[str, int]
-    labels: np.ndarray
-    subset_codes: np.ndarray
-    subset_names: tuple[str, ...]
-    public_mask: np.ndarray
-
-
-_GOLD: dict[tuple[str, str, int, int], Gold] = {}
-
-
-def gold_for(dataset: str) -> Gold | None:
-    """Cached per file version; None when the dataset has no labelled test split here."""
-    path = paths().labeled_data / dataset / "test.jsonl"
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    key = (dataset, str(path), st.st_mtime_ns, st.st_size)
-    gold = _GOLD.get(key)
-    if gold is not None:
-        return gold
-    split = load_split(path)
-    ids = tuple(split.ids)
-    public, private = holdout.split_rows(dataset, split.rows)
-    layout = holdout.HoldoutLayout(dataset, ids, frozenset(public), frozenset(private))
-    names = sorted({str(r.get("subset", "")) for r in split.rows})
-    code = {n: i for i, n in enumerate(names)}
-    gold = Gold(
-        layout=layout,
-        index={rid: i for i, rid in enumerate(ids)},
-        labels=np.asarray(split.labels(), dtype=np.int8),
-        subset_codes=np.asarray([code[str(r.get("subset", ""))] for r in split.rows], dtype=np.int32),
-        subset_names=tuple(names),
-        public_mask=np.asarray([rid in layout.public for rid in ids], dtype=bool),
-    )
-    if len(_GOLD) > 16:
-        _GOLD.clear()
-    _GOLD[key] = gold
-    return gold
-
-
-def classes_of(predictions: list[Any]) -> np.ndarray:
-    """Predictions as classes 0/1 (same rules as ``core.results.scoring.to_class``), vectorised when they
-    are all numbers or bools; RefereeError(400) naming the first bad index otherwise."""
-    try:
-        values = np.asarray(predictions)
-    except (ValueError, TypeError):  # ragged nesting
-        values = np.asarray([], dtype=object)
-    if values.ndim == 1 and len(values) == len(predictions) and values.dtype.kind in "fiub":
-        values = values.astype(np.float64, copy=False)
-        if np.all((values >= 0.0) & (values <= 1.0)):  # NaN fails both comparisons
-            return (values > 0.5).astype(np.int8)
-    out = np.empty(len(predictions), dtype=np.int8)
-    for i, value in enumerate(predictions):
-        try:
-            out[i] = to_class(value)
-        except (ValueError, TypeError) as exc:
-            raise RefereeError(400, f"field 'predictions[{i}]': {exc}") from None
-    return out
-
-
-def positions_of(gold: Gold, predictions: Any, ids: Any) -> np.ndarray:
-    """Row positions the predictions refer to; RefereeError(400) for anything but distinct test ids."""
-    if not isinstance(predictions, list):
-        raise RefereeError(400, "field 'predictions': expected a list")
-    n = len(gold.layout.ids)
-    if ids is None:
-        if len(predictions) != n:
-            raise RefereeError(
-                400,
-                f"field 'predictions': expected {n} predictions (one per row of test, in file order), "
-                f"got {len(predictions)}; or send 'ids' with the predictions",
-            )
-        return np.arange(n)
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise RefereeError(400, "field 'ids': expected a list of row id strings")
-    if len(ids) != len(predictions):
-        raise RefereeError(
-            400, f"fields 'ids'/'predictions': {len(ids)} ids for {len(predictions)} predictions"
-        )
-    pos = np.empty(len(ids), dtype=np.int64)
-    for k, rid in enumerate(ids):
-        i = gold.index.get(rid)
-        if i is None:
-            raise RefereeError(400, f"field 'ids': {rid[:40]!r} is not a row of test")
-        pos[k] = i
-    if len(np.unique(pos)) != len(pos):
-        seen: set[str] = set()
-        for rid in ids:  # name the first id that repeats
-            if rid in seen:
-                raise RefereeError(400, f"field 'ids': id {rid[:40]!r} appears twice")
-            seen.add(rid)
-    return pos
-
-
-def score_public(gold: Gold, pos: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
-    """Exact metrics over the public rows among ``pos`` (shape of ``core.results.metrics.compute_metrics``,
-    without label counts)."""
-    keep = gold.public_mask[pos]
-    pos, classes = pos[keep], classes[keep]
-    correct = classes == gold.labels[pos]
-    total = int(len(pos))
-    codes = gold.subset_codes[pos]
-    n_sub = np.bincount(codes, minlength=len(gold.subset_names))
-    c_sub = np.bincount(codes, weights=correct, minlength=len(gold.subset_names))
-    ones = int(classes.sum())
-    return {
-        "accuracy": float(correct.sum()) / total if total else None,
-        "correct": int(correct.sum()),
-        "total": total,
-        "pred_distribution": {k: v for k, v in (("0", total - ones), ("1", ones)) if v},
-        "per_subset": {
-            name: {"accuracy": float(c_sub[i]) / int(n_sub[i]), "total": int(n_sub[i])}
-            for i, name in enumerate(gold.subset_names)
-            if n_sub[i]
-        },
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +153,7 @@ def evaluate(
     ``dataset`` may be None (the token's); ``idea``, when a request names one, must be the token's.
     """
     record = record or authenticate(store, token)
-    run_id = _run_id(record)
+    run_id = run_id_of(record)
     pool = str(record.get("pool") or run_id)
     budget, _ = budget_of(record)
     budget = int(budget or 0)
