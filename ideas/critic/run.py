@@ -198,7 +198,7 @@ class Critic:
     (base models, the demo critic)."""
 
     def __init__(self, cfg: RunConfig, model: str) -> None:
-        from core.engine.hf_backend import wants_chat_template
+        from core.engine.chat_models import wants_chat_template
 
         self.cfg, self.name = cfg, model
         self.lm = experiment.load_lm(cfg, model, trainable=True)
