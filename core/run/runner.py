@@ -131,8 +131,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def stage_inputs(cfg: RunConfig, folder: Path, weak: dict[str, Any] | None) -> tuple[str, ...]:
-    """Write what the idea may read into ``folder``; returns the staged test ids.
+def stage_inputs(cfg: RunConfig, folder: Path, weak: dict[str, Any] | None) -> experiment.LabelFreeData:
+    """Write what the idea may read into ``folder``; returns the staged rows (their ids name what the
+    idea may predict, and what the weak judge may be asked about).
 
     Rows come from the label-free view (``cfg.data_dir``), cut to the config's sizes, label fields
     dropped again; weak labels are this seed's ids + P(class 1) only, taken from ``weak`` (the weak
@@ -151,7 +152,7 @@ def stage_inputs(cfg: RunConfig, folder: Path, weak: dict[str, Any] | None) -> t
                 "ids": data.train_ids, "p1": [float(p) for p in p1]}
         (folder / experiment.WEAK_FILE).write_text(json.dumps(weak), encoding="utf-8")
     (folder / experiment.CONFIG_FILE).write_text(cfg.to_json(), encoding="utf-8")
-    return tuple(data.test_ids)
+    return data
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +429,8 @@ def run_seed(
         if out.exists():
             shutil.rmtree(out)  # a retried job starts from a fresh output folder
         out.mkdir(parents=True)
-        test_ids = stage_inputs(cfg, inputs, weak)
+        staged = stage_inputs(cfg, inputs, weak)
+        test_ids = tuple(staged.test_ids)
         replies = None
         if box.name not in REMOTE_SANDBOXES:
             replies = (run_dir / REPLIES_DIR) if run_dir else temp / REPLIES_DIR
@@ -437,7 +439,6 @@ def run_seed(
             replies.mkdir(parents=True)
             replies.chmod(0o755)  # the Docker sandbox may run the idea as another uid
             (out / REQUESTS_DIR).mkdir()
-            staged = experiment.read_label_free(experiment.resolve_data_dir(cfg.data_dir), cfg)
             channel = JudgeChannel(JudgeService.for_run(cfg, staged.train_ids + staged.test_ids, say),
                                    out / REQUESTS_DIR, replies)
         spec = sandbox_spec(info, inputs, out, empty, replies, REMOTE_SANDBOXES.get(box.name))
