@@ -486,26 +486,24 @@ def main(argv: list[str] | None = None) -> int:
     phase_profile(ck, loaded, 8, s1, vocab, 30)
     speed.set_gradient_checkpointing(loaded.module.lm, False)
 
-    speed.compile_layers(loaded.module.lm, False)  # a compiled block does not deep-copy
-    scoring = make_loaded(copy.deepcopy(loaded.module), device, dtype)
     probe = rows(32, 512 // scale, vocab, seed=8)
-    unmerged = hf.predict(scoring, probe, 16)
-    with scoring.module.lm.disable_adapter():
-        plain = hf.predict(scoring, probe, 16)
-    exact = fp32_reference(scoring, probe)
-    phase_score(ck, "score_unmerged_b16", scoring, 16, s1, 4, vocab, 20)
-    scoring.module.merge_adapters()
-    merged = hf.predict(scoring, probe, 16)
+    unmerged = hf.predict(loaded, probe, 16)
+    with loaded.module.lm.disable_adapter():
+        plain = hf.predict(loaded, probe, 16)
+    exact = fp32_reference(loaded, probe)
+    phase_score(ck, "score_unmerged_b16", loaded, 16, s1, 4, vocab, 20)
+    loaded.module.merge_adapters()
+    merged = hf.predict(loaded, probe, 16)
     assert_merged(ck, merged, unmerged, plain, exact, dtype)
-    phase_score(ck, "score_merged_b16", scoring, 16, s1, 4, vocab, 30)
-    phase_score(ck, "score_merged_b64", scoring, 64, s1, 3, vocab, 30)
-    phase_score(ck, "score_merged_b16_masked", scoring, 16, s1, 4, vocab, 20, {"body_mask": True})
-    phase_score(ck, "score_merged_b16_eager", scoring, 16, s1, 4, vocab, 20, {"compile": False})
+    phase_score(ck, "score_merged_b16", loaded, 16, s1, 4, vocab, 30)
+    phase_score(ck, "score_merged_b64", loaded, 64, s1, 3, vocab, 30)
+    phase_score(ck, "score_merged_b16_masked", loaded, 16, s1, 4, vocab, 20, {"body_mask": True})
+    phase_score(ck, "score_merged_b16_eager", loaded, 16, s1, 4, vocab, 20, {"compile": False})
     ck.emit("core_done", all_ok=not ck.failed, failed=list(ck.failed))
     probe_liger(ck)
     block_unsloth(ck)
     if cuda:
-        block_vllm(ck, scoring, vocab, s1, lambda seqs: hf.predict(scoring, seqs, 16))
+        block_vllm(ck, loaded, vocab, s1, lambda seqs: hf.predict(loaded, seqs, 16))
     else:
         ck.emit("vllm", skipped="no CUDA device")
     ck.emit("summary", all_ok=not ck.failed, failed=ck.failed, seconds=round(time.perf_counter() - ck.t0, 1))
