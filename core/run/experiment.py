@@ -177,9 +177,10 @@ def _judge_transport(cfg: RunConfig, timeout_s: float) -> Callable[[dict[str, An
 def train_weak_judge(cfg: RunConfig, texts: dict[str, str], timeout_s: float | None = None) -> WeakJudge:
     """A weak judge trained by the trusted side on ``{key: text}`` with the rows' ground truth, where
     a key is a ``train_label`` row id or ``<train_label id>#<suffix>`` (up to 4 texts per row, each
-    carrying its row's label; at least 16 rows); returns a handle whose ``predict({key: text}) -> {key: P(class 1)}`` scores texts about
-    ``train_unlabel``/``test`` rows (key ``<row id>`` or ``<row id>#<suffix>``). Budgets (judges and
-    predicted texts per run) are the trusted side's; a refusal raises ``UserError`` with its reason.
+    carrying its row's label; at least 16 rows); returns a handle whose
+    ``predict({key: text}) -> {key: P(class 1)}`` scores texts about ``train_unlabel``/``test`` rows
+    (key ``<row id>`` or ``<row id>#<suffix>``). Budgets (judges and predicted texts per run) are the
+    trusted side's; a refusal raises ``UserError`` with its reason.
     See ``core.run.judge_service``."""
     timeout = judge_client.DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
     return judge_client.train(texts, _judge_transport(cfg, timeout))

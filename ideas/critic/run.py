@@ -306,7 +306,7 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
     template = judge_template(cfg, fmt)
     reward_mode = choice_knob(cfg, "reward", ("hard", "soft"))
     label_mode = choice_knob(cfg, "labels", ("hard", "soft"))
-    choice_knob(cfg, "judge_anchor", ("on", "off"))
+    anchor = choice_knob(cfg, "judge_anchor", ("on", "off")) == "on"
     if not data.train or not data.test:
         raise UserError("critic needs train_unlabel and test rows")
     name = critic_model(cfg)
@@ -330,7 +330,6 @@ def run_experiment(cfg: RunConfig) -> dict[str, Any]:
 
     # b. the weak judge, trained by the trusted side on train_label (row + critique)
     experiment.report(0.1, "training the weak judge")
-    anchor = choice_knob(cfg, "judge_anchor", ("on", "off")) == "on"
     judge = experiment.train_weak_judge(cfg, judge_training_texts(template, labelled, crit_tl, fmt, anchor))
     judge_test_before = predict(judge, {f"{r['id']}#a": judge_text(template, r, row_critiques(crit_te, r, fmt))
                                         for r in data.test})
